@@ -1,0 +1,120 @@
+"""CSC algorithm identifiers and how they map onto HSM mechanisms.
+
+CSC names algorithms by OID. A credential advertises the OIDs it can do in ``key.algo``
+(pyHanko refuses a list with only ``rsaEncryption``, so combined OIDs are listed too), and
+``signHash`` resolves ``signAlgo`` + ``hashAlgorithmOID`` + ``signAlgoParams`` into one
+:class:`~rssp.hsm.types.SignMechanism` here, before anything reaches the HSM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asn1crypto import algos
+
+from rssp.errors import invalid_param, invalid_request, missing_param
+from rssp.hsm.types import HashName, SignMechanism
+
+HASH_OIDS: dict[str, HashName] = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+HASH_OID_BY_NAME: dict[HashName, str] = {name: oid for oid, name in HASH_OIDS.items()}
+DIGEST_SIZES: dict[HashName, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+HASH_DISPLAY = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"}
+
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+RSASSA_PSS = "1.2.840.113549.1.1.10"
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+
+
+@dataclass(frozen=True)
+class SignAlgo:
+    """One signature algorithm OID: its key type, scheme and implied hash (if any)."""
+
+    oid: str
+    key_kind: str  # "rsa" | "ec"
+    scheme: str  # "pkcs1v15" | "pss" | "ecdsa"
+    hash: HashName | None
+
+
+SIGN_ALGOS: dict[str, SignAlgo] = {
+    a.oid: a
+    for a in (
+        SignAlgo(RSA_ENCRYPTION, "rsa", "pkcs1v15", None),
+        SignAlgo("1.2.840.113549.1.1.11", "rsa", "pkcs1v15", "sha256"),
+        SignAlgo("1.2.840.113549.1.1.12", "rsa", "pkcs1v15", "sha384"),
+        SignAlgo("1.2.840.113549.1.1.13", "rsa", "pkcs1v15", "sha512"),
+        SignAlgo(RSASSA_PSS, "rsa", "pss", None),
+        SignAlgo(EC_PUBLIC_KEY, "ec", "ecdsa", None),
+        SignAlgo("1.2.840.10045.4.3.2", "ec", "ecdsa", "sha256"),
+        SignAlgo("1.2.840.10045.4.3.3", "ec", "ecdsa", "sha384"),
+        SignAlgo("1.2.840.10045.4.3.4", "ec", "ecdsa", "sha512"),
+    )
+}
+
+CURVE_OIDS = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34"}
+
+
+def key_algos(key_kind: str) -> list[str]:
+    """The ``key.algo`` list of a credential: every OID its key can sign with."""
+    return [oid for oid, algo in SIGN_ALGOS.items() if algo.key_kind == key_kind]
+
+
+def hash_from_oid(oid: str, param: str = "hashAlgorithmOID") -> HashName:
+    try:
+        return HASH_OIDS[oid]
+    except KeyError:
+        raise invalid_param(param) from None
+
+
+def check_digest(digest: bytes, hash_name: HashName) -> None:
+    if len(digest) != DIGEST_SIZES[hash_name]:
+        raise invalid_request("Invalid digest value length")
+
+
+def resolve_mechanism(
+    key_kind: str,
+    sign_algo: str,
+    hash_oid: str | None,
+    params_der: bytes | None,
+) -> SignMechanism:
+    """Turn the CSC algorithm fields of a signing request into one HSM mechanism.
+
+    Raises the CSC error for each inconsistency: an OID the key cannot do, a missing hash
+    algorithm for a bare key algorithm, or a hash that contradicts the one ``signAlgo`` implies.
+    """
+    algo = SIGN_ALGOS.get(sign_algo)
+    if algo is None or algo.key_kind != key_kind:
+        raise invalid_param("signAlgo")
+    requested = hash_from_oid(hash_oid) if hash_oid is not None else None
+    if algo.scheme == "pss":
+        return _pss_mechanism(params_der, requested)
+    hash_name = algo.hash or requested
+    if hash_name is None:
+        raise missing_param("string", "hashAlgorithmOID")
+    if requested is not None and requested != hash_name:
+        raise invalid_param("hashAlgorithmOID")
+    return SignMechanism(scheme=algo.scheme, hash=hash_name)  # type: ignore[arg-type]
+
+
+def _pss_mechanism(params_der: bytes | None, requested: HashName | None) -> SignMechanism:
+    """RSASSA-PSS takes its hash, MGF and salt from ``signAlgoParams`` (RFC 4055 params)."""
+    if params_der is None:
+        raise missing_param("string", "signAlgoParams")
+    try:
+        params = algos.RSASSAPSSParams.load(params_der)
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf = params["mask_gen_algorithm"]
+        mgf_hash = mgf["parameters"]["algorithm"].native
+        salt_len = int(params["salt_length"].native)
+        trailer = params["trailer_field"].native
+        ok = mgf["algorithm"].native == "mgf1" and trailer in ("trailer_field_bc", 1)
+    except Exception:  # asn1crypto raises a zoo of types on malformed DER
+        raise invalid_param("signAlgoParams") from None
+    if not ok or hash_name not in DIGEST_SIZES or mgf_hash not in DIGEST_SIZES or not 0 <= salt_len <= 512:
+        raise invalid_param("signAlgoParams")
+    if requested is not None and requested != hash_name:
+        raise invalid_param("hashAlgorithmOID")
+    return SignMechanism(scheme="pss", hash=hash_name, mgf_hash=mgf_hash, salt_len=salt_len)

@@ -1,0 +1,75 @@
+"""``auth/login`` and ``auth/revoke``: service authorization with a username and password."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from rssp.api.registry import Call, Method, Registry
+from rssp.audit import record
+from rssp.auth.passwords import verify_secret
+from rssp.errors import CSCError, invalid_request
+from rssp.users import find_user
+
+_LOGIN_FAILED = CSCError(400, "authentication_error", "An error occurred during authentication process")
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid_request("Malformed username-password.") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise invalid_request("Malformed username-password.")
+    return username, password
+
+
+async def login(call: Call) -> web.Response:
+    remember = call.body.boolean("rememberMe")
+    refresh_token = call.body.string("refresh_token", max_len=256)
+    header = call.request.headers.get("Authorization")
+    services = call.services
+    if header is None and refresh_token is None:
+        raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
+    if header is not None:
+        username, password = _basic_credentials(header)
+        user = await find_user(services.store, username)
+        ok = await verify_secret(user.password_hash if user else None, password)
+        if not ok or user is None or user.status != "active":
+            async with services.store.write() as conn:
+                await record(conn, actor=username[:128], action="auth.login", outcome="failed", client_ip=call.ip)
+            raise _LOGIN_FAILED
+        async with services.store.write() as conn:
+            issued = await services.tokens.issue(conn, user.id, remember)
+            await record(conn, actor=user.id, action="auth.login", outcome="ok", client_ip=call.ip)
+        return web.json_response(issued.body())
+    assert refresh_token is not None
+    async with services.store.write() as conn:
+        user_id, grant_id = await services.tokens.redeem_refresh(conn, refresh_token)
+        issued = await services.tokens.issue(conn, user_id, True, grant_id)
+        await record(conn, actor=user_id, action="auth.refresh", outcome="ok", client_ip=call.ip)
+    return web.json_response(issued.body())
+
+
+async def revoke(call: Call) -> web.Response:
+    token = call.body.string("token", max_len=256)
+    if token is None:
+        raise invalid_request("Missing (or invalid type) string parameter token")
+    hint = call.body.string("token_type_hint")
+    if hint is not None and hint not in ("access_token", "refresh_token"):
+        raise invalid_request("Invalid string parameter token_type_hint")
+    async with call.services.store.write() as conn:
+        await call.services.tokens.revoke(conn, call.user.user_id, token)
+        await record(conn, actor=call.user.user_id, action="auth.revoke", outcome="ok", client_ip=call.ip)
+    return web.Response(status=204)
+
+
+def register(registry: Registry) -> None:
+    registry.add(Method("auth/login", login, auth="custom", empty_body=True))
+    registry.add(Method("auth/revoke", revoke))

@@ -1,0 +1,150 @@
+"""``credentials/*``: listing, describing and authorizing a signer's own credentials."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rssp.algorithms import check_digest, hash_from_oid
+from rssp.api.credential_view import credential_view
+from rssp.api.parse import Body, decode_b64
+from rssp.api.registry import Call, Method, Registry
+from rssp.audit import record
+from rssp.credentials import Credential, get_credential, list_credentials
+from rssp.errors import invalid_param, invalid_request, missing_param, unknown_credential
+from rssp.hsm.types import HashName
+from rssp.sam.factors import Factors, check_factors
+from rssp.sam.sad import SadGrant, extend_sad, insert_sad
+
+_CERTIFICATES = ("none", "single", "chain")
+
+
+async def own_credential(call: Call, *, enabled: bool = False) -> Credential:
+    """The caller's credential named by ``credentialID``; anything else looks unknown."""
+    credential_id = call.body.required_string("credentialID", max_len=128)
+    cred = await get_credential(call.services.store, credential_id, call.user.user_id)
+    if cred is None:
+        raise unknown_credential()
+    if enabled and cred.status != "enabled":
+        raise invalid_request("The credential identified by credentialID is disabled")
+    return cred
+
+
+def parse_digests(body: Body, *, required: bool, max_items: int) -> tuple[bytes, ...]:
+    values = body.string_list("hashes", required=required, max_items=max_items)
+    if values is None:
+        return ()
+    if not values:
+        raise invalid_request("Empty hash array")
+    return tuple(decode_b64(v) for v in values)
+
+
+def bound_hashes(body: Body, max_items: int) -> tuple[HashName | None, tuple[bytes, ...]]:
+    """Optional hashes for a SAD, with their algorithm; each must have that algorithm's length."""
+    digests = parse_digests(body, required=False, max_items=max_items)
+    if not digests:
+        return None, ()
+    oid = body.string("hashAlgorithmOID")
+    if oid is None:
+        raise missing_param("string", "hashAlgorithmOID")
+    hash_name = hash_from_oid(oid)
+    for d in digests:
+        check_digest(d, hash_name)
+    if len(set(digests)) != len(digests):
+        raise invalid_param("hashes")
+    return hash_name, digests
+
+
+def parse_factors(body: Body) -> Factors:
+    """``authData`` (v2) or the v1 ``PIN`` / ``OTP`` fields."""
+    values: dict[str, str] = {}
+    for entry in body.object_list("authData") or []:
+        ident, value = entry.get("id"), entry.get("value")
+        if ident not in ("PIN", "OTP") or not isinstance(value, str) or ident in values:
+            raise invalid_param("authData")
+        values[ident] = value
+    for name in ("PIN", "OTP"):
+        legacy = body.string(name, max_len=256)
+        if legacy is not None:
+            values.setdefault(name, legacy)
+    return Factors(pin=values.get("PIN"), otp=values.get("OTP"))
+
+
+async def list_(call: Call) -> web.Response:
+    body = call.body
+    if "userID" in body:
+        raise invalid_request("userID parameter MUST be null")
+    with_info = body.boolean("credentialInfo")
+    certificates = body.choice("certificates", _CERTIFICATES, "single")
+    cert_info = body.boolean("certInfo")
+    body.boolean("authInfo")
+    only_valid = body.boolean("onlyValid")
+    lang = body.string("lang") or call.services.config.service.lang
+    creds = await list_credentials(call.services.store, call.user.user_id)
+    if only_valid:
+        creds = [c for c in creds if c.status == "enabled" and c.cert_status() == "valid"]
+    out: dict[str, object] = {"credentialIDs": [c.id for c in creds]}
+    if with_info:
+        out["credentialInfos"] = [
+            {"credentialID": c.id, **credential_view(c, certificates=certificates, cert_info=cert_info,
+                                                     version=call.version, lang=lang)}
+            for c in creds
+        ]
+    if only_valid:
+        out["onlyValid"] = True
+    return web.json_response(out)
+
+
+async def info(call: Call) -> web.Response:
+    certificates = call.body.choice("certificates", _CERTIFICATES, "single")
+    cert_info = call.body.boolean("certInfo")
+    call.body.boolean("authInfo")
+    lang = call.body.string("lang") or call.services.config.service.lang
+    cred = await own_credential(call)
+    return web.json_response(credential_view(cred, certificates=certificates, cert_info=cert_info,
+                                             version=call.version, lang=lang))
+
+
+async def authorize(call: Call) -> web.Response:
+    body, services = call.body, call.services
+    num = body.integer("numSignatures", required=True)
+    cred = await own_credential(call, enabled=True)
+    assert num is not None
+    if num < 1:
+        raise invalid_request("Invalid value for parameter numSignatures")
+    if num > cred.multisign:
+        raise invalid_request("Numbers of signatures is too high")
+    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request)
+    if len(digests) > num:
+        raise invalid_request("Invalid value for parameter numSignatures")
+    if cred.scal == "2" and not digests:
+        raise missing_param("array", "hashes")
+    body.string("description", max_len=500)
+    factors = parse_factors(body)
+    await check_factors(services.store, services.hsm, cred, factors,
+                        max_failures=services.config.security.max_failed_attempts,
+                        actor=call.user.user_id, client_ip=call.ip)
+    ttl = services.config.security.sad_ttl_seconds
+    grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
+    async with services.store.write() as conn:
+        sad = await insert_sad(conn, grant, ttl)
+        await record(conn, actor=call.user.user_id, action="credential.authorize", target=cred.id, outcome="ok",
+                     client_ip=call.ip, detail={"numSignatures": num, "hashes": [d.hex() for d in digests]})
+    return web.json_response({"SAD": sad, "expiresIn": ttl})
+
+
+async def extend_transaction(call: Call) -> web.Response:
+    body, services = call.body, call.services
+    sad = body.required_string("SAD", max_len=256)
+    cred = await own_credential(call, enabled=True)
+    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request)
+    ttl = services.config.security.sad_ttl_seconds
+    grant = SadGrant(call.user.user_id, cred.id, 0, hash_name, digests)
+    new_sad = await extend_sad(services.store, sad, grant, ttl, call.ip)
+    return web.json_response({"SAD": new_sad, "expiresIn": ttl})
+
+
+def register(registry: Registry) -> None:
+    registry.add(Method("credentials/list", list_, empty_body=True))
+    registry.add(Method("credentials/info", info))
+    registry.add(Method("credentials/authorize", authorize))
+    registry.add(Method("credentials/extendTransaction", extend_transaction))

@@ -1,0 +1,115 @@
+"""Typed access to a CSC JSON body.
+
+Each getter checks presence and JSON type and raises the CSC error text for that case, so a
+wrong type is always a 400 and handlers never touch raw ``dict`` values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from rssp.errors import invalid_param, invalid_request, missing_param
+
+_B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
+
+
+class Body:
+    """A parsed JSON object with CSC-style typed getters."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __contains__(self, name: str) -> bool:
+        return self.data.get(name) is not None
+
+    def string(self, name: str, *, required: bool = False, max_len: int = 4096) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise missing_param("string", name)
+            return None
+        if not isinstance(value, str):
+            raise missing_param("string", name)
+        if len(value) > max_len:
+            raise invalid_param(name)
+        return value
+
+    def required_string(self, name: str, *, max_len: int = 4096) -> str:
+        value = self.string(name, required=True, max_len=max_len)
+        assert value is not None
+        return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise invalid_request(f"Invalid parameter {name}")
+        return value
+
+    def integer(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise missing_param("integer", name)
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise missing_param("integer", name)
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.string(name)
+        if value is None:
+            return default
+        if value not in allowed:
+            raise invalid_param(name)
+        return value
+
+    def string_list(self, name: str, *, required: bool = False, max_items: int = 1000) -> list[str] | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise missing_param("array", name)
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise missing_param("array", name)
+        if len(value) > max_items:
+            raise invalid_param(name)
+        return value
+
+    def object_list(self, name: str) -> list[dict[str, Any]] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise invalid_param(name)
+        return value
+
+    def client_data(self) -> None:
+        """``clientData`` is accepted everywhere but must be a string when present."""
+        value = self.data.get("clientData")
+        if value is not None and not isinstance(value, str):
+            raise invalid_param("clientData")
+
+
+def decode_b64(value: str, *, error: str = "Invalid Base64 hash string parameter") -> bytes:
+    """Decode standard Base64 or base64url, strictly: junk characters are an error, not ignored.
+
+    Clients send both alphabets (EUDI uses base64url in OAuth and standard Base64 in signHash),
+    so the two are normalised here and compared as bytes everywhere else.
+    """
+    if not value or not _B64.match(value):
+        raise invalid_request(error)
+    std = value.replace("-", "+").replace("_", "/")
+    std += "=" * (-len(std) % 4)
+    try:
+        return base64.b64decode(std, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_request(error) from None
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

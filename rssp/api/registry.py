@@ -1,0 +1,110 @@
+"""The CSC method table: what is mounted is exactly what ``info.methods`` lists.
+
+Core methods and extensions register here the same way; each registration mounts the method
+under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``.
+The dispatcher does the shared steps in order: parse the body, apply the v1 field aliases,
+authenticate the Bearer token and check its scope, then call the handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from rssp.api.middleware import client_ip, read_body
+from rssp.api.parse import Body
+from rssp.auth.tokens import Principal
+from rssp.errors import CSCError, invalid_request
+from rssp.services import Services
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
+@dataclass
+class Call:
+    """Everything a handler needs about one request."""
+
+    request: web.Request
+    body: Body
+    services: Services
+    version: str
+    principal: Principal | None = None
+
+    @property
+    def ip(self) -> str | None:
+        return client_ip(self.request)
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+
+MethodHandler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+# v1 names that v2 renamed, per method family (signatures/timestamp keeps `hash`/`hashAlgo`).
+_V1_ALIASES = {"hash": "hashes", "hashAlgo": "hashAlgorithmOID"}
+_KEEPS_V1_NAMES = {"signatures/timestamp"}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    handler: MethodHandler
+    auth: str = "bearer"  # bearer | none | custom
+    scopes: frozenset[str] = frozenset({"service"})
+    empty_body: bool = False
+
+
+@dataclass
+class Registry:
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def add(self, method: Method) -> None:
+        if method.name in self.methods:
+            raise ValueError(f"method {method.name} registered twice")
+        self.methods[method.name] = method
+
+    def names(self) -> list[str]:
+        return list(self.methods)
+
+    def mount(self, app: web.Application) -> None:
+        for method in self.methods.values():
+            for version in ("v1", "v2"):
+                app.router.add_post(f"/csc/{version}/{method.name}", _dispatcher(method, version))
+
+
+def _apply_v1_aliases(name: str, body: Body) -> None:
+    if name in _KEEPS_V1_NAMES:
+        return
+    for old, new in _V1_ALIASES.items():
+        if old in body.data and new not in body.data:
+            body.data[new] = body.data.pop(old)
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise CSCError(401, "invalid_token", "Missing access token")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise invalid_request("Malformed authorization header")
+    return token.strip()
+
+
+def _dispatcher(method: Method, version: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        principal = None
+        if method.auth == "bearer":
+            principal = await services.tokens.authenticate(bearer_token(request))
+            if principal.scope not in method.scopes:
+                raise CSCError(401, "invalid_token", "The access token is not valid for this method")
+        body = await read_body(request, allow_empty=method.empty_body)
+        _apply_v1_aliases(method.name, body)
+        body.client_data()
+        return await method.handler(Call(request, body, services, version, principal))
+
+    return dispatch

@@ -1,0 +1,51 @@
+"""The aiohttp application: CSC methods from core and from extensions, one error format."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from rssp import plugins
+from rssp.api import auth, credentials, info, signatures
+from rssp.api.info import INFO_EXTRAS, REGISTRY
+from rssp.api.middleware import csc_errors
+from rssp.api.registry import SERVICES, Registry
+from rssp.config import Config
+from rssp.services import Services
+
+# A 1x1 transparent PNG: ``info.logo`` must be a URI that serves an image.
+_LOGO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+async def _logo(_request: web.Request) -> web.Response:
+    return web.Response(body=_LOGO, content_type="image/png")
+
+
+def create_app(config: Config, services: Services | None = None, *, start_services: bool = True) -> web.Application:
+    """Build the app; with ``start_services`` the HSM session and database open on start-up."""
+    services = services or Services.build(config)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[csc_errors])
+    app[SERVICES] = services
+    app[INFO_EXTRAS] = {}
+    registry = Registry()
+    for module in (info, auth, credentials, signatures):
+        module.register(registry)
+    for setup in plugins.extensions():
+        setup(app, registry, services)
+    registry.mount(app)
+    app[REGISTRY] = registry
+    app.router.add_get("/logo.png", _logo)
+    if start_services:
+        app.cleanup_ctx.append(_services_ctx)
+    return app
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    await services.start()
+    yield
+    await services.close()

@@ -1,0 +1,118 @@
+"""Service access tokens (``auth/login``) and refresh tokens.
+
+One login is one *grant*: an access token and, with ``rememberMe``, a refresh token. Revoking
+the refresh token ends the whole grant (its access tokens too); revoking an access token
+leaves the refresh token alone (CSC §auth/revoke). Refreshing rotates the refresh token.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rssp.auth.secrets import digest, new_id, new_secret
+from rssp.config import SecurityConfig
+from rssp.errors import expired_token, invalid_request, invalid_token
+from rssp.store import Store
+from rssp.store.schema import tokens
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as established by the Bearer token."""
+
+    user_id: str
+    scope: str
+    grant_id: str
+    token_hash: str
+    client_id: str | None = None
+    credential_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None = None
+
+    def body(self) -> dict[str, object]:
+        out: dict[str, object] = {"access_token": self.access_token, "expires_in": self.expires_in}
+        if self.refresh_token:
+            out["refresh_token"] = self.refresh_token
+        return out
+
+
+class TokenService:
+    def __init__(self, store: Store, security: SecurityConfig) -> None:
+        self.store = store
+        self.security = security
+
+    async def _insert(self, conn: AsyncConnection, kind: str, grant_id: str, user_id: str, ttl: int) -> str:
+        value = new_secret()
+        now = time.time()
+        await conn.execute(
+            tokens.insert().values(
+                token_hash=digest(value), kind=kind, grant_id=grant_id, user_id=user_id, scope="service",
+                expires_at=now + ttl, revoked=False, created_at=now,
+            )
+        )
+        return value
+
+    async def issue(self, conn: AsyncConnection, user_id: str, remember: bool, grant_id: str | None = None) -> IssuedTokens:
+        """Issue an access token (and a refresh token) in the caller's transaction."""
+        grant_id = grant_id or new_id()
+        ttl = self.security.access_token_ttl_seconds
+        access = await self._insert(conn, "access", grant_id, user_id, ttl)
+        refresh = None
+        if remember:
+            refresh = await self._insert(conn, "refresh", grant_id, user_id, self.security.refresh_token_ttl_seconds)
+        return IssuedTokens(access, ttl, refresh)
+
+    async def redeem_refresh(self, conn: AsyncConnection, refresh_token: str) -> tuple[str, str]:
+        """Spend a refresh token (rotation): returns (user_id, grant_id) or raises."""
+        row = (
+            await conn.execute(
+                update(tokens)
+                .where(
+                    tokens.c.token_hash == digest(refresh_token),
+                    tokens.c.kind == "refresh",
+                    tokens.c.revoked.is_(False),
+                    tokens.c.expires_at > time.time(),
+                )
+                .values(revoked=True)
+                .returning(tokens.c.user_id, tokens.c.grant_id)
+            )
+        ).first()
+        if row is None:
+            raise invalid_request("Invalid refresh_token")
+        return row.user_id, row.grant_id
+
+    async def authenticate(self, token: str) -> Principal:
+        token_hash = digest(token)
+        async with self.store.read() as conn:
+            row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))).first()
+        if row is None or row.kind != "access":
+            raise invalid_token()
+        if row.revoked or row.expires_at <= time.time():
+            raise expired_token()
+        return Principal(
+            user_id=row.user_id, scope=row.scope, grant_id=row.grant_id, token_hash=token_hash,
+            client_id=row.client_id, credential_id=row.credential_id,
+        )
+
+    async def revoke(self, conn: AsyncConnection, user_id: str, token: str) -> None:
+        """Revoke one of the caller's own tokens; a refresh token takes its grant with it."""
+        row = (
+            await conn.execute(select(tokens).where(tokens.c.token_hash == digest(token), tokens.c.user_id == user_id))
+        ).first()
+        if row is None:  # the hint is only a hint (RFC 7009 §2.1): any type is looked up
+            raise invalid_request("Invalid string parameter token")
+        query = update(tokens).values(revoked=True)
+        if row.kind == "refresh":
+            query = query.where(tokens.c.grant_id == row.grant_id)
+        else:
+            query = query.where(tokens.c.token_hash == row.token_hash)
+        await conn.execute(query)

@@ -1,0 +1,112 @@
+"""The instance configuration: ``DIR/rssp.toml``.
+
+An instance is one directory holding its configuration, its SQLite database (unless a
+PostgreSQL URL is configured), its SoftHSM2 token and the HSM PIN file. Relative paths in
+``rssp.toml`` are relative to that directory, so an instance can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rssp.errors import OperatorError
+
+CONFIG_NAME = "rssp.toml"
+
+
+class ConfigError(OperatorError):
+    """The instance directory or its rssp.toml is missing or wrong."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1024 * 1024
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class HsmConfig:
+    module: str
+    token_label: str
+    pin: str = field(repr=False)
+    softhsm2_conf: str | None
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    sad_ttl_seconds: int = 300
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    max_failed_attempts: int = 5
+    max_hashes_per_request: int = 1000
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What ``info`` says about this RSSP."""
+
+    name: str = "rssp"
+    description: str = "rssp Remote Signing Service Provider"
+    region: str = "JP"
+    lang: str = "en-US"
+    logo: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    directory: Path
+    database_url: str
+    hsm: HsmConfig
+    server: ServerConfig = ServerConfig()
+    security: SecurityConfig = SecurityConfig()
+    service: ServiceInfo = ServiceInfo()
+    cas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_ca: str = ""
+
+    @property
+    def public_url(self) -> str:
+        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+
+def load_config(directory: str | Path) -> Config:
+    """Read ``DIR/rssp.toml``; ``RSSP_DATABASE_URL`` overrides the database URL."""
+    directory = Path(directory).resolve()
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run 'rssp init {directory}' first")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _from_dict(directory, raw)
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
+    database_url = os.environ.get("RSSP_DATABASE_URL") or raw["database"]["url"]
+    database_url = database_url.replace("{dir}", str(directory))
+    hsm_raw = raw["hsm"]
+    pin = (directory / hsm_raw["pin_file"]).read_text(encoding="utf-8").strip()
+    conf = hsm_raw.get("softhsm2_conf")
+    hsm = HsmConfig(
+        module=hsm_raw["module"],
+        token_label=hsm_raw["token_label"],
+        pin=pin,
+        softhsm2_conf=str(directory / conf) if conf else None,
+    )
+    cas = {k: v for k, v in raw.get("ca", {}).items() if isinstance(v, dict)}
+    return Config(
+        directory=directory,
+        database_url=database_url,
+        hsm=hsm,
+        server=ServerConfig(**raw.get("server", {})),
+        security=SecurityConfig(**raw.get("security", {})),
+        service=ServiceInfo(**raw.get("service", {})),
+        cas=cas,
+        default_ca=raw.get("ca", {}).get("default", next(iter(cas), "")),
+    )

@@ -1,0 +1,104 @@
+"""Creating a credential end to end: key in the HSM, CSR, certificate, factors, record.
+
+JT2A 3.1.1.3/3.1.1.4: the key pair is generated inside the crypto module and the public key
+is bound to the signer before certification; the certificate is accepted only if it carries
+exactly that public key. If any step fails, the key is destroyed and nothing is recorded, so
+there is never a half-enrolled credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+import pyotp
+
+from rssp.audit import record
+from rssp.auth.passwords import hash_secret
+from rssp.auth.secrets import new_id
+from rssp.ca import CAConnector, CAError
+from rssp.errors import OperatorError
+from rssp.hsm import Hsm
+from rssp.hsm.types import KeySpec
+from rssp.sam.factors import TOTP_KEY_LABEL
+from rssp.store import Store
+from rssp.store.schema import credentials
+from rssp.users import find_user
+from rssp.x509.builder import SigningKeyRef, build_csr, parse_subject
+from rssp.x509.keys import digest_signer, spki_of_certificate
+
+
+class EnrollmentError(OperatorError):
+    """The credential could not be created; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    username: str
+    level: int
+    key_spec: KeySpec
+    pin: str
+    totp: bool = False
+    multisign: int = 1
+    description: str | None = None
+    subject_dn: str | None = None
+    ca_id: str = "local"
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    credential_id: str
+    otpauth_uri: str | None
+
+
+def _check(req: EnrollRequest) -> None:
+    if req.level not in (1, 2):
+        raise EnrollmentError("level must be 1 or 2")
+    if req.level == 2 and not req.totp:
+        raise EnrollmentError("level 2 needs a second factor: add --totp")
+    if not (req.pin.isdigit() and 4 <= len(req.pin) <= 32):
+        raise EnrollmentError("the PIN must be 4 to 32 digits")
+    if not 1 <= req.multisign <= 1000:
+        raise EnrollmentError("multisign must be between 1 and 1000")
+
+
+async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *, actor: str = "operator") -> Enrolled:
+    _check(req)
+    user = await find_user(store, req.username)
+    if user is None:
+        raise EnrollmentError(f"no user {req.username!r}")
+    credential_id = new_id(12)
+    key = await hsm.generate_key_pair(req.key_spec, label=f"cred-{credential_id}")
+    try:
+        subject = parse_subject(req.subject_dn or f"CN={req.username}")
+        csr = await build_csr(subject, SigningKeyRef(digest_signer(hsm, key.key_id, req.key_spec), key.public_key_der))
+        issued = await ca.issue(csr)
+        if spki_of_certificate(issued.certificate) != key.public_key_der:
+            raise EnrollmentError("the CA returned a certificate for another key")
+        seed = pyotp.random_base32() if req.totp else None
+        sealed = await hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), credential_id.encode()) if seed else None
+        now = time.time()
+        async with store.write() as conn:
+            await conn.execute(
+                credentials.insert().values(
+                    id=credential_id, user_id=user.id, description=req.description, level=req.level,
+                    key_kind=req.key_spec.kind, key_len=req.key_spec.length, curve=req.key_spec.curve or None,
+                    hsm_key_id=key.key_id, public_key=key.public_key_der, certificate=issued.certificate,
+                    chain=json.dumps([base64.b64encode(c).decode() for c in issued.chain]), status="enabled",
+                    multisign=req.multisign, pin_hash=await hash_secret(req.pin), totp_secret=sealed,
+                    failed_attempts=0, locked=False, totp_last_step=0, ca_id=req.ca_id,
+                    created_at=now, updated_at=now,
+                )
+            )
+            await record(conn, actor=actor, action="credential.create", target=credential_id, outcome="ok",
+                         detail={"user": user.id, "level": req.level, "key": req.key_spec.kind,
+                                 "keyLen": req.key_spec.length, "ca": req.ca_id})
+    except BaseException as exc:
+        await hsm.destroy_key(key.key_id)
+        if isinstance(exc, CAError):
+            raise EnrollmentError(f"the CA refused: {exc}") from None
+        raise
+    uri = pyotp.TOTP(seed).provisioning_uri(name=req.username, issuer_name="rssp") if seed else None
+    return Enrolled(credential_id, uri)

@@ -1,0 +1,108 @@
+"""The credential record and the queries that read it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+
+from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+
+from rssp.store import Store
+from rssp.store.schema import credentials
+
+
+@dataclass(frozen=True)
+class Credential:
+    id: str
+    user_id: str
+    description: str | None
+    level: int
+    key_kind: str
+    key_len: int
+    curve: str | None
+    hsm_key_id: str
+    public_key: bytes
+    certificate: bytes | None
+    chain: tuple[bytes, ...]
+    status: str
+    multisign: int
+    signature_qualifier: str | None
+    pin_hash: str | None
+    totp_secret: bytes | None
+    failed_attempts: int
+    locked: bool
+    ca_id: str | None
+
+    @property
+    def scal(self) -> str:
+        """Level 2+ binds the SAD to the hashes: that is CSC's SCAL 2."""
+        return "2" if self.level >= 2 else "1"
+
+    @property
+    def needs_totp(self) -> bool:
+        return self.totp_secret is not None
+
+    @cached_property
+    def x509(self) -> x509.Certificate | None:
+        return x509.load_der_x509_certificate(self.certificate) if self.certificate else None
+
+    def cert_status(self, now: datetime | None = None) -> str:
+        cert = self.x509
+        if cert is None:
+            return "valid"
+        now = now or datetime.now(timezone.utc)
+        if now > cert.not_valid_after_utc or now < cert.not_valid_before_utc:
+            return "expired"
+        return "valid"
+
+
+def from_row(row: Row) -> Credential:
+    return Credential(
+        id=row.id,
+        user_id=row.user_id,
+        description=row.description,
+        level=row.level,
+        key_kind=row.key_kind,
+        key_len=row.key_len,
+        curve=row.curve,
+        hsm_key_id=row.hsm_key_id,
+        public_key=row.public_key,
+        certificate=row.certificate,
+        chain=tuple(base64.b64decode(c) for c in json.loads(row.chain or "[]")),
+        status=row.status,
+        multisign=row.multisign,
+        signature_qualifier=row.signature_qualifier,
+        pin_hash=row.pin_hash,
+        totp_secret=row.totp_secret,
+        failed_attempts=row.failed_attempts,
+        locked=bool(row.locked),
+        ca_id=row.ca_id,
+    )
+
+
+async def get_credential(store: Store, credential_id: str, user_id: str | None = None) -> Credential | None:
+    """The credential, or None if it is unknown, deleted or (with ``user_id``) someone else's.
+
+    The three cases collapse into one on purpose: a caller cannot probe for other users' IDs.
+    """
+    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.status != "deleted")
+    if user_id is not None:
+        query = query.where(credentials.c.user_id == user_id)
+    async with store.read() as conn:
+        row = (await conn.execute(query)).first()
+    return from_row(row) if row else None
+
+
+async def list_credentials(store: Store, user_id: str) -> list[Credential]:
+    query = (
+        select(credentials)
+        .where(credentials.c.user_id == user_id, credentials.c.status != "deleted")
+        .order_by(credentials.c.created_at, credentials.c.id)
+    )
+    async with store.read() as conn:
+        return [from_row(r) for r in (await conn.execute(query)).all()]

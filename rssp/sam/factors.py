@@ -1,0 +1,100 @@
+"""Checking a signer's factors for a credential, with lockout and OTP replay protection.
+
+Level 1 asks for the PIN; level 2 asks for the PIN AND a TOTP code. Every failed attempt
+counts toward the credential's lockout (JT2A 3.2.1.2: resistance to guessing); a locked
+credential refuses even correct factors until a privileged user unlocks it. A TOTP code is
+accepted once: the time step it belongs to is stored and must move forward.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pyotp
+from sqlalchemy import or_, update
+
+from rssp.audit import record
+from rssp.auth.passwords import verify_secret
+from rssp.credentials import Credential
+from rssp.errors import credential_locked, invalid_authentication_data
+from rssp.hsm import Hsm, HsmError
+from rssp.store import Store
+from rssp.store.schema import credentials
+
+TOTP_KEY_LABEL = "rssp-totp-seeds"
+TOTP_WINDOW = 1  # accept the previous and the next 30 s step for clock drift
+
+
+@dataclass(frozen=True)
+class Factors:
+    """What the client sent: the PIN and the OTP (either may be missing)."""
+
+    pin: str | None
+    otp: str | None
+
+
+def auth_expression(cred: Credential) -> str:
+    return "PIN AND OTP" if cred.needs_totp else "PIN"
+
+
+async def _totp_step(hsm: Hsm, cred: Credential, otp: str | None) -> int | None:
+    """The time step the code matches, or None. The seed is decrypted inside the HSM."""
+    if otp is None or cred.totp_secret is None or not otp.isdigit():
+        return None
+    try:
+        seed = (await hsm.decrypt(TOTP_KEY_LABEL, cred.totp_secret, cred.id.encode())).decode()
+    except HsmError:
+        return None
+    totp = pyotp.TOTP(seed)
+    now = time.time()
+    for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
+        at = now + offset * totp.interval
+        if totp.verify(otp, for_time=at, valid_window=0):
+            return int(at // totp.interval)
+    return None
+
+
+async def check_factors(
+    store: Store, hsm: Hsm, cred: Credential, factors: Factors, *, max_failures: int, actor: str, client_ip: str | None
+) -> None:
+    """Raise ``Credential locked`` or ``invalid_authentication_data``, or return if all factors hold."""
+    if cred.locked:
+        async with store.write() as conn:
+            await record(conn, actor=actor, action="credential.authorize", target=cred.id,
+                         outcome="locked", client_ip=client_ip)
+        raise credential_locked()
+    pin_ok = factors.pin is not None and await verify_secret(cred.pin_hash, factors.pin)
+    step = await _totp_step(hsm, cred, factors.otp) if cred.needs_totp else 0
+    if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
+        return
+    await _count_failure(store, cred, max_failures, actor, client_ip)
+    raise invalid_authentication_data()
+
+
+async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
+    """Reset the failure count and spend the OTP step, atomically; False if the step was used."""
+    query = update(credentials).where(credentials.c.id == cred.id, credentials.c.locked.is_(False))
+    if cred.needs_totp:
+        query = query.where(credentials.c.totp_last_step < step)
+    async with store.write() as conn:
+        result = await conn.execute(query.values(failed_attempts=0, totp_last_step=max(step, 0)))
+        if result.rowcount != 1:
+            return False
+        await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="ok", client_ip=client_ip)
+    return True
+
+
+async def _count_failure(store: Store, cred: Credential, max_failures: int, actor: str, client_ip: str | None) -> None:
+    async with store.write() as conn:
+        await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == cred.id)
+            .values(
+                failed_attempts=credentials.c.failed_attempts + 1,
+                locked=or_(credentials.c.locked, credentials.c.failed_attempts + 1 >= max_failures),
+                updated_at=time.time(),
+            )
+        )
+        await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="failed",
+                     client_ip=client_ip)

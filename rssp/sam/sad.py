@@ -1,0 +1,172 @@
+"""Signature Activation Data: issuing, spending and extending it.
+
+A SAD is a 256-bit random string given to the client once and stored only as its SHA-256.
+It is bound to one user, one credential, a number of signatures and an expiry, and (when the
+client named them, always at level 2) to the exact hashes and hash algorithm. Spending happens
+in one write transaction that decrements the count and marks every hash of the batch used,
+or does nothing: two requests, in one process or in two, can never both spend the same
+signature. The audit record of the spend is written in that same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rssp.audit import record
+from rssp.auth.secrets import digest, new_secret
+from rssp.errors import invalid_request, invalid_sad
+from rssp.store import Store
+from rssp.store.schema import credentials, sad_hashes, sads
+
+
+@dataclass(frozen=True)
+class SadGrant:
+    """What the client may do with a SAD: sign ``count`` times, optionally only these digests."""
+
+    user_id: str
+    credential_id: str
+    count: int
+    hash_algo: str | None = None
+    digests: tuple[bytes, ...] = ()
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.digests)
+
+
+async def insert_sad(conn: AsyncConnection, grant: SadGrant, ttl_seconds: int) -> str:
+    """Store a new SAD for ``grant`` in the caller's transaction and return its value."""
+    value = new_secret()
+    sad_hash = digest(value)
+    now = time.time()
+    await conn.execute(
+        sads.insert().values(
+            sad_hash=sad_hash, credential_id=grant.credential_id, user_id=grant.user_id,
+            remaining=grant.count, expires_at=now + ttl_seconds, hash_algo=grant.hash_algo,
+            bound=grant.bound, created_at=now,
+        )
+    )
+    if grant.digests:
+        await conn.execute(sad_hashes.insert(), [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests])
+    return value
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One signing request against a SAD."""
+
+    user_id: str
+    credential_id: str
+    hash_algo: str
+    digests: tuple[bytes, ...]
+    client_ip: str | None
+
+
+async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
+    """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation."""
+    sad_hash = digest(sad)
+    n = len(spend.digests)
+    async with store.write() as conn:
+        row = (
+            await conn.execute(
+                update(sads)
+                .where(
+                    sads.c.sad_hash == sad_hash,
+                    sads.c.credential_id == spend.credential_id,
+                    sads.c.user_id == spend.user_id,
+                    sads.c.expires_at > time.time(),
+                    sads.c.remaining >= n,
+                    exists().where(credentials.c.id == spend.credential_id, credentials.c.status == "enabled"),
+                )
+                .values(remaining=sads.c.remaining - n)
+                .returning(sads.c.bound, sads.c.hash_algo)
+            )
+        ).first()
+        if row is None:
+            raise await _why_not_spendable(conn, sad_hash, spend)
+        if row.bound:
+            await _spend_bound_hashes(conn, sad_hash, row.hash_algo, spend)
+        await record(
+            conn, actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
+            client_ip=spend.client_ip, detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]},
+        )
+
+
+async def _spend_bound_hashes(conn: AsyncConnection, sad_hash: str, hash_algo: str | None, spend: Spend) -> None:
+    """Mark each requested digest used; any digest not authorized (or already used) aborts all."""
+    if hash_algo != spend.hash_algo or len(set(spend.digests)) != len(spend.digests):
+        raise invalid_request("Hash is not authorized by the SAD.")
+    result = await conn.execute(
+        update(sad_hashes)
+        .where(sad_hashes.c.sad_hash == sad_hash, sad_hashes.c.digest.in_(spend.digests), sad_hashes.c.used.is_(False))
+        .values(used=True)
+    )
+    if result.rowcount != len(spend.digests):
+        raise invalid_request("Hash is not authorized by the SAD.")
+
+
+async def _why_not_spendable(conn: AsyncConnection, sad_hash: str, spend: Spend) -> Exception:
+    """Pick the error for a failed spend; only reached on the failure path."""
+    row = (await conn.execute(select(sads).where(sads.c.sad_hash == sad_hash))).first()
+    if row is None or row.user_id != spend.user_id or row.credential_id != spend.credential_id:
+        return invalid_sad()
+    if row.expires_at <= time.time():
+        return invalid_request("SAD expired")
+    if row.remaining == 0:
+        return invalid_sad()
+    if row.remaining < len(spend.digests):
+        return invalid_request("The number of hashes exceeds the number of signatures authorized by the SAD")
+    return invalid_request("The credential identified by credentialID is disabled")
+
+
+async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None) -> str:
+    """Consume an unexpired SAD and issue a new one for what it had left.
+
+    ``grant.digests``, when given, replace the binding; otherwise the unused digests carry over.
+    """
+    old_hash = digest(sad)
+    async with store.write() as conn:
+        row = (
+            await conn.execute(
+                delete(sads)
+                .where(
+                    sads.c.sad_hash == old_hash,
+                    sads.c.user_id == grant.user_id,
+                    sads.c.credential_id == grant.credential_id,
+                    sads.c.expires_at > time.time(),
+                    sads.c.remaining > 0,
+                )
+                .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound)
+            )
+        ).first()
+        if row is None:
+            raise await _why_not_spendable(conn, old_hash, Spend(grant.user_id, grant.credential_id, "", (), None))
+        unused = (
+            await conn.execute(select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False)))
+        ).scalars().all()
+        await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
+        new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
+        value = await insert_sad(conn, new_grant, ttl_seconds)
+        await record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
+                     client_ip=client_ip, detail={"remaining": new_grant.count})
+    return value
+
+
+def _carry_over(grant: SadGrant, remaining: int, hash_algo: str | None, unused: tuple[bytes, ...] | None) -> SadGrant:
+    """The new SAD's grant. ``unused`` is None when the old SAD was not bound to hashes.
+
+    A bound SAD never turns into an unbound one: with no new hashes it keeps its unused ones.
+    """
+    if grant.digests:
+        if len(grant.digests) > remaining:
+            raise invalid_request("Numbers of signatures is too high")
+        return SadGrant(grant.user_id, grant.credential_id, remaining, grant.hash_algo, grant.digests)
+    if unused is None:
+        return SadGrant(grant.user_id, grant.credential_id, remaining)
+    if not unused:
+        raise invalid_sad()
+    return SadGrant(grant.user_id, grant.credential_id, min(remaining, len(unused)), hash_algo, unused)

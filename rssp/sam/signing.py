@@ -1,0 +1,61 @@
+"""Producing signature values for a credential: the SAM's signing path.
+
+The order is fixed: resolve the algorithm and check every digest (cheap, no state), spend the
+authorization (one database transaction), sign the whole batch in one HSM call, verify each
+value, return them in request order. Nothing is spent for a request that is malformed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rssp.algorithms import check_digest, resolve_mechanism
+from rssp.audit import record
+from rssp.credentials import Credential
+from rssp.errors import CSCError
+from rssp.hsm import Hsm, HsmError
+from rssp.sam.sad import Spend, spend_sad
+from rssp.sam.verify import signature_valid
+from rssp.store import Store
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    credential: Credential
+    user_id: str
+    sad: str
+    digests: tuple[bytes, ...]
+    sign_algo: str
+    hash_oid: str | None
+    sign_algo_params: bytes | None
+    client_ip: str | None
+
+
+class SigningService:
+    """Signs digests with a credential's HSM key under a SAD."""
+
+    def __init__(self, store: Store, hsm: Hsm) -> None:
+        self.store = store
+        self.hsm = hsm
+
+    async def sign_hashes(self, req: SignRequest) -> list[bytes]:
+        cred = req.credential
+        mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params)
+        for d in req.digests:
+            check_digest(d, mechanism.hash)
+        await spend_sad(self.store, req.sad, Spend(req.user_id, cred.id, mechanism.hash, req.digests, req.client_ip))
+        try:
+            signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, list(req.digests))
+        except HsmError:
+            await self._fault(req, "hsm_error")
+            raise CSCError(500, "server_error", "The signature could not be created") from None
+        if not all(signature_valid(cred.public_key, mechanism, d, s) for d, s in zip(req.digests, signatures)):
+            await self._fault(req, "verify_failed")
+            raise CSCError(500, "server_error", "The signature could not be verified")
+        return signatures
+
+    async def _fault(self, req: SignRequest, outcome: str) -> None:
+        async with self.store.write() as conn:
+            await record(conn, actor=req.user_id, action="signature.sign", target=req.credential.id,
+                         outcome=outcome, client_ip=req.client_ip, detail={"at": time.time()})

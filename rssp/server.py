@@ -1,0 +1,67 @@
+"""``rssp serve``: one process, or N processes sharing the port.
+
+python-pkcs11 on SoftHSM2 must be driven from one thread per process (DESIGN §8), so the
+server scales by processes: each worker has its own HSM session and database pool and binds
+the same port with SO_REUSEPORT; the kernel spreads connections across them. Migrations run
+once, in the parent, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from rssp.app import create_app
+from rssp.config import load_config
+from rssp.store import Store
+
+
+async def _migrate(url: str) -> None:
+    store = Store(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    config = load_config(directory)
+    config = replace(config, server=replace(config.server, host=host, port=port))
+    app = create_app(config)
+    web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, access_log=None,
+                handle_signals=True)
+
+
+def serve(directory: Path, host: str | None, port: int | None, workers: int) -> None:
+    config = load_config(directory)
+    host = host or config.server.host
+    port = port or config.server.port
+    asyncio.run(_migrate(config.database_url))
+    print(f"rssp serving http://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
+    if workers <= 1:
+        _run_worker(str(config.directory), host, port, False)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_run_worker, args=(str(config.directory), host, port, True)) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def stop(_signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for proc in procs:
+        proc.join()
+    clean = all(proc.exitcode in (0, -signal.SIGTERM) for proc in procs)
+    sys.exit(0 if clean else 1)

@@ -1,0 +1,53 @@
+"""The long-lived objects of one server process, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rssp.auth.tokens import TokenService
+from rssp.ca import build_connector
+from rssp.config import Config
+from rssp.hsm import Hsm
+from rssp.sam.signing import SigningService
+from rssp.store import Store
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    hsm: Hsm
+    tokens: TokenService
+    signing: SigningService
+    extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
+    _cas: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: Config) -> "Services":
+        store = Store(config.database_url)
+        hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+        return cls(
+            config=config,
+            store=store,
+            hsm=hsm,
+            tokens=TokenService(store, config.security),
+            signing=SigningService(store, hsm),
+        )
+
+    def ca(self, ca_id: str | None = None) -> Any:
+        """The connector of a configured CA (the default one if ``ca_id`` is None)."""
+        ca_id = ca_id or self.config.default_ca
+        if ca_id not in self.config.cas:
+            raise LookupError(f"no CA {ca_id!r} configured")
+        if ca_id not in self._cas:
+            self._cas[ca_id] = build_connector(self.config.cas[ca_id], self.hsm)
+        return self._cas[ca_id]
+
+    async def start(self) -> None:
+        await self.store.migrate()
+        await self.hsm.start()
+
+    async def close(self) -> None:
+        await self.hsm.close()
+        await self.store.close()
