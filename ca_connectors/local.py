@@ -78,12 +78,11 @@ class LocalCAConnector:
         hsm: SigningHsm,
         *,
         name: str,
-        key_spec: KeySpec | None = None,
+        key_spec: KeySpec = KeySpec("ec", curve="P-256"),
         validity_days: int = 3650,
     ) -> tuple["LocalCAConnector", dict[str, Any]]:
         """Generate the CA key in the HSM and self-sign a root; return it and its rssp.toml section."""
-        spec = key_spec or KeySpec.parse("ec-p256")
-        generated = await hsm.generate_key_pair(spec, CA_KEY_LABEL)
+        generated = await hsm.generate_key_pair(key_spec, CA_KEY_LABEL)
         key = hsm_signing_key(hsm, generated.key_id, generated.public_key_der)
         now = datetime.now(timezone.utc)
         subject = parse_subject(_rfc4514_cn(name))

@@ -27,3 +27,42 @@ def pg_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+# ============================================================================ rssp deployments
+# A deployment per database backend, made once per session through the CLI and served by
+# `rssp serve --workers 2`; tests that take `dep` run against SQLite and PostgreSQL.
+
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from deployment import Deployment, make_deployment  # noqa: E402
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def dep(request, tmp_path_factory) -> Deployment:
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_cluster").create_database(f"rssp_{request.param}")
+    deployment = make_deployment(tmp_path_factory.mktemp(request.param) / "instance", url)
+    deployment.start(workers=2)
+    yield deployment
+    deployment.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def http() -> aiohttp.ClientSession:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        yield session
+
+
+@pytest.fixture
+def csc(http, dep):
+    from client import CSC
+
+    return CSC(http, dep)

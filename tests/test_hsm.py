@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from asn1crypto.algos import DSASignature
 from pkcs11 import Attribute
 from pkcs11 import exceptions as p11e
 
@@ -33,7 +36,7 @@ from rssp.hsm import (
     SignMechanism,
     init_softhsm_instance,
 )
-from rssp.hsm.worker import digest_info_prefix
+from rssp.hsm.worker import digest_info_prefix, ecdsa_der
 
 pytestmark = pytest.mark.skipif(
     not Path(DEFAULT_MODULE).exists(), reason="SoftHSM2 is not installed"
@@ -72,9 +75,22 @@ def token_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return init_softhsm_instance(tmp_path_factory.mktemp("softhsm"), LABEL, SO_PIN, USER_PIN)
 
 
+@pytest.fixture(scope="module")
+def module_copy(token_conf: Path) -> str:
+    """A private copy of libsofthsm2.so for this module's in-process Hsm.
+
+    SoftHSM2 reads SOFTHSM2_CONF once per load, so two instances (this module's token and
+    e.g. a session-scoped token of another test module) cannot share one loaded library;
+    the dynamic loader maps a copy under another path as a separate, independent instance.
+    """
+    copy = token_conf.parent / "libsofthsm2-test-hsm.so"
+    shutil.copyfile(DEFAULT_MODULE, copy)
+    return str(copy)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def hsm(token_conf: Path) -> AsyncIterator[Hsm]:
-    async with Hsm(DEFAULT_MODULE, LABEL, USER_PIN, str(token_conf)) as h:
+async def hsm(token_conf: Path, module_copy: str) -> AsyncIterator[Hsm]:
+    async with Hsm(module_copy, LABEL, USER_PIN, str(token_conf)) as h:
         await h.ensure_aes_key(AES_LABEL)
         yield h
 
@@ -108,11 +124,27 @@ def test_init_refuses_duplicate_label(token_conf: Path) -> None:
     assert USER_PIN not in str(info.value) and SO_PIN not in str(info.value)
 
 
-async def test_wrong_pin_is_refused_without_leaking_it(hsm: Hsm, token_conf: Path) -> None:
-    other = Hsm(DEFAULT_MODULE, LABEL, "999999", str(token_conf))
+async def test_wrong_pin_is_refused_without_leaking_it(
+    hsm: Hsm, token_conf: Path, module_copy: str
+) -> None:
+    other = Hsm(module_copy, LABEL, "999999", str(token_conf))
     with pytest.raises(HsmError) as info:
         await other.start()
     assert "999999" not in str(info.value) and "999999" not in repr(other)
+
+
+async def test_one_softhsm_config_per_loaded_library(
+    token_conf: Path, tmp_path: Path
+) -> None:
+    """SoftHSM2 reads its config at load time: a second config on the same .so is refused."""
+    module = str(tmp_path / "libsofthsm2-conflict.so")
+    shutil.copyfile(DEFAULT_MODULE, module)
+    other_conf = init_softhsm_instance(tmp_path / "other", "other", SO_PIN, USER_PIN)
+    async with Hsm(module, LABEL, USER_PIN, str(token_conf)):
+        with pytest.raises(HsmError, match="SOFTHSM2_CONF"):
+            await Hsm(module, "other", USER_PIN, str(other_conf)).start()
+    async with Hsm(module, "other", USER_PIN, str(other_conf)) as other:  # unloaded: fine now
+        assert not await other.has_key("00" * 16)
 
 
 async def test_all_pkcs11_calls_run_on_one_thread(hsm: Hsm) -> None:
@@ -195,6 +227,14 @@ def test_digest_info_prefixes_match_rfc8017() -> None:
     assert digest_info_prefix("sha512").hex() == "3051300d060960864801650304020305000440"
 
 
+@pytest.mark.parametrize("size", [32, 48, 66])
+def test_ecdsa_der_matches_asn1crypto(size: int) -> None:
+    samples = [os.urandom(2 * size) for _ in range(200)]
+    samples += [b"\0" * size + b"\x80" * size, b"\x00\x01" * size, b"\xff" * 2 * size]
+    for raw in samples:
+        assert ecdsa_der(raw) == DSASignature.from_p1363(raw).dump()
+
+
 @pytest.mark.parametrize("hash_name", ["sha256", "sha384", "sha512"])
 async def test_rsa_pkcs1v15(hsm: Hsm, rsa_key: GeneratedKey, hash_name: str) -> None:
     mech = SignMechanism("pkcs1v15", hash_name)  # type: ignore[arg-type]
@@ -248,6 +288,32 @@ async def test_concurrent_signers_are_serialised(
     signatures = await asyncio.gather(*(hsm.sign(key.key_id, mech, d) for d in digests))
     for digest, signature in zip(digests, signatures):
         _verify(key.public_key_der, mech, signature, digest)
+
+
+async def test_coalesced_jobs_fail_independently(
+    hsm: Hsm, rsa_key: GeneratedKey, ec_keys: dict[str, GeneratedKey]
+) -> None:
+    """Concurrent requests share hops; a bad one fails alone, a cancelled one leaves the rest."""
+    ecdsa, pkcs1 = SignMechanism("ecdsa", "sha256"), SignMechanism("pkcs1v15", "sha256")
+    digest = _digest("sha256")
+    calls = [
+        hsm.sign(ec_keys["ec-p256"].key_id, ecdsa, digest),
+        hsm.sign("00" * 16, ecdsa, digest),
+        hsm.sign(rsa_key.key_id, pkcs1, digest),
+        hsm.sign(rsa_key.key_id, pkcs1, b"short"),
+        hsm.sign_many(ec_keys["ec-p384"].key_id, ecdsa, [digest] * 3),
+    ]
+    doomed = asyncio.ensure_future(hsm.sign(rsa_key.key_id, pkcs1, digest))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    doomed.cancel()
+    _verify(ec_keys["ec-p256"].public_key_der, ecdsa, results[0], digest)
+    assert isinstance(results[1], KeyNotFound)
+    _verify(rsa_key.public_key_der, pkcs1, results[2], digest)
+    assert isinstance(results[3], HsmError) and not isinstance(results[3], KeyNotFound)
+    for signature in results[4]:
+        _verify(ec_keys["ec-p384"].public_key_der, ecdsa, signature, digest)
+    after = await hsm.sign(rsa_key.key_id, pkcs1, digest)
+    _verify(rsa_key.public_key_der, pkcs1, after, digest)
 
 
 @pytest.mark.parametrize("length", [0, 20, 33, 48])

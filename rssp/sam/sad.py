@@ -130,6 +130,10 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, 
     """
     old_hash = digest(sad)
     async with store.write() as conn:
+        # Read before the delete: deleting the SAD cascades to its hashes.
+        unused = (
+            await conn.execute(select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False)))
+        ).scalars().all()
         row = (
             await conn.execute(
                 delete(sads)
@@ -145,9 +149,6 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, 
         ).first()
         if row is None:
             raise await _why_not_spendable(conn, old_hash, Spend(grant.user_id, grant.credential_id, "", (), None))
-        unused = (
-            await conn.execute(select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False)))
-        ).scalars().all()
         await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
         new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
         value = await insert_sad(conn, new_grant, ttl_seconds)

@@ -1,0 +1,144 @@
+"""A real rssp deployment for tests: an instance made with the CLI, served by ``rssp serve``.
+
+Everything goes through the operator's own commands (``rssp init``, ``user add``,
+``credential create``, ``serve --workers 2``), so the suite exercises what an operator runs.
+The server listens on a free loopback port; the database is the instance's SQLite file or a
+PostgreSQL database given by URL (``RSSP_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+RSSP = [sys.executable, "-m", "rssp.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Cred:
+    """A credential the fixture created, with the secrets the test signer knows."""
+
+    id: str
+    user: str
+    key: str
+    level: int
+    pin: str
+    totp_seed: str | None = None
+
+
+@dataclass
+class Deployment:
+    directory: Path
+    database_url: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    creds: dict[str, Cred] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    port: int = 0
+    log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rssp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*RSSP, *args], env=self.env, capture_output=True, text=True, check=check,
+                              timeout=120)
+
+    def rssp_json(self, *args: str) -> dict:
+        done = self.rssp(*args, "--json")
+        return json.loads(done.stdout)
+
+    def add_user(self, name: str, password: str) -> None:
+        self.rssp("user", "add", str(self.directory), name, "--password", password)
+        self.passwords[name] = password
+
+    def add_credential(self, name: str, user: str, key: str, level: int = 1, pin: str = "123456",
+                       multisign: int = 1, totp: bool = False) -> Cred:
+        args = ["credential", "create", str(self.directory), "--user", user, "--key", key, "--level", str(level),
+                "--pin", pin, "--multisign", str(multisign)]
+        if totp:
+            args.append("--totp")
+        out = self.rssp_json(*args)
+        seed = None
+        if totp:
+            seed = parse_qs(urlparse(out["otpauthURI"]).query)["secret"][0]
+        cred = Cred(out["credentialID"], user, key, level, pin, seed)
+        self.creds[name] = cred
+        return cred
+
+    def start(self, workers: int = 2) -> None:
+        self.port = free_port()
+        self.log_path = self.directory / "server.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"rssp serve exited: {self.server_log()[-3000:]}")
+            try:
+                req = urllib.request.Request(f"{self.base}/csc/v2/info", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("rssp serve did not become ready")
+
+    def server_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def make_deployment(directory: Path, database_url: str | None) -> Deployment:
+    """Init an instance and populate it with the users and credentials the suite uses."""
+    env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
+    if database_url:
+        env["RSSP_DATABASE_URL"] = database_url
+    if directory.exists():
+        shutil.rmtree(directory)
+    dep = Deployment(directory, database_url, env)
+    dep.rssp("init", str(directory))
+    dep.add_user("alice", "alice-password")
+    dep.add_user("bob", "bob-password")
+    dep.add_credential("rsa2048", "alice", "rsa-2048", multisign=100)
+    dep.add_credential("rsa3072", "alice", "rsa-3072", multisign=10)
+    dep.add_credential("p256", "alice", "ec-p256", multisign=100)
+    dep.add_credential("p384", "alice", "ec-p384", multisign=10)
+    dep.add_credential("l2_p256", "alice", "ec-p256", level=2, totp=True, multisign=10)
+    dep.add_credential("l2_rsa", "alice", "rsa-2048", level=2, totp=True, multisign=10)
+    dep.add_credential("lock", "alice", "ec-p256")
+    dep.add_credential("bob", "bob", "ec-p256", multisign=10)
+    return dep
