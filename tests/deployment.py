@@ -54,6 +54,10 @@ class Deployment:
     log_path: Path | None = None
 
     @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.directory}/rssp.db"
+
+    @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rssp.algorithms import check_digest, hash_from_oid
+from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, decode_b64
 from rssp.api.registry import Call, Method, Registry
@@ -38,12 +38,22 @@ def parse_digests(body: Body, *, required: bool, max_items: int) -> tuple[bytes,
     return tuple(decode_b64(v) for v in values)
 
 
-def bound_hashes(body: Body, max_items: int) -> tuple[HashName | None, tuple[bytes, ...]]:
-    """Optional hashes for a SAD, with their algorithm; each must have that algorithm's length."""
+def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashName | None, tuple[bytes, ...]]:
+    """Optional hashes for a SAD, with their algorithm; each must have that algorithm's length.
+
+    CSC v1 has no hash algorithm field in authorize/extendTransaction (pyHanko sends only
+    ``hash``), so on ``/csc/v1/`` an absent one is taken from the digest length, which is
+    unambiguous among the supported SHA-2 sizes; signHash must then name the same algorithm.
+    """
     digests = parse_digests(body, required=False, max_items=max_items)
     if not digests:
         return None, ()
     oid = body.string("hashAlgorithmOID")
+    if oid is None and version == "v1":
+        by_size = {size: name for name, size in DIGEST_SIZES.items()}
+        if len(digests[0]) not in by_size:
+            raise invalid_request("Invalid digest value length")
+        oid = HASH_OID_BY_NAME[by_size[len(digests[0])]]
     if oid is None:
         raise missing_param("string", "hashAlgorithmOID")
     hash_name = hash_from_oid(oid)
@@ -113,7 +123,7 @@ async def authorize(call: Call) -> web.Response:
         raise invalid_request("Invalid value for parameter numSignatures")
     if num > cred.multisign:
         raise invalid_request("Numbers of signatures is too high")
-    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request)
+    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request, call.version)
     if len(digests) > num:
         raise invalid_request("Invalid value for parameter numSignatures")
     if cred.scal == "2" and not digests:
@@ -136,7 +146,7 @@ async def extend_transaction(call: Call) -> web.Response:
     body, services = call.body, call.services
     sad = body.required_string("SAD", max_len=256)
     cred = await own_credential(call, enabled=True)
-    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request)
+    hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request, call.version)
     ttl = services.config.security.sad_ttl_seconds
     grant = SadGrant(call.user.user_id, cred.id, 0, hash_name, digests)
     new_sad = await extend_sad(services.store, sad, grant, ttl, call.ip)

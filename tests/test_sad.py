@@ -1,0 +1,125 @@
+"""The SAD rules of DESIGN §4: single use, bound to user, credential, count, hashes and time."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+from sqlalchemy import update
+
+from client import ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, digest
+from rssp.store import Store
+from rssp.store.schema import sads
+
+
+async def test_a_used_sad_is_refused(csc, dep):
+    cred = dep.creds["p256"]
+    token = await csc.token()
+    d = digest(b"once")
+    sad = await csc.sad(token, cred, hashes=[d])
+    assert (await csc.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 200
+    status, body = await csc.sign(token, cred, sad, [d], ECDSA_SHA256)
+    assert (status, body["error_description"]) == (400, "Invalid parameter SAD")
+
+
+async def test_level1_sad_without_hashes_counts_signatures(csc, dep):
+    cred = dep.creds["p256"]
+    token = await csc.token()
+    sad = await csc.sad(token, cred, num=2)
+    assert (await csc.sign(token, cred, sad, [digest(b"a")], ECDSA_SHA256))[0] == 200
+    assert (await csc.sign(token, cred, sad, [digest(b"b")], ECDSA_SHA256))[0] == 200
+    assert (await csc.sign(token, cred, sad, [digest(b"c")], ECDSA_SHA256))[0] == 400
+
+
+async def test_more_hashes_than_num_signatures_is_refused(csc, dep):
+    cred = dep.creds["p256"]
+    token = await csc.token()
+    sad = await csc.sad(token, cred, num=2)
+    status, body = await csc.sign(token, cred, sad, [digest(b"1"), digest(b"2"), digest(b"3")], ECDSA_SHA256)
+    assert status == 400
+    # nothing was spent by the refused batch: the two signatures are still there
+    status, body = await csc.sign(token, cred, sad, [digest(b"1"), digest(b"2")], ECDSA_SHA256)
+    assert status == 200, body
+
+
+async def test_level2_hash_not_authorized_is_refused_and_spends_nothing(csc, dep):
+    cred = dep.creds["l2_p256"]
+    token = await csc.token()
+    good, other = digest(b"authorized"), digest(b"not authorized")
+    sad = await csc.sad(token, cred, num=1, hashes=[good])
+    status, body = await csc.sign(token, cred, sad, [other], ECDSA_SHA256)
+    assert (status, body["error_description"]) == (400, "Hash is not authorized by the SAD.")
+    status, body = await csc.sign(token, cred, sad, [good], ECDSA_SHA256, hash_oid=SHA384)
+    assert status == 400  # same bytes, other algorithm: not what was authorized
+    status, body = await csc.sign(token, cred, sad, [good], ECDSA_SHA256)
+    assert status == 200, body
+
+
+async def test_batch_with_one_unauthorized_hash_spends_none(csc, dep):
+    cred = dep.creds["l2_rsa"]
+    token = await csc.token()
+    a, b = digest(b"page a"), digest(b"page b")
+    sad = await csc.sad(token, cred, num=2, hashes=[a, b])
+    status, _ = await csc.sign(token, cred, sad, [a, digest(b"intruder")], SHA256_RSA)
+    assert status == 400
+    status, body = await csc.sign(token, cred, sad, [a, b], SHA256_RSA)
+    assert status == 200 and len(body["signatures"]) == 2
+
+
+async def test_expired_sad_is_refused(csc, dep):
+    cred = dep.creds["p256"]
+    token = await csc.token()
+    d = digest(b"late")
+    sad = await csc.sad(token, cred, hashes=[d])
+    store = Store(dep.db_url)
+    try:  # let the SAD's time run out, as the clock would
+        async with store.write() as conn:
+            await conn.execute(update(sads).where(sads.c.sad_hash == hashlib.sha256(sad.encode()).hexdigest())
+                               .values(expires_at=0))
+    finally:
+        await store.close()
+    status, body = await csc.sign(token, cred, sad, [d], ECDSA_SHA256)
+    assert (status, body["error_description"]) == (400, "SAD expired")
+    status, body = await csc.call("credentials/extendTransaction", {"credentialID": cred.id, "SAD": sad}, token)
+    assert status == 400  # an expired SAD cannot be extended either
+
+
+async def test_sad_of_another_credential_or_user_is_refused(csc, dep):
+    alice, bob = await csc.token("alice"), await csc.token("bob")
+    d = digest(b"mine")
+    alice_sad = await csc.sad(alice, dep.creds["p256"], hashes=[d])
+    bob_sad = await csc.sad(bob, dep.creds["bob"], hashes=[d])
+    # Alice's SAD on another of her credentials
+    status, body = await csc.sign(alice, dep.creds["p384"], alice_sad, [digest(b"mine", "sha384")],
+                                  "1.2.840.10045.4.3.3", SHA384)
+    assert (status, body["error_description"]) == (400, "Invalid parameter SAD")
+    # Bob's SAD with Bob's credential, presented by Alice: the credential looks unknown
+    status, unknown = await csc.sign(alice, dep.creds["bob"], bob_sad, [d], ECDSA_SHA256)
+    status2, really_unknown = await csc.sign(alice, dep.creds["bob"].__class__("nope", "x", "", 1, ""), bob_sad, [d],
+                                            ECDSA_SHA256)
+    assert status == status2 == 400 and unknown == really_unknown
+    # Bob's SAD with Alice's credential
+    status, body = await csc.sign(alice, dep.creds["p256"], bob_sad, [d], ECDSA_SHA256)
+    assert (status, body["error_description"]) == (400, "Invalid parameter SAD")
+    # and Alice's own SAD still works afterwards
+    assert (await csc.sign(alice, dep.creds["p256"], alice_sad, [d], ECDSA_SHA256))[0] == 200
+
+
+async def test_num_signatures_above_multisign_is_refused(csc, dep):
+    cred = dep.creds["p384"]  # multisign 10
+    token = await csc.token()
+    status, body = await csc.authorize(token, cred, num=11)
+    assert (status, body["error_description"]) == (400, "Numbers of signatures is too high")
+
+
+@pytest.mark.parametrize("bound", [False, True], ids=["count-only", "hash-bound"])
+async def test_concurrent_spend_of_one_signature_sad(csc, dep, bound):
+    """20 requests race for one signature, across the two server processes: exactly one wins."""
+    cred = dep.creds["rsa2048"]
+    token = await csc.token()
+    d = digest(b"contested")
+    sad = await csc.sad(token, cred, num=1, hashes=[d] if bound else None)
+    results = await asyncio.gather(*(csc.sign(token, cred, sad, [d], SHA256_RSA) for _ in range(20)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] + [400] * 19, results
