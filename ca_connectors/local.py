@@ -8,10 +8,9 @@ possession, and issues end-entity signing certificates chained directly to its r
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from asn1crypto import csr as asn1_csr
-from asn1crypto import keys
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
@@ -20,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from rssp.ca import CAError, IssuedCertificate
-from rssp.hsm.types import GeneratedKey, KeySpec, SignMechanism
-from rssp.x509.builder import SigningKeyRef, issue_certificate, parse_subject, preferred_hash
+from rssp.hsm.types import KeySpec
+from rssp.x509.builder import SigningHsm, hsm_signing_key, issue_certificate, parse_subject
 
 CA_KEY_LABEL = "local-ca"
 DEFAULT_EE_VALIDITY_DAYS = 730
@@ -29,26 +28,6 @@ MIN_RSA_BITS = 2048
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 # Issue certificates valid from a little in the past so relying parties with a slow clock accept them.
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-class SigningHsm(Protocol):
-    """The part of :class:`rssp.hsm.worker.Hsm` this connector uses."""
-
-    async def generate_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey: ...
-
-    async def sign(self, key_id: str, mechanism: SignMechanism, digest: bytes) -> bytes: ...
-
-
-def hsm_signing_key(hsm: SigningHsm, key_id: str, public_key_der: bytes) -> SigningKeyRef:
-    """A :class:`SigningKeyRef` whose signatures are made by ``hsm`` with key ``key_id``."""
-    hash_name = preferred_hash(public_key_der)
-    scheme = "pkcs1v15" if keys.PublicKeyInfo.load(public_key_der).algorithm == "rsa" else "ecdsa"
-    mechanism = SignMechanism(scheme=scheme, hash=hash_name)  # type: ignore[arg-type]
-
-    async def signer(digest: bytes) -> bytes:
-        return await hsm.sign(key_id, mechanism, digest)
-
-    return SigningKeyRef(signer=signer, public_key_der=public_key_der, hash=hash_name)
 
 
 class LocalCAConnector:

@@ -50,13 +50,16 @@ async def test_audit_records_logins_authorizations_signatures_and_failures(csc, 
     d = digest(b"audited document")
     sad = await csc.sad(token, cred, hashes=[d])
     assert (await csc.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 200
+    assert (await csc.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 400  # replay: refused and audited
     await csc.authorize(token, cred, pin="000001")
     records = dep.rssp_json("audit", "list", str(dep.directory), "--limit", "500")
     actions = {(r["action"], r["outcome"]) for r in records}
     assert {("auth.login", "ok"), ("credential.authorize", "ok"), ("signature.sign", "authorized"),
             ("credential.factors", "failed"), ("credential.create", "ok"), ("user.add", "ok")} <= actions
     signed = [r for r in records if r["action"] == "signature.sign" and d.hex() in r["detail"].get("hashes", [])]
-    assert len(signed) == 1 and signed[0]["target"] == cred.id and signed[0]["clientIP"] == "127.0.0.1"
+    assert [r["outcome"] for r in signed] == ["authorized", "refused"]
+    assert signed[0]["target"] == cred.id and signed[0]["clientIP"] == "127.0.0.1"
+    assert signed[1]["detail"]["reason"] == "Invalid parameter SAD"
     await csc.authorize(token, cred)  # reset p256's failure count for other tests
 
 

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
-from ca_connectors.local import LocalCAConnector, hsm_signing_key
+from ca_connectors.local import LocalCAConnector
 from rssp.ca import CAError
 from rssp.hsm.types import GeneratedKey, KeySpec, SignMechanism
-from rssp.x509.builder import SigningKeyRef, build_csr, issue_certificate, parse_subject
+from rssp.x509.builder import SigningKeyRef, build_csr, hsm_signing_key, issue_certificate, parse_subject
 
 JAPANESE_DN = "CN=山田 太郎,O=Example,C=JP"
 HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}

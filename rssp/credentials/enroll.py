@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import pyotp
+from asn1crypto import x509 as asn1_x509
 
 from rssp.audit import record
 from rssp.auth.passwords import hash_secret
@@ -26,8 +27,7 @@ from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.store import Store
 from rssp.store.schema import credentials
 from rssp.users import find_user
-from rssp.x509.builder import SigningKeyRef, build_csr, parse_subject
-from rssp.x509.keys import digest_signer, spki_of_certificate
+from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
 
 
 class EnrollmentError(OperatorError):
@@ -73,9 +73,9 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
     key = await hsm.generate_key_pair(req.key_spec, label=f"cred-{credential_id}")
     try:
         subject = parse_subject(req.subject_dn or f"CN={req.username}")
-        csr = await build_csr(subject, SigningKeyRef(digest_signer(hsm, key.key_id, req.key_spec), key.public_key_der))
+        csr = await build_csr(subject, hsm_signing_key(hsm, key.key_id, key.public_key_der))
         issued = await ca.issue(csr)
-        if spki_of_certificate(issued.certificate) != key.public_key_der:
+        if asn1_x509.Certificate.load(issued.certificate).public_key.dump() != key.public_key_der:
             raise EnrollmentError("the CA returned a certificate for another key")
         seed = pyotp.random_base32() if req.totp else None
         sealed = await hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), credential_id.encode()) if seed else None

@@ -7,7 +7,6 @@ value, return them in request order. Nothing is spent for a request that is malf
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from rssp.algorithms import check_digest, resolve_mechanism
@@ -44,18 +43,24 @@ class SigningService:
         mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params)
         for d in req.digests:
             check_digest(d, mechanism.hash)
-        await spend_sad(self.store, req.sad, Spend(req.user_id, cred.id, mechanism.hash, req.digests, req.client_ip))
+        try:
+            await spend_sad(self.store, req.sad, Spend(req.user_id, cred.id, mechanism.hash, req.digests, req.client_ip))
+        except CSCError as refused:
+            await self._record(req, "refused", refused.description)
+            raise
         try:
             signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, list(req.digests))
         except HsmError:
-            await self._fault(req, "hsm_error")
+            await self._record(req, "hsm_error", "The HSM could not sign")
             raise CSCError(500, "server_error", "The signature could not be created") from None
         if not all(signature_valid(cred.public_key, mechanism, d, s) for d, s in zip(req.digests, signatures)):
-            await self._fault(req, "verify_failed")
+            await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
         return signatures
 
-    async def _fault(self, req: SignRequest, outcome: str) -> None:
+    async def _record(self, req: SignRequest, outcome: str, reason: str) -> None:
+        """Audit a signing attempt that did not produce signatures (the spend rolled back)."""
         async with self.store.write() as conn:
             await record(conn, actor=req.user_id, action="signature.sign", target=req.credential.id,
-                         outcome=outcome, client_ip=req.client_ip, detail={"at": time.time()})
+                         outcome=outcome, client_ip=req.client_ip,
+                         detail={"reason": reason, "hashes": [d.hex() for d in req.digests]})

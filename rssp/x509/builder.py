@@ -15,11 +15,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Protocol
 
 from asn1crypto import algos, core, csr, keys, x509
 from cryptography import x509 as cx509
 from cryptography.x509.oid import NameOID
+
+from rssp.hsm.types import GeneratedKey, KeySpec, SignMechanism
 
 DigestSigner = Callable[[bytes], Awaitable[bytes]]
 """Digest in, raw signature out (PKCS#1 v1.5 over DigestInfo for RSA, DER ECDSA for EC)."""
@@ -79,6 +81,32 @@ def preferred_hash(public_key_der: bytes) -> str:
     if info.algorithm == "ec" and info.curve[1] in ("secp384r1", "secp521r1"):
         return "sha384"
     return "sha256"
+
+
+
+class SigningHsm(Protocol):
+    """The part of :class:`rssp.hsm.Hsm` that certificate and CSR signing needs."""
+
+    async def generate_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey: ...
+
+    async def sign(self, key_id: str, mechanism: SignMechanism, digest: bytes) -> bytes: ...
+
+
+def hsm_signing_key(hsm: SigningHsm, key_id: str, public_key_der: bytes) -> SigningKeyRef:
+    """A :class:`SigningKeyRef` whose signatures are made by ``hsm`` with key ``key_id``.
+
+    Picks the hash with :func:`preferred_hash` and PKCS#1 v1.5 for RSA (the widest-accepted
+    certificate signature), ECDSA for EC. Core uses it for ``manages/authorize`` CSRs, the
+    local CA for certificates.
+    """
+    hash_name = preferred_hash(public_key_der)
+    scheme = "pkcs1v15" if keys.PublicKeyInfo.load(public_key_der).algorithm == "rsa" else "ecdsa"
+    mechanism = SignMechanism(scheme=scheme, hash=hash_name)  # type: ignore[arg-type]
+
+    async def signer(digest: bytes) -> bytes:
+        return await hsm.sign(key_id, mechanism, digest)
+
+    return SigningKeyRef(signer=signer, public_key_der=public_key_der, hash=hash_name)
 
 
 # --- names -------------------------------------------------------------------------------
