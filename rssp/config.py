@@ -68,6 +68,12 @@ class Config:
     service: ServiceInfo = ServiceInfo()
     cas: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_ca: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # every table, for plug-ins' own sections
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A plug-in's own top-level table of rssp.toml (empty if absent)."""
+        value = self.raw.get(name, {})
+        return value if isinstance(value, dict) else {}
 
     @property
     def public_url(self) -> str:
@@ -109,4 +115,5 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         service=ServiceInfo(**raw.get("service", {})),
         cas=cas,
         default_ca=raw.get("ca", {}).get("default", next(iter(cas), "")),
+        raw=raw,
     )

@@ -1,0 +1,820 @@
+"""Malformed requests, table-driven, for every method ``info.methods`` lists.
+
+Each row is one request that must be refused with a 4xx and a JSON body of exactly
+``{"error": str, "error_description": str}``: never a 5xx, a traceback or an HTML page. Rows
+name the status and, where the CSC notes (or the server's own fixed texts) give it, the exact
+``error`` and ``error_description``.
+
+The table is built from :data:`SPECS`, one entry per CSC method: a valid base body, the type
+of every field, and the method-specific rows. Generic rows (body not JSON, not an object,
+oversize, wrong HTTP verb, bad Authorization header, ...) are added for every method, and
+every field gets every wrong JSON type. :func:`test_table_covers_every_method` fails when the
+server lists a method :data:`SPECS` does not describe.
+
+Bodies refer to values that exist only at run time (credential IDs, SADs, tokens) through
+:class:`Ref`. The SADs the malformed rows use are checked afterwards
+(:func:`test_malformed_requests_spent_nothing`): each still signs its full count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asn1crypto import algos
+
+from client import CSC, ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, SHA512, b64, digest
+from rssp.config import load_config
+
+ECDSA_SHA384 = "1.2.840.10045.4.3.3"
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+RSASSA_PSS = "1.2.840.113549.1.1.10"
+SHA1 = "1.3.14.3.2.26"
+MD5_RSA = "1.2.840.113549.1.1.4"
+
+# Digests the SADs of the run are bound to (level 2) or sign at the end.
+H1, H2, H3 = (digest(f"malformed {i}".encode()) for i in (1, 2, 3))
+H384 = digest(b"malformed 384", "sha384")
+LONG = "A" * 100_000  # absurdly long, but well under max_body_bytes
+
+
+# ============================================================================ the table
+
+@dataclass(frozen=True)
+class Ref:
+    """A value known only at run time: a credential ID, a SAD, a token (see :class:`Ctx`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str  # the CSC method exercised ("" for rows about paths no method owns)
+    label: str
+    body: Any = None  # a JSON value, Refs resolved at run time; None sends {}
+    raw: bytes | None = None  # the body bytes as they are (overrides body)
+    status: int = 400
+    error: str | None = "invalid_request"
+    desc: str | None = None  # the exact error_description, where it is fixed
+    auth: str | None = "alice"  # a key of Ctx.authz, or None for no Authorization header
+    headers: tuple[tuple[str, str], ...] = ()
+    verb: str = "POST"
+    path: str | None = None  # overrides csc/v2/<method>
+    wire_headers: tuple[bytes, ...] | None = None  # header lines sent over a raw socket
+
+    @property
+    def id(self) -> str:
+        return f"{self.method or 'http'}: {self.label}"
+
+
+def missing(kind: str, name: str) -> str:
+    return f"Missing (or invalid type) {kind} parameter {name}"
+
+
+def invalid(name: str) -> str:
+    return f"Invalid parameter {name}"
+
+
+# Every wrong JSON type per field kind (null is "absent": wrong only for required fields).
+WRONG: dict[str, list[Any]] = {
+    "string": [0, -1, 1.5, True, False, [], ["x"], {}, {"x": "y"}],
+    "integer": ["1", "", 1.5, True, False, [], [1], {}, {"n": 1}],
+    "boolean": ["true", "false", "", 0, 1, [], [True], {}],
+    "array": ["x", "", 1, True, {}, {"0": "x"}, [1], [None], [True], [[]], [{}], [["x"]]],
+    "objects": ["x", "", 1, True, {}, {"id": "PIN", "value": "123456"}, ["x"], [1], [None], [True], [[]],
+                [["PIN", "123456"]]],
+}
+TYPE_ERROR = {"string": "string", "integer": "integer", "array": "array"}
+
+
+def type_error(kind: str, name: str) -> str:
+    """The getter's text for a wrong type (rssp/api/parse.py)."""
+    return missing(TYPE_ERROR[kind], name) if kind in TYPE_ERROR else invalid(name)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One CSC method: how it authenticates, a valid base body, its fields and its own rows."""
+
+    auth: str | None
+    base: dict[str, Any]
+    fields: dict[str, tuple[str, bool]]  # name -> (kind, required)
+    empty_ok: bool = False  # an empty body is a valid request
+    rows: list[Row] = field(default_factory=list)
+
+
+def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = dict(base)
+    out.update(changes)
+    return out
+
+
+def without(base: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in base.items() if k not in names}
+
+
+def pss_params(hash_: str = "sha256", mgf: str = "sha256", salt: int = 32, trailer: Any = None) -> bytes:
+    value: dict[str, Any] = {
+        "hash_algorithm": {"algorithm": hash_},
+        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": mgf}},
+        "salt_length": salt,
+    }
+    if trailer is not None:
+        value["trailer_field"] = trailer
+    return algos.RSASSAPSSParams(value).dump()
+
+
+def bad_b64_rows(method: str, base: dict[str, Any], key: str = "hashes") -> list[Row]:
+    """Hashes that are not Base64 (or base64url) at all, or wrongly padded."""
+    good = b64(H1)
+    values = {
+        "junk characters": "!!!!" + good[4:],
+        "a space inside": good[:20] + " " + good[21:],
+        "a newline at the end": good + "\n",
+        "non-ASCII": "ÄÖÜ" + good[3:],
+        "padding in the middle": good[:10] + "=" + good[11:],
+        "padding first": "=" + good[1:],
+        "three padding characters": good[:-1] + "===",
+        "excess padding": good + "=",
+        "padding on a complete quantum": base64.b64encode(b"abc").decode() + "=",
+        "a lone padding character": "=",
+        "one data character too many": good[:-1] + "AB",
+        "a URL-encoded value": good.replace("+", "%2B").replace("/", "%2F") + "%3D",
+    }
+    return [Row(method, f"bad Base64 hash: {label}", with_(base, **{key: [value]}),
+                desc="Invalid Base64 hash string parameter") for label, value in values.items()]
+
+
+def build_specs() -> dict[str, Spec]:
+    p256, rsa, l2, bob = Ref("cred:p256"), Ref("cred:rsa2048"), Ref("cred:l2_p256"), Ref("cred:bob")
+    pin = [{"id": "PIN", "value": "123456"}]
+    specs: dict[str, Spec] = {}
+
+    # ------------------------------------------------------------------ info
+    specs["info"] = Spec(auth=None, base={"lang": "en-US"}, fields={"lang": ("string", False)}, empty_ok=True, rows=[
+        Row("info", "lang absurdly long", {"lang": LONG}, desc=invalid("lang"), auth=None),
+        Row("info", "lang with a lone surrogate", {"lang": "en\ud800"}, desc=invalid("lang"), auth=None),
+    ])
+
+    # ------------------------------------------------------------------ auth/login
+    def basic(raw: bytes) -> tuple[tuple[str, str], ...]:
+        return (("Authorization", "Basic " + base64.b64encode(raw).decode()),)
+
+    login_rows = [
+        Row("auth/login", "no Authorization and no refresh_token", {}, status=401,
+            desc="Malformed authentication parameter.", auth=None),
+        Row("auth/login", "Bearer instead of Basic", {}, status=401, desc="Malformed authentication parameter.",
+            auth="alice"),
+        Row("auth/login", "Digest instead of Basic", {}, status=401, desc="Malformed authentication parameter.",
+            auth=None, headers=(("Authorization", 'Digest username="alice"'),)),
+        Row("auth/login", "Basic without credentials", {}, desc="Malformed username-password.", auth=None,
+            headers=(("Authorization", "Basic"),)),
+        Row("auth/login", "Basic, not Base64", {}, desc="Malformed username-password.", auth=None,
+            headers=(("Authorization", "Basic !!!not-base64!!!"),)),
+        Row("auth/login", "Basic, Base64 with junk", {}, desc="Malformed username-password.", auth=None,
+            headers=(("Authorization", "Basic YWxpY2U6cGFzc3dvcmQ=$$"),)),
+        Row("auth/login", "Basic, non-ASCII", {}, desc="Malformed username-password.", auth=None,
+            headers=(("Authorization", "Basic ÿÿÿÿ"),)),
+        Row("auth/login", "Basic without a colon", {}, desc="Malformed username-password.", auth=None,
+            headers=basic(b"alice-password")),
+        Row("auth/login", "Basic with an empty username", {}, desc="Malformed username-password.", auth=None,
+            headers=basic(b":alice-password")),
+        Row("auth/login", "Basic, not UTF-8", {}, desc="Malformed username-password.", auth=None,
+            headers=basic(b"\xff\xfe:alice-password")),
+        Row("auth/login", "Basic with NUL in the username", {}, desc="Malformed username-password.", auth=None,
+            headers=basic(b"ali\x00ce:alice-password")),
+        Row("auth/login", "Basic with a wrong password", {}, error="authentication_error",
+            desc="An error occurred during authentication process", auth=None, headers=basic(b"alice:wrong")),
+        Row("auth/login", "Basic with an absurdly long username", {}, error="authentication_error",
+            desc="An error occurred during authentication process", auth=None,
+            headers=basic(b"a" * 4000 + b":x")),
+        Row("auth/login", "refresh_token not a token", {"refresh_token": "not-a-refresh-token"}, auth=None,
+            desc="Invalid refresh_token"),
+        Row("auth/login", "refresh_token empty", {"refresh_token": ""}, auth=None, desc="Invalid refresh_token"),
+        Row("auth/login", "refresh_token is an access token", {"refresh_token": Ref("token:alice")}, auth=None,
+            desc="Invalid refresh_token"),
+        Row("auth/login", "refresh_token absurdly long", {"refresh_token": LONG}, auth=None),
+        Row("auth/login", "refresh_token with a lone surrogate", {"refresh_token": "ab\udc80cd"}, auth=None),
+        Row("auth/login", "refresh_token with NUL", {"refresh_token": "ab\u0000cd"}, auth=None),
+    ]
+    specs["auth/login"] = Spec(auth=None, base={}, empty_ok=True, rows=login_rows,
+                               fields={"rememberMe": ("boolean", False), "refresh_token": ("string", False)})
+
+    # ------------------------------------------------------------------ auth/revoke
+    # The base names a token that does not exist: a row that slipped through revokes nothing.
+    revoke_base = {"token": "no-such-token", "token_type_hint": "access_token"}
+    specs["auth/revoke"] = Spec(auth="alice", base=revoke_base, fields={
+        "token": ("string", True), "token_type_hint": ("string", False),
+    }, rows=[
+        Row("auth/revoke", "unknown token", revoke_base, desc="Invalid string parameter token"),
+        Row("auth/revoke", "empty token", with_(revoke_base, token=""), desc="Invalid string parameter token"),
+        Row("auth/revoke", "someone else's token", with_(revoke_base, token=Ref("token:bob")),
+            desc="Invalid string parameter token"),
+        Row("auth/revoke", "token absurdly long", with_(revoke_base, token=LONG)),
+        Row("auth/revoke", "token with a lone surrogate", with_(revoke_base, token="x\ud800")),
+        Row("auth/revoke", "token with NUL", with_(revoke_base, token="x\u0000")),
+        Row("auth/revoke", "unknown token_type_hint on the caller's own token",
+            {"token": Ref("token:alice"), "token_type_hint": "id_token"},
+            desc="Invalid string parameter token_type_hint"),
+        Row("auth/revoke", "empty token_type_hint", with_(revoke_base, token_type_hint=""),
+            desc="Invalid string parameter token_type_hint"),
+        Row("auth/revoke", "token_type_hint in capitals", with_(revoke_base, token_type_hint="ACCESS_TOKEN"),
+            desc="Invalid string parameter token_type_hint"),
+    ])
+
+    # ------------------------------------------------------------------ credentials/list
+    list_base = {"credentialInfo": True, "certificates": "chain", "certInfo": True, "authInfo": True,
+                 "onlyValid": True, "lang": "en-US"}
+    list_rows = [Row("credentials/list", f"userID {v!r}", with_(list_base, userID=v),
+                     desc="userID parameter MUST be null")
+                 for v in ["", "alice", 0, False, [], {}]]
+    list_rows += [Row("credentials/list", f"certificates {v!r}", with_(list_base, certificates=v),
+                      desc=invalid("certificates"))
+                  for v in ["", "all", "Chain", "NONE", LONG, "single\u0000"]]
+    list_rows.append(Row("credentials/list", "lang absurdly long", with_(list_base, lang=LONG), desc=invalid("lang")))
+    specs["credentials/list"] = Spec(auth="alice", base=list_base, empty_ok=True, rows=list_rows, fields={
+        "credentialInfo": ("boolean", False), "certificates": ("string", False), "certInfo": ("boolean", False),
+        "authInfo": ("boolean", False), "onlyValid": ("boolean", False), "lang": ("string", False),
+    })
+
+    # ------------------------------------------------------------------ credentials/info
+    info_base = {"credentialID": p256, "certificates": "single", "certInfo": True, "authInfo": True, "lang": "en-US"}
+    info_rows = [Row("credentials/info", f"credentialID {label}", with_(info_base, credentialID=v),
+                     desc=invalid("credentialID"))
+                 for label, v in [("unknown", "no-such-credential"), ("empty", ""), ("someone else's", bob),
+                                  ("absurdly long", LONG), ("with NUL", "\u0000"),
+                                  ("with a lone surrogate", "\udfff"), ("with a trailing space", Ref("cred:p256 "))]]
+    info_rows += [Row("credentials/info", f"certificates {v!r}", with_(info_base, certificates=v),
+                      desc=invalid("certificates"))
+                  for v in ["", "all", "Single", LONG]]
+    info_rows.append(Row("credentials/info", "credentialID missing, userID given instead",
+                         with_(without(info_base, "credentialID"), userID="alice"),
+                         desc=missing("string", "credentialID")))
+    specs["credentials/info"] = Spec(auth="alice", base=info_base, rows=info_rows, fields={
+        "credentialID": ("string", True), "certificates": ("string", False), "certInfo": ("boolean", False),
+        "authInfo": ("boolean", False), "lang": ("string", False),
+    })
+
+    # ------------------------------------------------------------------ credentials/authorize
+    az = {"credentialID": p256, "numSignatures": 1, "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
+          "authData": pin, "description": "malformed-request test"}
+    az_rows = [
+        Row("credentials/authorize", "numSignatures 0", with_(az, numSignatures=0),
+            desc="Invalid value for parameter numSignatures"),
+        Row("credentials/authorize", "numSignatures negative", with_(az, numSignatures=-1),
+            desc="Invalid value for parameter numSignatures"),
+        Row("credentials/authorize", "numSignatures above multisign", with_(az, numSignatures=101),
+            desc="Numbers of signatures is too high"),
+        Row("credentials/authorize", "numSignatures 2**64", with_(az, numSignatures=2**64),
+            desc="Numbers of signatures is too high"),
+        Row("credentials/authorize", "numSignatures below the number of hashes",
+            with_(az, hashes=[b64(H1), b64(H2)]), desc="Invalid value for parameter numSignatures"),
+        Row("credentials/authorize", "numSignatures NaN", with_(az, numSignatures=float("nan")),
+            desc=missing("integer", "numSignatures")),
+        Row("credentials/authorize", "credentialID unknown", with_(az, credentialID="no-such-credential"),
+            desc=invalid("credentialID")),
+        Row("credentials/authorize", "credentialID empty", with_(az, credentialID=""), desc=invalid("credentialID")),
+        Row("credentials/authorize", "credentialID someone else's", with_(az, credentialID=bob),
+            desc=invalid("credentialID")),
+        Row("credentials/authorize", "credentialID absurdly long", with_(az, credentialID=LONG),
+            desc=invalid("credentialID")),
+        Row("credentials/authorize", "credentialID with NUL", with_(az, credentialID="x\u0000y"),
+            desc=invalid("credentialID")),
+        Row("credentials/authorize", "credentialID with a lone surrogate", with_(az, credentialID="\ud800"),
+            desc=invalid("credentialID")),
+        Row("credentials/authorize", "empty hash array", with_(az, hashes=[]), desc="Empty hash array"),
+        Row("credentials/authorize", "hashes without hashAlgorithmOID", without(az, "hashAlgorithmOID"),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/authorize", "hashAlgorithmOID of a wrong type without hashes",
+            with_(without(az, "hashes"), hashAlgorithmOID=256), desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/authorize", "unknown hash OID", with_(az, hashAlgorithmOID="1.2.3.4"),
+            desc=invalid("hashAlgorithmOID")),
+        Row("credentials/authorize", "SHA-1 hash OID", with_(az, hashAlgorithmOID=SHA1),
+            desc=invalid("hashAlgorithmOID")),
+        Row("credentials/authorize", "hashAlgorithmOID empty", with_(az, hashAlgorithmOID=""),
+            desc=invalid("hashAlgorithmOID")),
+        Row("credentials/authorize", "hashAlgorithmOID absurdly long", with_(az, hashAlgorithmOID=LONG),
+            desc=invalid("hashAlgorithmOID")),
+        Row("credentials/authorize", "SHA-384 digest under the SHA-256 OID", with_(az, hashes=[b64(H384)]),
+            desc="Invalid digest value length"),
+        Row("credentials/authorize", "SHA-256 digest under the SHA-512 OID", with_(az, hashAlgorithmOID=SHA512),
+            desc="Invalid digest value length"),
+        Row("credentials/authorize", "a 20-byte digest", with_(az, hashes=[b64(H1[:20])]),
+            desc="Invalid digest value length"),
+        Row("credentials/authorize", "an empty hash string", with_(az, hashes=[""]),
+            desc="Invalid Base64 hash string parameter"),
+        Row("credentials/authorize", "an absurdly long digest", with_(az, hashes=[LONG]),
+            desc="Invalid digest value length"),
+        Row("credentials/authorize", "duplicated hashes", with_(az, numSignatures=2, hashes=[b64(H1), b64(H1)]),
+            desc=invalid("hashes")),
+        Row("credentials/authorize", "duplicated hashes, Base64 and base64url",
+            with_(az, numSignatures=2, hashes=[b64(H1), base64.urlsafe_b64encode(H1).decode().rstrip("=")]),
+            desc=invalid("hashes")),
+        Row("credentials/authorize", "more hashes than max_hashes_per_request",
+            with_(az, numSignatures=100, hashes=[b64(digest(str(i).encode())) for i in range(1001)]),
+            desc=invalid("hashes")),
+        Row("credentials/authorize", "level 2 without hashes", {"credentialID": l2, "numSignatures": 1,
+                                                                "authData": pin},
+            desc=missing("array", "hashes")),
+        Row("credentials/authorize", "description absurdly long", with_(az, description="d" * 501),
+            desc=invalid("description")),
+        Row("credentials/authorize", "v1 PIN absurdly long", with_(without(az, "authData"), PIN=LONG),
+            desc=invalid("PIN")),
+        Row("credentials/authorize", "v1 PIN with a lone surrogate", with_(without(az, "authData"), PIN="12\ud800"),
+            desc=invalid("PIN")),
+    ]
+    for label, auth_data in [
+        ("an object, not a list", {"id": "PIN", "value": "123456"}),
+        ("a string", "123456"),
+        ("an entry without id", [{"value": "123456"}]),
+        ("an entry without value", [{"id": "PIN"}]),
+        ("an empty entry", [{}]),
+        ("an unknown id", [{"id": "PASSWORD", "value": "123456"}]),
+        ("a lower-case id", [{"id": "pin", "value": "123456"}]),
+        ("a numeric id", [{"id": 1, "value": "123456"}]),
+        ("a list id", [{"id": ["PIN"], "value": "123456"}]),
+        ("a numeric value", [{"id": "PIN", "value": 123456}]),
+        ("a null value", [{"id": "PIN", "value": None}]),
+        ("a list value", [{"id": "PIN", "value": ["123456"]}]),
+        ("an object value", [{"id": "PIN", "value": {"v": "123456"}}]),
+        ("a boolean value", [{"id": "PIN", "value": True}]),
+        ("the PIN twice", pin + pin),
+        ("a null entry next to the PIN", pin + [None]),
+        ("an absurdly long value", [{"id": "PIN", "value": LONG}]),
+        ("a value with a lone surrogate", [{"id": "PIN", "value": "1234\udc00"}]),
+        ("a value with NUL", [{"id": "PIN", "value": "123456\u0000"}]),
+        ("a non-string OTP", pin + [{"id": "OTP", "value": 123456}]),
+    ]:
+        az_rows.append(Row("credentials/authorize", f"authData {label}", with_(az, authData=auth_data),
+                           desc=invalid("authData")))
+    az_rows.append(Row("credentials/authorize", "level 2 authData with a non-string OTP",
+                       {"credentialID": l2, "numSignatures": 1, "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
+                        "authData": pin + [{"id": "OTP", "value": 123456}]}, desc=invalid("authData")))
+    az_rows += bad_b64_rows("credentials/authorize", az)
+    specs["credentials/authorize"] = Spec(auth="alice", base=az, rows=az_rows, fields={
+        "credentialID": ("string", True), "numSignatures": ("integer", True), "hashes": ("array", False),
+        "hashAlgorithmOID": ("string", False), "authData": ("objects", False), "description": ("string", False),
+        "PIN": ("string", False), "OTP": ("string", False),
+    })
+
+    # ------------------------------------------------------------------ credentials/extendTransaction
+    ext = {"credentialID": p256, "SAD": Ref("sad:ec"), "hashes": [b64(H1)], "hashAlgorithmOID": SHA256}
+    ext_rows = [
+        Row("credentials/extendTransaction", "SAD not a SAD", with_(ext, SAD="not-a-sad"), desc=invalid("SAD")),
+        Row("credentials/extendTransaction", "SAD empty", with_(ext, SAD=""), desc=invalid("SAD")),
+        Row("credentials/extendTransaction", "SAD absurdly long", with_(ext, SAD=LONG), desc=invalid("SAD")),
+        Row("credentials/extendTransaction", "SAD with a lone surrogate", with_(ext, SAD="s\ud800"),
+            desc=invalid("SAD")),
+        Row("credentials/extendTransaction", "SAD of another credential", with_(ext, credentialID=rsa),
+            desc=invalid("SAD")),
+        Row("credentials/extendTransaction", "credentialID unknown", with_(ext, credentialID="no-such-credential"),
+            desc=invalid("credentialID")),
+        Row("credentials/extendTransaction", "credentialID someone else's", with_(ext, credentialID=bob),
+            desc=invalid("credentialID")),
+        Row("credentials/extendTransaction", "credentialID with NUL", with_(ext, credentialID="\u0000"),
+            desc=invalid("credentialID")),
+        Row("credentials/extendTransaction", "empty hash array", with_(ext, hashes=[]), desc="Empty hash array"),
+        Row("credentials/extendTransaction", "hashes without hashAlgorithmOID", without(ext, "hashAlgorithmOID"),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/extendTransaction", "hashAlgorithmOID of a wrong type without hashes",
+            with_(without(ext, "hashes"), hashAlgorithmOID=["x"]), desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/extendTransaction", "unknown hash OID", with_(ext, hashAlgorithmOID="2.16.840.1.101.3.4.2.99"),
+            desc=invalid("hashAlgorithmOID")),
+        Row("credentials/extendTransaction", "digest length does not fit the OID", with_(ext, hashAlgorithmOID=SHA384),
+            desc="Invalid digest value length"),
+        Row("credentials/extendTransaction", "duplicated hashes", with_(ext, hashes=[b64(H1), b64(H1)]),
+            desc=invalid("hashes")),
+        Row("credentials/extendTransaction", "more new hashes than signatures left",
+            with_(ext, hashes=[b64(H1), b64(H2), b64(H3)]), desc="Numbers of signatures is too high"),
+        Row("credentials/extendTransaction", "bound SAD, new digest of the wrong length",
+            {"credentialID": l2, "SAD": Ref("sad:l2"), "hashes": [b64(H384)], "hashAlgorithmOID": SHA256},
+            desc="Invalid digest value length"),
+    ]
+    ext_rows += bad_b64_rows("credentials/extendTransaction", ext)
+    specs["credentials/extendTransaction"] = Spec(auth="alice", base=ext, rows=ext_rows, fields={
+        "credentialID": ("string", True), "SAD": ("string", True), "hashes": ("array", False),
+        "hashAlgorithmOID": ("string", False),
+    })
+
+    # ------------------------------------------------------------------ signatures/signHash
+    sh = {"credentialID": p256, "SAD": Ref("sad:ec"), "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
+          "signAlgo": ECDSA_SHA256, "operationMode": "S"}
+    rsa_sh = {"credentialID": rsa, "SAD": Ref("sad:rsa"), "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
+              "signAlgo": SHA256_RSA}
+    pss = with_(rsa_sh, signAlgo=RSASSA_PSS)
+    l2_sh = {"credentialID": l2, "SAD": Ref("sad:l2"), "hashes": [b64(H1), b64(H2)], "hashAlgorithmOID": SHA256,
+             "signAlgo": ECDSA_SHA256}
+    sh_rows = [
+        Row("signatures/signHash", "SAD not a SAD", with_(sh, SAD="not-a-sad"), desc=invalid("SAD")),
+        Row("signatures/signHash", "SAD empty", with_(sh, SAD=""), desc=invalid("SAD")),
+        Row("signatures/signHash", "SAD absurdly long", with_(sh, SAD=LONG), desc=invalid("SAD")),
+        Row("signatures/signHash", "SAD with a lone surrogate", with_(sh, SAD="\udc00"), desc=invalid("SAD")),
+        Row("signatures/signHash", "SAD with NUL", with_(sh, SAD="\u0000"), desc=invalid("SAD")),
+        Row("signatures/signHash", "SAD of another credential", with_(sh, credentialID=l2), desc=invalid("SAD")),
+        Row("signatures/signHash", "an access token as the SAD", with_(sh, SAD=Ref("token:alice")),
+            desc=invalid("SAD")),
+        Row("signatures/signHash", "credentialID unknown", with_(sh, credentialID="no-such-credential"),
+            desc=invalid("credentialID")),
+        Row("signatures/signHash", "credentialID empty", with_(sh, credentialID=""), desc=invalid("credentialID")),
+        Row("signatures/signHash", "credentialID someone else's", with_(sh, credentialID=bob),
+            desc=invalid("credentialID")),
+        Row("signatures/signHash", "credentialID absurdly long", with_(sh, credentialID=LONG),
+            desc=invalid("credentialID")),
+        Row("signatures/signHash", "credentialID with NUL", with_(sh, credentialID="p\u0000"),
+            desc=invalid("credentialID")),
+        Row("signatures/signHash", "empty hash array", with_(sh, hashes=[]), desc="Empty hash array"),
+        Row("signatures/signHash", "duplicated hashes", with_(sh, hashes=[b64(H1), b64(H1)]), desc=invalid("hashes")),
+        Row("signatures/signHash", "duplicated hashes, Base64 and base64url",
+            with_(sh, hashes=[b64(H1), base64.urlsafe_b64encode(H1).decode()]), desc=invalid("hashes")),
+        Row("signatures/signHash", "duplicated hashes on a bound SAD", with_(l2_sh, hashes=[b64(H1), b64(H1)]),
+            desc=invalid("hashes")),
+        Row("signatures/signHash", "more hashes than max_hashes_per_request",
+            with_(sh, hashes=[b64(digest(str(i).encode())) for i in range(1001)]), desc=invalid("hashes")),
+        Row("signatures/signHash", "more hashes than the SAD has signatures", with_(sh, hashes=[b64(H1), b64(H2),
+                                                                                         b64(H3)]),
+            desc="The number of hashes exceeds the number of signatures authorized by the SAD"),
+        Row("signatures/signHash", "a hash the SAD is not bound to", with_(l2_sh, hashes=[b64(H3)]),
+            desc="Hash is not authorized by the SAD."),
+        Row("signatures/signHash", "a bound hash next to an unbound one", with_(l2_sh, hashes=[b64(H1), b64(H3)]),
+            desc="Hash is not authorized by the SAD."),
+        Row("signatures/signHash", "bound SAD, another hash algorithm",
+            with_(l2_sh, hashes=[b64(H384)], hashAlgorithmOID=SHA384, signAlgo=ECDSA_SHA384),
+            desc="Hash is not authorized by the SAD."),
+        Row("signatures/signHash", "SHA-384 digest under the SHA-256 OID", with_(sh, hashes=[b64(H384)]),
+            desc="Invalid digest value length"),
+        Row("signatures/signHash", "SHA-256 digest for ecdsa-with-SHA384",
+            with_(without(sh, "hashAlgorithmOID"), signAlgo=ECDSA_SHA384), desc="Invalid digest value length"),
+        Row("signatures/signHash", "a 31-byte digest", with_(sh, hashes=[b64(H1[:31])]),
+            desc="Invalid digest value length"),
+        Row("signatures/signHash", "an absurdly long digest", with_(sh, hashes=[LONG]),
+            desc="Invalid digest value length"),
+        Row("signatures/signHash", "unknown hash OID", with_(sh, hashAlgorithmOID="1.2.3.4"),
+            desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "SHA-1 hash OID", with_(sh, hashAlgorithmOID=SHA1),
+            desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "hashAlgorithmOID empty", with_(sh, hashAlgorithmOID=""),
+            desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "hashAlgorithmOID absurdly long", with_(sh, hashAlgorithmOID=LONG),
+            desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "hashAlgorithmOID contradicts signAlgo", with_(sh, hashAlgorithmOID=SHA384),
+            desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "bare ecPublicKey without hashAlgorithmOID",
+            with_(without(sh, "hashAlgorithmOID"), signAlgo=EC_PUBLIC_KEY), desc=missing("string", "hashAlgorithmOID")),
+        Row("signatures/signHash", "bare rsaEncryption without hashAlgorithmOID",
+            with_(without(rsa_sh, "hashAlgorithmOID"), signAlgo=RSA_ENCRYPTION),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("signatures/signHash", "unknown signAlgo", with_(sh, signAlgo="1.2.3.4"), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "signAlgo empty", with_(sh, signAlgo=""), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "signAlgo absurdly long", with_(sh, signAlgo=LONG), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "signAlgo a hash OID", with_(sh, signAlgo=SHA256), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "signAlgo md5WithRSA", with_(rsa_sh, signAlgo=MD5_RSA), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "ECDSA on an RSA credential", with_(rsa_sh, signAlgo=ECDSA_SHA256),
+            desc=invalid("signAlgo")),
+        Row("signatures/signHash", "bare ecPublicKey on an RSA credential", with_(rsa_sh, signAlgo=EC_PUBLIC_KEY),
+            desc=invalid("signAlgo")),
+        Row("signatures/signHash", "RSA on an EC credential", with_(sh, signAlgo=SHA256_RSA), desc=invalid("signAlgo")),
+        Row("signatures/signHash", "PSS on an EC credential", with_(sh, signAlgo=RSASSA_PSS,
+                                                                    signAlgoParams=b64(pss_params())),
+            desc=invalid("signAlgo")),
+        Row("signatures/signHash", "PSS without params", pss, desc=missing("string", "signAlgoParams")),
+        Row("signatures/signHash", "PSS with empty params", with_(pss, signAlgoParams=""),
+            desc=missing("string", "signAlgoParams")),
+        Row("signatures/signHash", "params not Base64", with_(pss, signAlgoParams="!!not base64!!"),
+            desc=invalid("signAlgoParams")),
+        Row("signatures/signHash", "params not Base64 on a non-PSS algorithm", with_(sh, signAlgoParams="$$$$"),
+            desc=invalid("signAlgoParams")),
+        Row("signatures/signHash", "params absurdly long", with_(pss, signAlgoParams=LONG),
+            desc=invalid("signAlgoParams")),
+    ]
+    for label, der in [
+        ("garbage bytes", b"this is not DER"),
+        ("a NUL byte", b"\x00"),
+        ("truncated DER", pss_params()[:-3]),
+        ("an INTEGER, not a SEQUENCE", b"\x02\x01\x01"),
+        ("an empty SEQUENCE (SHA-1 defaults)", b"\x30\x00"),
+        ("SHA-1", pss_params("sha1", "sha1", 20)),
+        ("MD5", pss_params("md5", "md5", 16)),
+        ("an MGF1 hash of SHA-1", pss_params(mgf="sha1")),
+        ("a negative salt", pss_params(salt=-1)),
+        ("a salt of 2**40", pss_params(salt=2**40)),
+        ("a salt too long for the key", pss_params(salt=300)),
+        ("a salt just over the key's limit", pss_params(salt=223)),
+        ("trailer field 2", pss_params(trailer=2)),
+    ]:
+        sh_rows.append(Row("signatures/signHash", f"PSS params: {label}", with_(pss, signAlgoParams=b64(der)),
+                           desc=invalid("signAlgoParams")))
+    sh_rows += [
+        Row("signatures/signHash", "PSS params hash contradicts hashAlgorithmOID",
+            with_(pss, signAlgoParams=b64(pss_params("sha384", "sha384", 48))), desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "PSS params hash does not fit the digest",
+            with_(without(pss, "hashAlgorithmOID"), signAlgoParams=b64(pss_params("sha512", "sha512", 64))),
+            desc="Invalid digest value length"),
+    ]
+    sh_rows += [Row("signatures/signHash", f"operationMode {v!r}", with_(sh, operationMode=v),
+                    desc=invalid("operationMode"))
+                for v in ["A", "X", "", "s", "SA", LONG]]
+    sh_rows += bad_b64_rows("signatures/signHash", sh)
+    specs["signatures/signHash"] = Spec(auth="alice", base=sh, rows=sh_rows, fields={
+        "credentialID": ("string", True), "SAD": ("string", True), "hashes": ("array", True),
+        "signAlgo": ("string", True), "hashAlgorithmOID": ("string", False), "signAlgoParams": ("string", False),
+        "operationMode": ("string", False),
+    })
+    return specs
+
+
+SPECS = build_specs()
+
+
+def generic_rows(method: str, spec: Spec, max_body: int) -> list[Row]:
+    """What every method must refuse: bodies that are not a JSON object, bad transport, bad auth."""
+    row = Row(method, "", auth=spec.auth)
+    rows = [
+        replace(row, label="body not JSON", raw=b"credentialID=x&SAD=y", desc="Malformed JSON body"),
+        replace(row, label="body truncated JSON", raw=b'{"credentialID": "x"', desc="Malformed JSON body"),
+        replace(row, label="body JSON with a trailing comma", raw=b'{"a": 1,}', desc="Malformed JSON body"),
+        replace(row, label="body JSON with single quotes", raw=b"{'a': 1}", desc="Malformed JSON body"),
+        replace(row, label="body two JSON objects", raw=b"{}{}", desc="Malformed JSON body"),
+        replace(row, label="body invalid UTF-8", raw=b'{"lang": "\xff\xfe\xfd"}', desc="Malformed JSON body"),
+        replace(row, label="body Latin-1", raw='{"lang": "fr-Ç"}'.encode("latin-1"), desc="Malformed JSON body"),
+        replace(row, label="body overlong UTF-8 encoding", raw=b'{"lang": "\xc0\xaf"}', desc="Malformed JSON body"),
+        replace(row, label="body a number too long to parse", raw=b'{"x": ' + b"9" * 5000 + b"}",
+                desc="Malformed JSON body"),
+        replace(row, label="body nested 100000 arrays deep", raw=b"[" * 100_000 + b"]" * 100_000,
+                desc="Malformed JSON body"),
+        replace(row, label="body nested 100000 objects deep", raw=b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                desc="Malformed JSON body"),
+        replace(row, label="body a JSON array", raw=b"[]", desc="The request body must be a JSON object"),
+        replace(row, label="body a JSON array of an object", raw=b'[{"lang": "en"}]',
+                desc="The request body must be a JSON object"),
+        replace(row, label="body a JSON string", raw=b'"{}"', desc="The request body must be a JSON object"),
+        replace(row, label="body a JSON number", raw=b"42", desc="The request body must be a JSON object"),
+        replace(row, label="body JSON null", raw=b"null", desc="The request body must be a JSON object"),
+        replace(row, label="body JSON true", raw=b"true", desc="The request body must be a JSON object"),
+        replace(row, label="body over max_body_bytes", raw=b'{"clientData": "' + b"x" * max_body + b'"}',
+                status=413, desc="Request body too large"),
+        replace(row, label="body over max_body_bytes, padded with spaces", raw=b"{" + b" " * max_body + b"}",
+                status=413, desc="Request body too large"),
+        replace(row, label="Content-Type text/plain", body=spec.base, headers=(("Content-Type", "text/plain"),),
+                desc="Content-Type must be application/json"),
+        replace(row, label="Content-Type form-urlencoded", raw=b"lang=en",
+                headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+                desc="Content-Type must be application/json"),
+        replace(row, label="gzip Content-Encoding, not gzip", raw=b"not gzip at all",
+                headers=(("Content-Encoding", "gzip"),)),
+        replace(row, label="deflate Content-Encoding, not deflate", raw=b"not deflate at all",
+                headers=(("Content-Encoding", "deflate"),)),
+        replace(row, label="gzip Content-Encoding, truncated", raw=gzip.compress(json.dumps({}).encode())[:-6],
+                headers=(("Content-Encoding", "gzip"),)),
+        replace(row, label="gzip of a JSON array", raw=gzip.compress(b"[]"), headers=(("Content-Encoding", "gzip"),),
+                desc="The request body must be a JSON object"),
+        replace(row, label="deflate bomb over max_body_bytes",
+                raw=zlib.compress(b'{"clientData": "' + b"x" * (4 * max_body) + b'"}'),
+                headers=(("Content-Encoding", "deflate"),), status=413, desc="Request body too large"),
+        replace(row, label="clientData not a string", body=with_(spec.base, clientData={"debug": 1}),
+                desc=invalid("clientData")),
+        replace(row, label="clientData a number", body=with_(spec.base, clientData=42), desc=invalid("clientData")),
+        replace(row, label="GET instead of POST", verb="GET", status=405, desc="Method not allowed; use POST"),
+        replace(row, label="PUT instead of POST", verb="PUT", body=spec.base, status=405,
+                desc="Method not allowed; use POST"),
+        replace(row, label="DELETE instead of POST", verb="DELETE", status=405, desc="Method not allowed; use POST"),
+        replace(row, label="unknown sub-path", path=f"csc/v2/{method}/x", status=404, desc="Unknown method"),
+        replace(row, label="trailing slash", path=f"csc/v2/{method}/", status=404, desc="Unknown method"),
+        replace(row, label="upper-case path", path=f"csc/v2/{method.upper()}", status=404, desc="Unknown method"),
+        replace(row, label="unknown API version", path=f"csc/v3/{method}", status=404, desc="Unknown method"),
+    ]
+    if not spec.empty_ok:
+        rows += [
+            replace(row, label="empty body", raw=b"", desc="The request body must be a JSON object"),
+            replace(row, label="whitespace body", raw=b" \r\n\t ", desc="The request body must be a JSON object"),
+        ]
+    if spec.auth == "alice":
+        bearer = [
+            ("no Authorization header", None, 401, "invalid_token", "Missing access token"),
+            ("Basic where Bearer is needed", "basic", 400, "invalid_request", "Malformed authorization header"),
+            ("Bearer without a token", "bearer-empty", 400, "invalid_request", "Malformed authorization header"),
+            ("Bearer with only spaces", "bearer-spaces", 400, "invalid_request", "Malformed authorization header"),
+            ("another scheme", "token-scheme", 400, "invalid_request", "Malformed authorization header"),
+            ("garbage bearer token", "garbage", 401, "invalid_token", "Invalid access token"),
+            ("tampered bearer token", "tampered", 401, "invalid_token", "Invalid access token"),
+            ("absurdly long bearer token", "long", 401, "invalid_token", "Invalid access token"),
+            ("a refresh token as the bearer token", "refresh", 401, "invalid_token", "Invalid access token"),
+            ("a SAD as the bearer token", "sad", 401, "invalid_token", "Invalid access token"),
+            ("revoked bearer token", "revoked", 401, "expired_token", None),
+        ]
+        rows += [replace(row, label=label, body=spec.base, auth=auth, status=status, error=error, desc=desc)
+                 for label, auth, status, error, desc in bearer]
+        rows += [
+            replace(row, label="bearer token not UTF-8", body=spec.base, auth=None, status=401, error="invalid_token",
+                    desc="Invalid access token", wire_headers=(b"Authorization: Bearer \xff\xfe\xfd",)),
+            replace(row, label="bearer token Latin-1", body=spec.base, auth=None, status=401, error="invalid_token",
+                    desc="Invalid access token", wire_headers=(b"Authorization: Bearer caf\xe9",)),
+            replace(row, label="bad body and no token: auth comes first", raw=b"nope", auth=None, status=401,
+                    error="invalid_token", desc="Missing access token"),
+        ]
+    return rows
+
+
+def type_rows(method: str, spec: Spec) -> list[Row]:
+    rows = []
+    for name, (kind, required) in spec.fields.items():
+        for value in WRONG[kind]:
+            rows.append(Row(method, f"{name} = {json.dumps(value)}", with_(spec.base, **{name: value}),
+                            desc=type_error(kind, name), auth=spec.auth))
+        if required:
+            rows.append(Row(method, f"{name} missing", without(spec.base, name), desc=type_error(kind, name),
+                            auth=spec.auth))
+            rows.append(Row(method, f"{name} null", with_(spec.base, **{name: None}), desc=type_error(kind, name),
+                            auth=spec.auth))
+    return rows
+
+
+def v1_rows() -> list[Row]:
+    """/csc/v1/ renames hash -> hashes and hashAlgo -> hashAlgorithmOID before the handler runs."""
+    p256 = Ref("cred:p256")
+    sh = {"credentialID": p256, "SAD": Ref("sad:ec"), "hash": [b64(H1)], "hashAlgo": SHA256, "signAlgo": ECDSA_SHA256}
+    return [
+        Row("signatures/signHash", "v1 hash not a list", with_(sh, hash=b64(H1)), path="csc/v1/signatures/signHash",
+            desc=missing("array", "hashes")),
+        Row("signatures/signHash", "v1 hashAlgo unknown", with_(sh, hashAlgo="1.2.3"),
+            path="csc/v1/signatures/signHash", desc=invalid("hashAlgorithmOID")),
+        Row("signatures/signHash", "v1 body not an object", raw=b"[]", path="csc/v1/signatures/signHash",
+            desc="The request body must be a JSON object"),
+        Row("credentials/authorize", "v1 PIN not a string",
+            {"credentialID": p256, "numSignatures": 1, "PIN": 123456}, path="csc/v1/credentials/authorize",
+            desc=missing("string", "PIN")),
+    ]
+
+
+def path_rows() -> list[Row]:
+    return [Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
+            for p in ["csc/v2/nope", "csc/v2/signatures/signDoc", "csc/v2/credentials", "csc/v2/",
+                      "csc/v2/credentials/sendOTP", "csc/v2/oauth2/token", "csc/v1/signatures/signDoc"]] + [
+        Row("", "GET an unknown path", path="csc/v2/nope", verb="GET", status=404, desc="Unknown method", auth=None),
+    ]
+
+
+def all_rows(max_body: int = 1024 * 1024) -> list[Row]:
+    rows: list[Row] = []
+    for method, spec in SPECS.items():
+        rows += generic_rows(method, spec, max_body)
+        rows += type_rows(method, spec)
+        rows += spec.rows
+    return rows + v1_rows() + path_rows()
+
+
+ROWS = all_rows()
+
+
+def test_row_ids_are_unique():
+    ids = [r.id for r in ROWS]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+# ============================================================================ running it
+
+@dataclass
+class Ctx:
+    values: dict[str, Any]
+    authz: dict[str, str]
+    max_body: int
+
+
+@pytest_asyncio.fixture(scope="module")
+async def ctx(dep, http) -> Ctx:
+    """Per deployment: tokens, and the SADs the malformed rows point at (checked at the end)."""
+    csc = CSC(http, dep)
+    alice, bob = await csc.token("alice"), await csc.token("bob")
+    remembered = await csc.login("alice", remember=True)
+    revoked = await csc.token("alice")
+    status, _ = await csc.call("auth/revoke", {"token": revoked}, revoked)
+    assert status == 204
+    creds = dep.creds
+    sad_ec = await csc.sad(alice, creds["p256"], num=2)
+    sad_rsa = await csc.sad(alice, creds["rsa2048"], num=1)
+    sad_l2 = await csc.sad(alice, creds["l2_p256"], num=2, hashes=[H1, H2])
+    values: dict[str, Any] = {f"cred:{name}": c.id for name, c in creds.items()}
+    values["cred:p256 "] = creds["p256"].id + " "
+    values.update({"token:alice": alice, "token:bob": bob, "sad:ec": sad_ec, "sad:rsa": sad_rsa, "sad:l2": sad_l2})
+    basic = base64.b64encode(f"alice:{dep.passwords['alice']}".encode()).decode()
+    authz = {
+        "alice": f"Bearer {alice}",
+        "basic": f"Basic {basic}",
+        "bearer-empty": "Bearer",
+        "bearer-spaces": "Bearer     ",
+        "token-scheme": f"Token {alice}",
+        "garbage": "Bearer garbage.token.value",
+        "tampered": f"Bearer {alice[:-2]}{'AA' if not alice.endswith('AA') else 'BB'}",
+        "long": "Bearer " + "x" * 6000,
+        "refresh": f"Bearer {remembered['refresh_token']}",
+        "sad": f"Bearer {sad_ec}",
+        "revoked": f"Bearer {revoked}",
+    }
+    max_body = load_config(dep.directory).server.max_body_bytes
+    return Ctx(values, authz, max_body)
+
+
+def resolve(value: Any, ctx: Ctx) -> Any:
+    if isinstance(value, Ref):
+        return ctx.values[value.name]
+    if isinstance(value, dict):
+        return {k: resolve(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, ctx) for v in value]
+    return value
+
+
+async def send_wire(dep, verb: str, path: str, headers: list[bytes], body: bytes) -> tuple[int, str, bytes]:
+    """One request over a raw socket, for header bytes aiohttp's client will not send."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", dep.port)
+    try:
+        head = [f"{verb} /{path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{dep.port}".encode(),
+                b"Content-Type: application/json", f"Content-Length: {len(body)}".encode(), b"Connection: close",
+                *headers]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head_bytes, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_bytes.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    ctype = hdrs.get(b"content-type", b"").decode("latin-1").split(";")[0]
+    return status, ctype, payload
+
+
+async def send(http, dep, ctx: Ctx, row: Row) -> tuple[int, str, bytes]:
+    path = row.path or f"csc/v2/{row.method}"
+    if row.raw is not None:
+        data = row.raw
+    elif row.body is not None:
+        data = json.dumps(resolve(row.body, ctx)).encode()
+    else:
+        data = b"{}"
+    if row.raw is not None and row.label.startswith("body over max_body_bytes") and len(data) <= ctx.max_body:
+        pytest.fail("the oversize body is not over this deployment's max_body_bytes")
+    if row.wire_headers is not None:
+        return await send_wire(dep, row.verb, path, list(row.wire_headers), data)
+    headers = {"Content-Type": "application/json"}
+    if row.auth is not None:
+        headers["Authorization"] = ctx.authz[row.auth]
+    headers.update(dict(row.headers))
+    kwargs: dict[str, Any] = {} if row.verb in ("GET", "DELETE") else {"data": data}
+    async with http.request(row.verb, f"{dep.base}/{path}", headers=headers, **kwargs) as resp:
+        return resp.status, resp.content_type, await resp.read()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+async def test_malformed_request_is_refused(http, dep, ctx, row: Row):
+    status, ctype, payload = await send(http, dep, ctx, row)
+    text = payload.decode("utf-8", "replace")
+    assert 400 <= status < 500, f"{status}: {text[:500]}"
+    assert "Traceback" not in text and "<html" not in text.lower(), text[:500]
+    assert ctype == "application/json", (ctype, text[:500])
+    body = json.loads(payload)
+    assert isinstance(body, dict) and set(body) == {"error", "error_description"}, body
+    assert isinstance(body["error"], str) and isinstance(body["error_description"], str), body
+    assert (status, body["error"]) == (row.status, row.error or body["error"]), body
+    if row.desc is not None:
+        assert body["error_description"] == row.desc
+
+
+async def test_table_covers_every_method(csc):
+    status, info = await csc.call("info", {})
+    assert status == 200
+    methods = set(info["methods"])
+    assert methods == set(SPECS), f"methods without malformed-request rows: {sorted(methods - set(SPECS))}; " \
+                                  f"rows for methods the server does not list: {sorted(set(SPECS) - methods)}"
+    per_method = {m: sum(1 for r in ROWS if r.method == m) for m in methods}
+    assert all(n >= 40 for n in per_method.values()), per_method
+    for method, spec in SPECS.items():
+        if spec.auth is not None:
+            assert spec.fields, f"{method}: no fields described"
+
+
+async def test_malformed_requests_spent_nothing(csc, dep, ctx):
+    """Every SAD the rows used still signs its full count; the tokens still work; p256 is not locked."""
+    v, creds = ctx.values, dep.creds
+    alice = v["token:alice"]
+    d1, d2 = digest(b"after the table 1"), digest(b"after the table 2")
+    status, body = await csc.sign(alice, creds["p256"], v["sad:ec"], [d1, d2], ECDSA_SHA256)
+    assert status == 200 and len(body["signatures"]) == 2, body
+    status, body = await csc.sign(alice, creds["rsa2048"], v["sad:rsa"], [d1], SHA256_RSA)
+    assert status == 200 and len(body["signatures"]) == 1, body
+    status, body = await csc.sign(alice, creds["l2_p256"], v["sad:l2"], [H1, H2], ECDSA_SHA256)
+    assert status == 200 and len(body["signatures"]) == 2, body
+    # A fresh SAD: the credential took no failed attempts from the authorize rows.
+    fresh = await csc.sad(alice, creds["p256"], num=1, hashes=[d1])
+    status, body = await csc.sign(alice, creds["p256"], fresh, [d1], ECDSA_SHA256)
+    assert status == 200, body
+    for token in (alice, v["token:bob"]):
+        status, _ = await csc.call("credentials/list", {}, token)
+        assert status == 200
