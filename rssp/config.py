@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
     public_url: str = ""
+    tls_certificate: str = ""  # PEM chain; with tls_key, serve HTTPS (TLS 1.2+) instead of HTTP
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Config:
 
     @property
     def public_url(self) -> str:
-        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+        scheme = "https" if self.server.tls_certificate else "http"
+        return self.server.public_url or f"{scheme}://{self.server.host}:{self.server.port}"
 
 
 def load_config(directory: str | Path) -> Config:
@@ -91,6 +94,16 @@ def load_config(directory: str | Path) -> Config:
         return _from_dict(directory, raw)
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
+    server = ServerConfig(**raw)
+    if bool(server.tls_certificate) != bool(server.tls_key):
+        raise ValueError("[server] tls_certificate and tls_key go together")
+    if server.tls_certificate:
+        server = replace(server, tls_certificate=str(directory / server.tls_certificate),
+                         tls_key=str(directory / server.tls_key))
+    return server
 
 
 def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
@@ -110,7 +123,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         directory=directory,
         database_url=database_url,
         hsm=hsm,
-        server=ServerConfig(**raw.get("server", {})),
+        server=_server(directory, raw.get("server", {})),
         security=SecurityConfig(**raw.get("security", {})),
         service=ServiceInfo(**raw.get("service", {})),
         cas=cas,

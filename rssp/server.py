@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+import ssl
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from rssp.app import create_app
-from rssp.config import load_config
+from rssp.config import ServerConfig, load_config
 from rssp.store import Store
 
 
@@ -37,7 +38,17 @@ def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
     config = replace(config, server=replace(config.server, host=host, port=port))
     app = create_app(config)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, access_log=None,
-                handle_signals=True)
+                handle_signals=True, ssl_context=tls_context(config.server))
+
+
+def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
+    """HTTPS with TLS 1.2 or newer when a certificate is configured (DESIGN §6); else None."""
+    if not server.tls_certificate:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(server.tls_certificate, server.tls_key)
+    return context
 
 
 def serve(directory: Path, host: str | None, port: int | None, workers: int) -> None:
@@ -45,7 +56,8 @@ def serve(directory: Path, host: str | None, port: int | None, workers: int) -> 
     host = host or config.server.host
     port = port or config.server.port
     asyncio.run(_migrate(config.database_url))
-    print(f"rssp serving http://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
+    scheme = "https" if config.server.tls_certificate else "http"
+    print(f"rssp serving {scheme}://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
     if workers <= 1:
         _run_worker(str(config.directory), host, port, False)
         return

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -87,7 +88,7 @@ class Deployment:
         self.creds[name] = cred
         return cred
 
-    def start(self, workers: int = 2) -> None:
+    def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None) -> None:
         self.port = free_port()
         self.log_path = self.directory / "server.log"
         log = open(self.log_path, "ab")
@@ -95,17 +96,19 @@ class Deployment:
             [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        self._wait_ready()
+        self._wait_ready(scheme, cafile)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, scheme: str = "http", cafile: str | None = None) -> None:
+        context = ssl.create_default_context(cafile=cafile) if scheme == "https" else None
+        host = "localhost" if scheme == "https" else "127.0.0.1"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"rssp serve exited: {self.server_log()[-3000:]}")
             try:
-                req = urllib.request.Request(f"{self.base}/csc/v2/info", data=b"{}", method="POST",
-                                             headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=2) as resp:
+                req = urllib.request.Request(f"{scheme}://{host}:{self.port}/csc/v2/info", data=b"{}",
+                                             method="POST", headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=2, context=context) as resp:
                     if resp.status == 200:
                         return
             except OSError:

@@ -59,8 +59,8 @@ class Ref:
 class Row:
     method: str  # the CSC method exercised ("" for rows about paths no method owns)
     label: str
-    body: Any = None  # a JSON value, Refs resolved at run time; None sends {}
-    raw: bytes | None = None  # the body bytes as they are (overrides body)
+    body: Any = field(default=None, repr=False)  # a JSON value, Refs resolved at run time; None sends {}
+    raw: bytes | None = field(default=None, repr=False)  # the body bytes as they are (overrides body)
     status: int = 400
     error: str | None = "invalid_request"
     desc: str | None = None  # the exact error_description, where it is fixed

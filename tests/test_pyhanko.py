@@ -33,7 +33,7 @@ from pyhanko.sign.signers.csc_signer import (
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from client import CSC, OTP, SHA256
+from client import CSC, OTP, SHA256, SHA384, b64, digest
 from deployment import Cred
 
 SIGN_ALGO = {"rsa2048": "1.2.840.113549.1.1.11", "p256": "1.2.840.10045.4.3.2", "l2_p256": "1.2.840.10045.4.3.2"}
@@ -129,9 +129,9 @@ async def make_signer(dep, cred_name: str, *, api_ver: str = "v1", batch_size: i
     return signer, manager, recorder, http
 
 
-async def sign(signer: CSCSigner, text: str, field: str = "Signature1") -> bytes:
+async def sign(signer: CSCSigner, text: str, field: str = "Signature1", md: str = "sha256") -> bytes:
     writer = IncrementalPdfFileWriter(BytesIO(minimal_pdf(text)))
-    meta = signers.PdfSignatureMetadata(field_name=field, md_algorithm="sha256", reason="pyHanko interop")
+    meta = signers.PdfSignatureMetadata(field_name=field, md_algorithm=md, reason="pyHanko interop")
     out = await signers.async_sign_pdf(writer, meta, signer=signer)
     return out.getvalue()
 
@@ -239,3 +239,38 @@ async def test_pyhanko_api_ver_v2(dep, cred_name):
     (req,) = manager.requests
     assert req["hashes"] and req["hashAlgorithmOID"] == SHA256 and "hash" not in req
     assert recorder.calls == ["/csc/v2/credentials/authorize", "/csc/v2/signatures/signHash"]
+
+
+@pytest.mark.parametrize("cred_name,md", [("p384", "sha384"), ("rsa3072", "sha512")])
+async def test_pyhanko_other_digests_v1(dep, cred_name, md):
+    """v1 authorize has no hash algorithm: rssp takes it from the pinned digests' length."""
+    signer, manager, recorder, http = await make_signer(dep, cred_name)
+    async with http:
+        pdf = await sign(signer, f"{md} via {cred_name}", md=md)
+        await validate(pdf, manager.credential_info)
+    (req,) = manager.requests
+    assert len(base64.b64decode(req["hash"][0])) == {"sha384": 48, "sha512": 64}[md]
+
+
+async def test_v1_authorize_hash_algorithm_from_length(dep, http):
+    """The server side of the above, spelled out: only /csc/v1/ may omit the algorithm."""
+    cred = dep.creds["p256"]
+    v1, v2 = CSC(http, dep, "v1"), CSC(http, dep, "v2")
+    token = await v1.token()
+    h = digest(b"doc", "sha384")
+    body = {"credentialID": cred.id, "numSignatures": 1, "hash": [b64(h)], "PIN": cred.pin}
+    status, err = await v2.call("credentials/authorize", body, token)
+    assert status == 400 and "hashAlgorithmOID" in err["error_description"]
+    status, err = await v1.call("credentials/authorize", {**body, "hash": [b64(h[:20])]}, token)
+    assert status == 400 and err["error_description"] == "Invalid digest value length"
+    status, err = await v1.call("credentials/authorize", {**body, "hash": [b64(h), b64(digest(b"x"))],
+                                                          "numSignatures": 2}, token)
+    assert status == 400 and err["error_description"] == "Invalid digest value length"
+    status, out = await v1.call("credentials/authorize", body, token)
+    assert status == 200, out
+    # The SAD is bound to SHA-384: the same bytes named as another algorithm are refused.
+    sign_body = {"credentialID": cred.id, "SAD": out["SAD"], "hash": [b64(h)], "signAlgo": "1.2.840.10045.2.1"}
+    status, err = await v1.call("signatures/signHash", {**sign_body, "hashAlgo": "2.16.840.1.101.3.4.2.3"}, token)
+    assert status == 400
+    status, sig = await v1.call("signatures/signHash", {**sign_body, "hashAlgo": SHA384}, token)
+    assert status == 200 and len(sig["signatures"]) == 1
