@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from functools import cached_property
 
@@ -61,28 +61,15 @@ class Credential:
         return "valid"
 
 
+_COLUMNS = tuple(f.name for f in fields(Credential))
+
+
 def from_row(row: Row) -> Credential:
-    return Credential(
-        id=row.id,
-        user_id=row.user_id,
-        description=row.description,
-        level=row.level,
-        key_kind=row.key_kind,
-        key_len=row.key_len,
-        curve=row.curve,
-        hsm_key_id=row.hsm_key_id,
-        public_key=row.public_key,
-        certificate=row.certificate,
-        chain=tuple(base64.b64decode(c) for c in json.loads(row.chain or "[]")),
-        status=row.status,
-        multisign=row.multisign,
-        signature_qualifier=row.signature_qualifier,
-        pin_hash=row.pin_hash,
-        totp_secret=row.totp_secret,
-        failed_attempts=row.failed_attempts,
-        locked=bool(row.locked),
-        ca_id=row.ca_id,
-    )
+    """Columns map one to one onto fields, but for the JSON-encoded chain and SQLite's 0/1."""
+    values = {name: row._mapping[name] for name in _COLUMNS}
+    values["chain"] = tuple(base64.b64decode(c) for c in json.loads(row.chain or "[]"))
+    values["locked"] = bool(row.locked)
+    return Credential(**values)
 
 
 async def get_credential(store: Store, credential_id: str, user_id: str | None = None) -> Credential | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rssp.audit import record
@@ -66,6 +66,16 @@ class Spend:
     client_ip: str | None
 
 
+def _live(sad_hash: str, user_id: str, credential_id: str) -> tuple[ColumnElement[bool], ...]:
+    """The SAD row is this one, for this user and credential, and not expired."""
+    return (
+        sads.c.sad_hash == sad_hash,
+        sads.c.user_id == user_id,
+        sads.c.credential_id == credential_id,
+        sads.c.expires_at > time.time(),
+    )
+
+
 async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
     """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation."""
     sad_hash = digest(sad)
@@ -75,10 +85,7 @@ async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
             await conn.execute(
                 update(sads)
                 .where(
-                    sads.c.sad_hash == sad_hash,
-                    sads.c.credential_id == spend.credential_id,
-                    sads.c.user_id == spend.user_id,
-                    sads.c.expires_at > time.time(),
+                    *_live(sad_hash, spend.user_id, spend.credential_id),
                     sads.c.remaining >= n,
                     exists().where(credentials.c.id == spend.credential_id, credentials.c.status == "enabled"),
                 )
@@ -137,13 +144,7 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, 
         row = (
             await conn.execute(
                 delete(sads)
-                .where(
-                    sads.c.sad_hash == old_hash,
-                    sads.c.user_id == grant.user_id,
-                    sads.c.credential_id == grant.credential_id,
-                    sads.c.expires_at > time.time(),
-                    sads.c.remaining > 0,
-                )
+                .where(*_live(old_hash, grant.user_id, grant.credential_id), sads.c.remaining > 0)
                 .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound)
             )
         ).first()
