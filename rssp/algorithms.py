@@ -79,18 +79,21 @@ def resolve_mechanism(
     sign_algo: str,
     hash_oid: str | None,
     params_der: bytes | None,
+    *,
+    key_bits: int | None = None,
 ) -> SignMechanism:
     """Turn the CSC algorithm fields of a signing request into one HSM mechanism.
 
     Raises the CSC error for each inconsistency: an OID the key cannot do, a missing hash
     algorithm for a bare key algorithm, or a hash that contradicts the one ``signAlgo`` implies.
+    ``key_bits`` (the RSA modulus size) bounds the PSS salt length.
     """
     algo = SIGN_ALGOS.get(sign_algo)
     if algo is None or algo.key_kind != key_kind:
         raise invalid_param("signAlgo")
     requested = hash_from_oid(hash_oid) if hash_oid is not None else None
     if algo.scheme == "pss":
-        return _pss_mechanism(params_der, requested)
+        return _pss_mechanism(params_der, requested, key_bits)
     hash_name = algo.hash or requested
     if hash_name is None:
         raise missing_param("string", "hashAlgorithmOID")
@@ -99,7 +102,7 @@ def resolve_mechanism(
     return SignMechanism(scheme=algo.scheme, hash=hash_name)  # type: ignore[arg-type]
 
 
-def _pss_mechanism(params_der: bytes | None, requested: HashName | None) -> SignMechanism:
+def _pss_mechanism(params_der: bytes | None, requested: HashName | None, key_bits: int | None) -> SignMechanism:
     """RSASSA-PSS takes its hash, MGF and salt from ``signAlgoParams`` (RFC 4055 params)."""
     if params_der is None:
         raise missing_param("string", "signAlgoParams")
@@ -114,6 +117,9 @@ def _pss_mechanism(params_der: bytes | None, requested: HashName | None) -> Sign
     except Exception:  # asn1crypto raises a zoo of types on malformed DER
         raise invalid_param("signAlgoParams") from None
     if not ok or hash_name not in DIGEST_SIZES or mgf_hash not in DIGEST_SIZES or not 0 <= salt_len <= 512:
+        raise invalid_param("signAlgoParams")
+    # RFC 8017 §9.1.1: the encoded message, ceil((modBits - 1) / 8) bytes, holds hLen + sLen + 2.
+    if key_bits is not None and salt_len > (key_bits + 6) // 8 - DIGEST_SIZES[hash_name] - 2:
         raise invalid_param("signAlgoParams")
     if requested is not None and requested != hash_name:
         raise invalid_param("hashAlgorithmOID")

@@ -25,7 +25,7 @@ def _basic_credentials(header: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise invalid_request("Malformed username-password.") from None
     username, sep, password = decoded.partition(":")
-    if not sep or not username:
+    if not sep or not username or "\x00" in username:
         raise invalid_request("Malformed username-password.")
     return username, password
 

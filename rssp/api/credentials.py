@@ -6,7 +6,7 @@ from aiohttp import web
 
 from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
 from rssp.api.credential_view import credential_view
-from rssp.api.parse import Body, decode_b64
+from rssp.api.parse import Body, decode_b64, is_text
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
@@ -16,6 +16,7 @@ from rssp.sam.factors import Factors, check_factors
 from rssp.sam.sad import SadGrant, extend_sad, insert_sad
 
 _CERTIFICATES = ("none", "single", "chain")
+_MAX_FACTOR_LEN = 256  # a PIN or OTP; longer is malformed, not a failed attempt
 
 
 async def own_credential(call: Call, *, enabled: bool = False) -> Credential:
@@ -35,7 +36,10 @@ def parse_digests(body: Body, *, required: bool, max_items: int) -> tuple[bytes,
         return ()
     if not values:
         raise invalid_request("Empty hash array")
-    return tuple(decode_b64(v) for v in values)
+    digests = tuple(decode_b64(v) for v in values)
+    if len(set(digests)) != len(digests):
+        raise invalid_param("hashes")
+    return digests
 
 
 def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashName | None, tuple[bytes, ...]]:
@@ -45,10 +49,10 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     ``hash``), so on ``/csc/v1/`` an absent one is taken from the digest length, which is
     unambiguous among the supported SHA-2 sizes; signHash must then name the same algorithm.
     """
+    oid = body.string("hashAlgorithmOID")
     digests = parse_digests(body, required=False, max_items=max_items)
     if not digests:
         return None, ()
-    oid = body.string("hashAlgorithmOID")
     if oid is None and version == "v1":
         by_size = {size: name for name, size in DIGEST_SIZES.items()}
         if len(digests[0]) not in by_size:
@@ -59,8 +63,6 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     hash_name = hash_from_oid(oid)
     for d in digests:
         check_digest(d, hash_name)
-    if len(set(digests)) != len(digests):
-        raise invalid_param("hashes")
     return hash_name, digests
 
 
@@ -69,11 +71,12 @@ def parse_factors(body: Body) -> Factors:
     values: dict[str, str] = {}
     for entry in body.object_list("authData") or []:
         ident, value = entry.get("id"), entry.get("value")
-        if ident not in ("PIN", "OTP") or not isinstance(value, str) or ident in values:
+        valid = isinstance(value, str) and len(value) <= _MAX_FACTOR_LEN and is_text(value)
+        if ident not in ("PIN", "OTP") or ident in values or not valid:
             raise invalid_param("authData")
         values[ident] = value
     for name in ("PIN", "OTP"):
-        legacy = body.string(name, max_len=256)
+        legacy = body.string(name, max_len=_MAX_FACTOR_LEN)
         if legacy is not None:
             values.setdefault(name, legacy)
     return Factors(pin=values.get("PIN"), otp=values.get("OTP"))

@@ -22,6 +22,13 @@ log = logging.getLogger("rssp.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class UnreadableBody(CSCError):
+    """A body that cannot be read to its end (e.g. a Content-Encoding that does not decode)."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "invalid_request", "Malformed request body")
+
+
 def error_response(err: CSCError) -> web.Response:
     return web.json_response(err.body(), status=err.status)
 
@@ -31,7 +38,10 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except CSCError as err:
-        return error_response(err)
+        response = error_response(err)
+        if isinstance(err, UnreadableBody):
+            response.force_close()  # aiohttp drops the connection after it: say so (Connection: close)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(CSCError(413, "invalid_request", "Request body too large"))
     except web.HTTPMethodNotAllowed:
@@ -50,7 +60,10 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 async def read_body(request: web.Request, *, allow_empty: bool = False) -> Body:
     """The request body as a JSON object; anything else is a 400."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        raise UnreadableBody() from None
     if not raw.strip():
         if allow_empty:
             return Body({})
@@ -59,7 +72,7 @@ async def read_body(request: web.Request, *, allow_empty: bool = False) -> Body:
         raise invalid_request("Content-Type must be application/json")
     try:
         data: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise invalid_request("Malformed JSON body") from None
     if not isinstance(data, dict):
         raise invalid_request("The request body must be a JSON object")

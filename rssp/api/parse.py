@@ -14,6 +14,7 @@ from typing import Any
 from rssp.errors import invalid_param, invalid_request, missing_param
 
 _B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class Body:
@@ -33,7 +34,7 @@ class Body:
             return None
         if not isinstance(value, str):
             raise missing_param("string", name)
-        if len(value) > max_len:
+        if len(value) > max_len or not is_text(value):
             raise invalid_param(name)
         return value
 
@@ -95,13 +96,21 @@ class Body:
             raise invalid_param("clientData")
 
 
+def is_text(value: str) -> bool:
+    """Storable text: no NUL (PostgreSQL refuses it), no lone surrogate (UTF-8 cannot encode one).
+
+    Both arrive as JSON escapes (``\\u0000``, ``\\ud800``); they end up in queries and digests.
+    """
+    return "\x00" not in value and not _SURROGATE.search(value)
+
+
 def decode_b64(value: str, *, error: str = "Invalid Base64 hash string parameter") -> bytes:
     """Decode standard Base64 or base64url, strictly: junk characters are an error, not ignored.
 
     Clients send both alphabets (EUDI uses base64url in OAuth and standard Base64 in signHash),
     so the two are normalised here and compared as bytes everywhere else.
     """
-    if not value or not _B64.match(value):
+    if not value or not _B64.match(value) or ("=" in value and len(value) % 4):  # padding ends a quantum
         raise invalid_request(error)
     std = value.replace("-", "+").replace("_", "/")
     std += "=" * (-len(std) % 4)

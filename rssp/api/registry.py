@@ -16,7 +16,7 @@ from aiohttp import web
 from rssp.api.middleware import client_ip, read_body
 from rssp.api.parse import Body
 from rssp.auth.tokens import Principal
-from rssp.errors import CSCError, invalid_request
+from rssp.errors import CSCError, invalid_request, invalid_token
 from rssp.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -91,6 +91,8 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise invalid_request("Malformed authorization header")
+    if not token.isascii():  # aiohttp hands over non-UTF-8 header bytes as lone surrogates
+        raise invalid_token()
     return token.strip()
 
 

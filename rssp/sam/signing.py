@@ -40,7 +40,8 @@ class SigningService:
 
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
         cred = req.credential
-        mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params)
+        mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params,
+                                      key_bits=cred.key_len)
         for d in req.digests:
             check_digest(d, mechanism.hash)
         try:
