@@ -368,6 +368,15 @@ def build_specs() -> dict[str, Spec]:
     az_rows.append(Row("credentials/authorize", "level 2 authData with a non-string OTP",
                        {"credentialID": l2, "numSignatures": 1, "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
                         "authData": pin + [{"id": "OTP", "value": 123456}]}, desc=invalid("authData")))
+    missing_factors = "Missing (or invalid type) array parameter authData"
+    for label, body in [("no authData", without(az, "authData")), ("empty authData", with_(az, authData=[])),
+                        ("empty authData again", with_(az, authData=[])),
+                        ("empty authData a third time", with_(az, authData=[]))]:
+        az_rows.append(Row("credentials/authorize", label, body, desc=missing_factors))
+    for n in range(3):  # absent factors are malformed requests: they must not count toward the lockout
+        az_rows.append(Row("credentials/authorize", f"level 2 with the PIN but no OTP #{n}",
+                           {"credentialID": l2, "numSignatures": 1, "hashes": [b64(H1)], "hashAlgorithmOID": SHA256,
+                            "authData": pin}, desc=missing_factors))
     az_rows += bad_b64_rows("credentials/authorize", az)
     specs["credentials/authorize"] = Spec(auth="alice", base=az, rows=az_rows, fields={
         "credentialID": ("string", True), "numSignatures": ("integer", True), "hashes": ("array", False),

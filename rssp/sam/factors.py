@@ -17,7 +17,7 @@ from sqlalchemy import or_, update
 from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
-from rssp.errors import credential_locked, invalid_authentication_data
+from rssp.errors import credential_locked, invalid_authentication_data, missing_param
 from rssp.hsm import Hsm, HsmError
 from rssp.store import Store
 from rssp.store.schema import credentials
@@ -64,7 +64,10 @@ async def check_factors(
             await record(conn, actor=actor, action="credential.authorize", target=cred.id,
                          outcome="locked", client_ip=client_ip)
         raise credential_locked()
-    pin_ok = factors.pin is not None and await verify_secret(cred.pin_hash, factors.pin)
+    if factors.pin is None or (cred.needs_totp and factors.otp is None):
+        # Absent factors are a malformed request, not a guess: they do not count toward lockout.
+        raise missing_param("array", "authData")
+    pin_ok = await verify_secret(cred.pin_hash, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if cred.needs_totp else 0
     if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
         return
