@@ -148,9 +148,12 @@ async def test_level2_requires_hashes_and_the_otp(csc, dep):
     status, body = await csc.call("credentials/authorize", {"credentialID": cred.id, "numSignatures": 1,
                                                             "authData": [{"id": "PIN", "value": cred.pin}]}, token)
     assert status == 400 and body["error_description"] == "Missing (or invalid type) array parameter hashes"
-    status, body = await csc.call("credentials/authorize", {
-        "credentialID": cred.id, "numSignatures": 1, "hashes": [b64(digest(b"x"))], "hashAlgorithmOID": SHA256,
-        "authData": [{"id": "PIN", "value": cred.pin}]}, token)
+    request = {"credentialID": cred.id, "numSignatures": 1, "hashes": [b64(digest(b"x"))], "hashAlgorithmOID": SHA256,
+               "authData": [{"id": "PIN", "value": cred.pin}]}
+    status, body = await csc.call("credentials/authorize", request, token)
+    assert (status, body["error_description"]) == (400, "Missing (or invalid type) array parameter authData")
+    request["authData"].append({"id": "OTP", "value": "000000"})
+    status, body = await csc.call("credentials/authorize", request, token)
     assert status == 400 and body["error"] == "invalid_authentication_data"
 
 
