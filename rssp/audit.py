@@ -12,8 +12,10 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sqlalchemy import Insert
+
+from rssp.store import Conn
 from rssp.store.schema import audit
 
 _SECRET_KEYS = {"pin", "password", "otp", "sad", "token", "secret", "seed", "access_token", "refresh_token"}
@@ -25,8 +27,12 @@ def _check_detail(detail: dict[str, Any]) -> None:
             raise ValueError(f"audit detail must not carry {key!r}")
 
 
-async def record(
-    conn: AsyncConnection,
+async def record(conn: Conn, **fields: Any) -> None:
+    """Append one audit record in the caller's transaction (see :func:`audit_insert`)."""
+    await conn.execute(audit_insert(**fields))
+
+
+def audit_insert(
     *,
     actor: str,
     action: str,
@@ -34,11 +40,11 @@ async def record(
     target: str | None = None,
     client_ip: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> None:
-    """Append one audit record in the caller's transaction."""
+) -> Insert:
+    """The INSERT of one audit record, for synchronous and asynchronous transactions alike."""
     detail = detail or {}
     _check_detail(detail)
-    await conn.execute(
+    return (
         audit.insert().values(
             ts=time.time(),
             actor=actor,

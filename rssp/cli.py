@@ -18,7 +18,7 @@ from rssp.config import load_config
 from rssp.errors import OperatorError
 from rssp.hsm import Hsm
 from rssp.hsm.types import KeySpec
-from rssp.store import Store
+from rssp.store import migrate, open_store
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -30,12 +30,12 @@ class _Instance:
 
     def __init__(self, directory: str, with_hsm: bool) -> None:
         self.config = load_config(directory)
-        self.store = Store(self.config.database_url)
+        self.store = open_store(self.config.database_url)
         hsm = self.config.hsm
         self.hsm = Hsm(hsm.module, hsm.token_label, hsm.pin, hsm.softhsm2_conf) if with_hsm else None
 
     async def __aenter__(self) -> "_Instance":
-        await self.store.migrate()
+        await migrate(self.store)
         if self.hsm:
             await self.hsm.start()
         return self
@@ -49,8 +49,9 @@ class _Instance:
 async def _init(args: argparse.Namespace) -> None:
     from rssp.instance import init_instance
 
-    summary = await init_instance(Path(args.dir))
-    _emit(args, summary, f"initialised {summary['directory']}")
+    summary = await init_instance(Path(args.dir), production=args.production)
+    kind = "production" if args.production else "development (with the bundled test PKI)"
+    _emit(args, summary, f"initialised {summary['directory']} as a {kind} instance")
 
 
 async def _user_add(args: argparse.Namespace) -> None:
@@ -120,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("init", _init, "create a self-contained instance in DIR")
+    p = command("init", _init, "create a self-contained instance in DIR")
+    p.add_argument("--production", action="store_true",
+                   help="leave out the bundled test PKI (development TSAs, OCSP, CRLs)")
     p = command("serve", _serve, "serve the API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)

@@ -4,6 +4,11 @@ The directory holds ``rssp.toml``, the SQLite database, a SoftHSM2 token with it
 ``softhsm2.conf``, the HSM user PIN (``hsm-pin``, mode 0600: the server needs it to log in;
 a production HSM would take it from the operator's secret store instead), and the local CA,
 whose key is generated in that token.
+
+By default the instance is a development one: it also gets the bundled test PKI
+(:mod:`rssp.devpki`: two TSAs, OCSP, CRLs on loopback, started by ``rssp serve``) and
+rssp.toml lists its TSAs, so timestamps work out of the box. ``production=True``
+(``rssp init DIR --production``) leaves the test PKI out; the operator configures real TSAs.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ from typing import Any
 
 import tomli_w
 
-from rssp import plugins
+from rssp import devpki, plugins
 from rssp.config import CONFIG_NAME, load_config
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
 from rssp.sam.factors import TOTP_KEY_LABEL
-from rssp.store import Store
+from rssp.store import migrate, open_store
 
 TOKEN_LABEL = "rssp"
 PIN_FILE = "hsm-pin"
@@ -33,7 +38,7 @@ class InstanceExists(OperatorError):
 def _base_config(module: str) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": 8080, "max_body_bytes": 1024 * 1024},
-        "database": {"url": "sqlite+aiosqlite:///{dir}/rssp.db"},
+        "database": {"url": "sqlite:///{dir}/rssp.db"},
         "hsm": {"module": module, "token_label": TOKEN_LABEL, "pin_file": PIN_FILE, "softhsm2_conf": "softhsm2.conf"},
         "security": {"sad_ttl_seconds": 300, "access_token_ttl_seconds": 3600, "max_failed_attempts": 5},
         "service": {"name": "rssp", "description": "rssp Remote Signing Service Provider", "region": "JP",
@@ -48,7 +53,8 @@ def _write_secret(path: Path, value: str) -> None:
         fh.write(value + "\n")
 
 
-async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", module: str = DEFAULT_MODULE) -> dict[str, Any]:
+async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", module: str = DEFAULT_MODULE,
+                        production: bool = False) -> dict[str, Any]:
     """Create the instance; returns a summary for the operator (no secrets in it)."""
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
@@ -58,12 +64,14 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     _write_secret(directory / PIN_FILE, user_pin)
     init_softhsm_instance(directory, TOKEN_LABEL, so_pin=secrets.token_hex(16), user_pin=user_pin)
     raw = _base_config(module)
+    if not production:
+        raw.update(devpki.create(directory))
     (directory / CONFIG_NAME).write_text(tomli_w.dumps(raw), encoding="utf-8")
     config = load_config(directory)
-    store = Store(config.database_url)
+    store = open_store(config.database_url)
     hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
     try:
-        version = await store.migrate()
+        version = await migrate(store)
         await hsm.start()
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
@@ -72,19 +80,26 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         await store.close()
     raw["ca"]["local"] = ca_config
     (directory / CONFIG_NAME).write_text(_HEADER + tomli_w.dumps(raw), encoding="utf-8")
-    return {"directory": str(directory), "database": config.database_url, "schemaVersion": version,
-            "hsmToken": TOKEN_LABEL, "ca": {"local": ca_name}}
+    summary = {"directory": str(directory), "database": config.database_url, "schemaVersion": version,
+               "hsmToken": TOKEN_LABEL, "ca": {"local": ca_name}, "production": production}
+    if not production:
+        summary["devPki"] = {"port": raw["devpki"]["port"], "timestampIDs": list(raw["timestamps"]["tsa"])}
+    return summary
 
 
 _HEADER = """\
 # rssp instance configuration (see docs/configuration.md).
 # [server]    host/port to listen on, max_body_bytes (request size limit), public_url.
-# [database]  url: sqlite+aiosqlite:///{dir}/rssp.db (default) or postgresql+asyncpg://user@host/db;
+# [database]  url: sqlite:///{dir}/rssp.db (default) or postgresql+asyncpg://user@host/db;
 #             the environment variable RSSP_DATABASE_URL overrides it.
 # [hsm]       module: the PKCS#11 library; token_label; pin_file (mode 0600); softhsm2_conf.
 # [security]  sad_ttl_seconds, access_token_ttl_seconds, refresh_token_ttl_seconds,
 #             max_failed_attempts (credential lockout), max_hashes_per_request.
 # [service]   what info reports: name, description, region, lang, logo.
 # [ca.NAME]   a CA connector ("connector" = entry point name in rssp.ca_connectors) and its settings.
+# [devpki]    development instances only: the bundled test PKI (TSAs, OCSP, CRLs) that 'rssp serve'
+#             starts on host:port; its certificates carry that port. Not for production.
+# [timestamps] cooldown_seconds, probe_on_start; [timestamps.tsa.ID] one upstream TSA each
+#             (url, anchors, policy_oid, hash_algorithms, priority, default, ...): see docs/timestamps.md.
 
 """

@@ -26,3 +26,11 @@ def ca_connector_class(name: str) -> Any:
     if name not in eps:
         raise LookupError(f"no CA connector named {name!r} (installed: {', '.join(sorted(eps)) or 'none'})")
     return eps[name].load()
+
+
+def tsa_client_factory(name: str) -> Any:
+    """The factory of an upstream TSA client (``rssp.tsa.TsaClient``) by entry point name."""
+    eps = _group("rssp.tsa_clients")
+    if name not in eps:
+        raise LookupError(f"no TSA client named {name!r} (installed: {', '.join(sorted(eps)) or 'none'})")
+    return eps[name].load()

@@ -20,14 +20,15 @@ from pathlib import Path
 from aiohttp import web
 
 from rssp.app import create_app
-from rssp.config import ServerConfig, load_config
-from rssp.store import Store
+from rssp.config import Config, ServerConfig, load_config
+from rssp.devpki import DevPki
+from rssp.store import migrate, open_store
 
 
 async def _migrate(url: str) -> None:
-    store = Store(url)
+    store = open_store(url)
     try:
-        await store.migrate()
+        await migrate(store)
     finally:
         await store.close()
 
@@ -52,10 +53,20 @@ def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
 
 
 def serve(directory: Path, host: str | None, port: int | None, workers: int) -> None:
+    """Serve until SIGTERM/SIGINT; a development instance's test PKI runs (once) alongside."""
     config = load_config(directory)
-    host = host or config.server.host
-    port = port or config.server.port
     asyncio.run(_migrate(config.database_url))
+    pki = DevPki.from_config(config.directory, config.section("devpki"))
+    if pki is not None:
+        pki.start()  # before the workers, so their first TSA probes find it listening
+    try:
+        _serve(config, host or config.server.host, port or config.server.port, workers)
+    finally:
+        if pki is not None:
+            pki.stop()
+
+
+def _serve(config: Config, host: str, port: int, workers: int) -> None:
     scheme = "https" if config.server.tls_certificate else "http"
     print(f"rssp serving {scheme}://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
     if workers <= 1:

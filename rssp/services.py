@@ -10,7 +10,7 @@ from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.hsm import Hsm
 from rssp.sam.signing import SigningService
-from rssp.store import Store
+from rssp.store import Store, migrate, open_store
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Services:
 
     @classmethod
     def build(cls, config: Config) -> "Services":
-        store = Store(config.database_url)
+        store = open_store(config.database_url)
         hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
         return cls(
             config=config,
@@ -45,7 +45,7 @@ class Services:
         return self._cas[ca_id]
 
     async def start(self) -> None:
-        await self.store.migrate()
+        await migrate(self.store)
         await self.hsm.start()
 
     async def close(self) -> None:

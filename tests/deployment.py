@@ -56,7 +56,7 @@ class Deployment:
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.directory}/rssp.db"
+        return self.database_url or f"sqlite:///{self.directory}/rssp.db"
 
     @property
     def base(self) -> str:

@@ -40,7 +40,7 @@ from sqlalchemy import update
 from client import CSC, ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, SHA512, b64, digest
 from rssp.auth.secrets import digest as secret_digest
 from rssp.config import load_config
-from rssp.store import Store
+from rssp.store import open_store
 from rssp.store.schema import tokens
 
 ECDSA_SHA384 = "1.2.840.10045.4.3.3"
@@ -815,7 +815,7 @@ async def ctx(dep, http) -> Ctx:
 
 async def expire_token(dep, token: str) -> None:
     """Age an access token past its expiry in the database (an hour is too long to wait)."""
-    store = Store(dep.db_url)
+    store = open_store(dep.db_url)
     try:
         async with store.write() as conn:
             result = await conn.execute(update(tokens).where(tokens.c.token_hash == secret_digest(token))

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from sqlalchemy import update
 
-from client import ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, digest
-from rssp.store import Store
+from client import ECDSA_SHA256, SHA256_RSA, SHA384, digest
+from rssp.store import open_store
 from rssp.store.schema import sads
 
 
@@ -72,7 +72,7 @@ async def test_expired_sad_is_refused(csc, dep):
     token = await csc.token()
     d = digest(b"late")
     sad = await csc.sad(token, cred, hashes=[d])
-    store = Store(dep.db_url)
+    store = open_store(dep.db_url)
     try:  # let the SAD's time run out, as the clock would
         async with store.write() as conn:
             await conn.execute(update(sads).where(sads.c.sad_hash == hashlib.sha256(sad.encode()).hexdigest())

@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
 from rssp.errors import expired_token, invalid_request, invalid_token
-from rssp.store import Store
+from rssp.store import Conn, Store
 from rssp.store.schema import tokens
 
 
@@ -50,7 +49,7 @@ class TokenService:
         self.store = store
         self.security = security
 
-    async def _insert(self, conn: AsyncConnection, kind: str, grant_id: str, user_id: str, ttl: int) -> str:
+    async def _insert(self, conn: Conn, kind: str, grant_id: str, user_id: str, ttl: int) -> str:
         value = new_secret()
         now = time.time()
         await conn.execute(
@@ -61,7 +60,7 @@ class TokenService:
         )
         return value
 
-    async def issue(self, conn: AsyncConnection, user_id: str, remember: bool, grant_id: str | None = None) -> IssuedTokens:
+    async def issue(self, conn: Conn, user_id: str, remember: bool, grant_id: str | None = None) -> IssuedTokens:
         """Issue an access token (and a refresh token) in the caller's transaction."""
         grant_id = grant_id or new_id()
         ttl = self.security.access_token_ttl_seconds
@@ -71,7 +70,7 @@ class TokenService:
             refresh = await self._insert(conn, "refresh", grant_id, user_id, self.security.refresh_token_ttl_seconds)
         return IssuedTokens(access, ttl, refresh)
 
-    async def redeem_refresh(self, conn: AsyncConnection, refresh_token: str) -> tuple[str, str]:
+    async def redeem_refresh(self, conn: Conn, refresh_token: str) -> tuple[str, str]:
         """Spend a refresh token (rotation): returns (user_id, grant_id) or raises."""
         row = (
             await conn.execute(
@@ -92,8 +91,8 @@ class TokenService:
 
     async def authenticate(self, token: str) -> Principal:
         token_hash = digest(token)
-        async with self.store.read() as conn:
-            row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))).first()
+        query = select(tokens).where(tokens.c.token_hash == token_hash)
+        row = await self.store.query(lambda conn: conn.execute(query).first())
         if row is None or row.kind != "access":
             raise invalid_token()
         if row.revoked or row.expires_at <= time.time():
@@ -103,7 +102,7 @@ class TokenService:
             client_id=row.client_id, credential_id=row.credential_id,
         )
 
-    async def revoke(self, conn: AsyncConnection, user_id: str, token: str) -> None:
+    async def revoke(self, conn: Conn, user_id: str, token: str) -> None:
         """Revoke one of the caller's own tokens; a refresh token takes its grant with it."""
         row = (
             await conn.execute(select(tokens).where(tokens.c.token_hash == digest(token), tokens.c.user_id == user_id))

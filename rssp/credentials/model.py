@@ -80,8 +80,7 @@ async def get_credential(store: Store, credential_id: str, user_id: str | None =
     query = select(credentials).where(credentials.c.id == credential_id, credentials.c.status != "deleted")
     if user_id is not None:
         query = query.where(credentials.c.user_id == user_id)
-    async with store.read() as conn:
-        row = (await conn.execute(query)).first()
+    row = await store.query(lambda conn: conn.execute(query).first())
     return from_row(row) if row else None
 
 

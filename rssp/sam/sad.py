@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-from rssp.audit import record
+from rssp.audit import audit_insert
 from rssp.auth.secrets import digest, new_secret
 from rssp.errors import invalid_request, invalid_sad
-from rssp.store import Store
+from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sad_hashes, sads
 
 
@@ -38,20 +40,29 @@ class SadGrant:
         return bool(self.digests)
 
 
-async def insert_sad(conn: AsyncConnection, grant: SadGrant, ttl_seconds: int) -> str:
-    """Store a new SAD for ``grant`` in the caller's transaction and return its value."""
+def _sad_inserts(grant: SadGrant, ttl_seconds: int) -> tuple[str, list[tuple[Any, Any]]]:
+    """A new SAD value and the statements that store it (its hash, and its bound digests)."""
     value = new_secret()
     sad_hash = digest(value)
     now = time.time()
-    await conn.execute(
+    statements: list[tuple[Any, Any]] = [(
         sads.insert().values(
             sad_hash=sad_hash, credential_id=grant.credential_id, user_id=grant.user_id,
             remaining=grant.count, expires_at=now + ttl_seconds, hash_algo=grant.hash_algo,
             bound=grant.bound, created_at=now,
-        )
-    )
+        ),
+        None,
+    )]
     if grant.digests:
-        await conn.execute(sad_hashes.insert(), [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests])
+        statements.append((sad_hashes.insert(), [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests]))
+    return value, statements
+
+
+async def insert_sad(conn: Conn, grant: SadGrant, ttl_seconds: int) -> str:
+    """Store a new SAD for ``grant`` in the caller's transaction and return its value."""
+    value, statements = _sad_inserts(grant, ttl_seconds)
+    for statement, params in statements:
+        await conn.execute(statement, params)
     return value
 
 
@@ -77,37 +88,41 @@ def _live(sad_hash: str, user_id: str, credential_id: str) -> tuple[ColumnElemen
 
 
 async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
-    """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation."""
-    sad_hash = digest(sad)
+    """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation.
+
+    The whole transaction runs as one synchronous function: on SQLite that is one hop to the
+    database thread, so the process's write lock is held as briefly as possible.
+    """
+    await store.transaction(partial(_spend, digest(sad), spend))
+
+
+def _spend(sad_hash: str, spend: Spend, conn: Connection) -> None:
     n = len(spend.digests)
-    async with store.write() as conn:
-        row = (
-            await conn.execute(
-                update(sads)
-                .where(
-                    *_live(sad_hash, spend.user_id, spend.credential_id),
-                    sads.c.remaining >= n,
-                    exists().where(credentials.c.id == spend.credential_id, credentials.c.status == "enabled"),
-                )
-                .values(remaining=sads.c.remaining - n)
-                .returning(sads.c.bound, sads.c.hash_algo)
-            )
-        ).first()
-        if row is None:
-            raise await _why_not_spendable(conn, sad_hash, spend)
-        if row.bound:
-            await _spend_bound_hashes(conn, sad_hash, row.hash_algo, spend)
-        await record(
-            conn, actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
-            client_ip=spend.client_ip, detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]},
+    row = conn.execute(
+        update(sads)
+        .where(
+            *_live(sad_hash, spend.user_id, spend.credential_id),
+            sads.c.remaining >= n,
+            exists().where(credentials.c.id == spend.credential_id, credentials.c.status == "enabled"),
         )
+        .values(remaining=sads.c.remaining - n)
+        .returning(sads.c.bound, sads.c.hash_algo)
+    ).first()
+    if row is None:
+        raise _why_not_spendable(conn, sad_hash, spend.user_id, spend.credential_id, n)
+    if row.bound:
+        _spend_bound_hashes(conn, sad_hash, row.hash_algo, spend)
+    conn.execute(audit_insert(
+        actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
+        client_ip=spend.client_ip, detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]},
+    ))
 
 
-async def _spend_bound_hashes(conn: AsyncConnection, sad_hash: str, hash_algo: str | None, spend: Spend) -> None:
+def _spend_bound_hashes(conn: Connection, sad_hash: str, hash_algo: str | None, spend: Spend) -> None:
     """Mark each requested digest used; any digest not authorized (or already used) aborts all."""
     if hash_algo != spend.hash_algo or len(set(spend.digests)) != len(spend.digests):
         raise invalid_request("Hash is not authorized by the SAD.")
-    result = await conn.execute(
+    result = conn.execute(
         update(sad_hashes)
         .where(sad_hashes.c.sad_hash == sad_hash, sad_hashes.c.digest.in_(spend.digests), sad_hashes.c.used.is_(False))
         .values(used=True)
@@ -116,16 +131,16 @@ async def _spend_bound_hashes(conn: AsyncConnection, sad_hash: str, hash_algo: s
         raise invalid_request("Hash is not authorized by the SAD.")
 
 
-async def _why_not_spendable(conn: AsyncConnection, sad_hash: str, spend: Spend) -> Exception:
+def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential_id: str, n: int) -> Exception:
     """Pick the error for a failed spend; only reached on the failure path."""
-    row = (await conn.execute(select(sads).where(sads.c.sad_hash == sad_hash))).first()
-    if row is None or row.user_id != spend.user_id or row.credential_id != spend.credential_id:
+    row = conn.execute(select(sads).where(sads.c.sad_hash == sad_hash)).first()
+    if row is None or row.user_id != user_id or row.credential_id != credential_id:
         return invalid_sad()
     if row.expires_at <= time.time():
         return invalid_request("SAD expired")
     if row.remaining == 0:
         return invalid_sad()
-    if row.remaining < len(spend.digests):
+    if row.remaining < n:
         return invalid_request("The number of hashes exceeds the number of signatures authorized by the SAD")
     return invalid_request("The credential identified by credentialID is disabled")
 
@@ -135,26 +150,28 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, 
 
     ``grant.digests``, when given, replace the binding; otherwise the unused digests carry over.
     """
-    old_hash = digest(sad)
-    async with store.write() as conn:
-        # Read before the delete: deleting the SAD cascades to its hashes.
-        unused = (
-            await conn.execute(select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False)))
-        ).scalars().all()
-        row = (
-            await conn.execute(
-                delete(sads)
-                .where(*_live(old_hash, grant.user_id, grant.credential_id), sads.c.remaining > 0)
-                .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound)
-            )
-        ).first()
-        if row is None:
-            raise await _why_not_spendable(conn, old_hash, Spend(grant.user_id, grant.credential_id, "", (), None))
-        await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
-        new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
-        value = await insert_sad(conn, new_grant, ttl_seconds)
-        await record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
-                     client_ip=client_ip, detail={"remaining": new_grant.count})
+    return await store.transaction(partial(_extend, digest(sad), grant, ttl_seconds, client_ip))
+
+
+def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None, conn: Connection) -> str:
+    # Read before the delete: deleting the SAD cascades to its hashes.
+    unused = conn.execute(
+        select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False))
+    ).scalars().all()
+    row = conn.execute(
+        delete(sads)
+        .where(*_live(old_hash, grant.user_id, grant.credential_id), sads.c.remaining > 0)
+        .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound)
+    ).first()
+    if row is None:
+        raise _why_not_spendable(conn, old_hash, grant.user_id, grant.credential_id, 0)
+    conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
+    new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
+    value, statements = _sad_inserts(new_grant, ttl_seconds)
+    for statement, params in statements:
+        conn.execute(statement, params)
+    conn.execute(audit_insert(actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
+                              client_ip=client_ip, detail={"remaining": new_grant.count}))
     return value
 
 

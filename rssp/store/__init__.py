@@ -1,22 +1,40 @@
-"""Persistence: SQLAlchemy 2 async Core over SQLite or PostgreSQL."""
+"""Persistence: SQLAlchemy 2 Core over SQLite (own thread) or PostgreSQL (asyncpg).
+
+Callers see one interface: ``async with store.read()`` / ``store.write()`` give a connection
+whose ``await conn.execute(statement)`` returns a result with ``first()``, ``all()``,
+``scalar()``, ``scalars().all()`` and ``rowcount``; ``write()`` commits on success and rolls
+back on any exception. The request hot path instead hands a synchronous function to
+``transaction()`` / ``query()``, which runs it whole in one hop (SQLite) or one ``run_sync``
+(PostgreSQL).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from rssp.store.db import create_engine
-from rssp.store.migrations import migrate
+from rssp.store.db import create_postgres_engine, normalise_url
+from rssp.store.migrations import apply_migrations
+from rssp.store.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 
-class Store:
-    """The database of one instance, with separate read and write transactions."""
+class Conn(Protocol):
+    """What a transaction offers to the code that runs in it."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
+class PostgresStore:
+    """The store over asyncpg: every statement is a network round trip on the event loop."""
 
     def __init__(self, url: str) -> None:
-        self.engine: AsyncEngine = create_engine(url)
-        self._writer = self.engine.execution_options(sqlite_immediate=True)
+        self.engine: AsyncEngine = create_postgres_engine(url)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -25,15 +43,47 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits on success and rolls back on any exception."""
-        async with self._writer.begin() as conn:
+        async with self.engine.begin() as conn:
             yield conn
 
-    async def migrate(self) -> int:
-        return await migrate(self.engine)
+    async def transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run the synchronous ``fn`` in one transaction (each statement awaits asyncpg)."""
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(fn)
+
+    async def query(self, fn: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    run_sync = transaction
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
-__all__ = ["Store"]
+class Store(Protocol):
+    def read(self) -> Any: ...
+
+    def write(self) -> Any: ...
+
+    async def transaction(self, fn: Callable[[Connection], T]) -> T: ...
+
+    async def query(self, fn: Callable[[Connection], T]) -> T: ...
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(url: str) -> SqliteStore | PostgresStore:
+    """The store for a database URL (``sqlite:///…`` or ``postgresql+asyncpg://…``)."""
+    url = normalise_url(url)
+    return SqliteStore(url) if url.startswith("sqlite") else PostgresStore(url)
+
+
+async def migrate(store: Store) -> int:
+    """Apply every pending schema step; return the schema version now in force."""
+    return await store.run_sync(apply_migrations)
+
+
+__all__ = ["Conn", "PostgresStore", "SqliteStore", "Store", "migrate", "open_store"]

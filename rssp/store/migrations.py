@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, Integer, MetaData, Table, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rssp.store import schema
 
@@ -33,7 +32,7 @@ def _current(conn: Connection) -> int:
     return conn.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())).scalar() or 0
 
 
-def _apply(conn: Connection) -> int:
+def apply_migrations(conn: Connection) -> int:
     current = _current(conn)
     for number, step in MIGRATIONS:
         if number > current:
@@ -41,9 +40,3 @@ def _apply(conn: Connection) -> int:
             conn.execute(schema_version.insert().values(version=number))
             current = number
     return current
-
-
-async def migrate(engine: AsyncEngine) -> int:
-    """Apply every pending step; return the schema version now in force."""
-    async with engine.begin() as conn:
-        return await conn.run_sync(_apply)
