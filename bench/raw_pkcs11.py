@@ -28,11 +28,16 @@ if __package__ in (None, ""):  # run as a script: make ``rssp`` importable from 
 from rssp.hsm import DEFAULT_MODULE, Hsm, KeySpec, SignMechanism, init_softhsm_instance
 from rssp.hsm.worker import HASH_LEN, sign_plan
 
-LOGIN_ATTEMPTS = 10
+LOGIN_ATTEMPTS = 20
 
 
 def _login(lib: Any, label: str, pin: str) -> Any:
-    """Log in with backoff: simultaneous logins of two processes to one token can fail."""
+    """Log in with backoff: simultaneous logins of two processes to one token can fail.
+
+    When two processes C_Initialize SoftHSM2 at the same moment, one can come up without the
+    token in its slot list (NoSuchToken), and no retry on that initialised library finds it:
+    re-initialise the library before each retry.
+    """
     import pkcs11.exceptions as p11e
 
     delay = 0.05
@@ -46,6 +51,10 @@ def _login(lib: Any, label: str, pin: str) -> Any:
                 raise
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 1.0)
+            try:
+                lib.reinitialize()
+            except p11e.PKCS11Error:
+                pass
     raise AssertionError("unreachable")
 
 

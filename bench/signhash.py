@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import random
 import resource
 import shutil
 import signal
@@ -69,39 +68,6 @@ USER, PASSWORD, PIN = "bench", "bench-password-1", "246810"
 MULTISIGN = 50
 
 
-# --------------------------------------------------------------------------------------------
-# raw_pkcs11 login: make it survive the SoftHSM2 start-up race
-# --------------------------------------------------------------------------------------------
-# raw_pkcs11._login retries get_token/open on the SAME initialised library. When two processes
-# C_Initialize SoftHSM2 at the same moment, one of them can come up without the token in its
-# slot list (NoSuchToken) and no retry on that library ever finds it; the child dies and its
-# sibling waits on the start barrier forever (the parent hangs). Re-initialising the library
-# before retrying cures it. This module is imported as ``__mp_main__`` by every process that
-# raw_sign_rate spawns, so patching here also patches the children; the measured loop is
-# raw_pkcs11's own.
-
-def _login_reinitialising(lib: Any, label: str, pin: str) -> Any:
-    import pkcs11.exceptions as p11e
-
-    delay = 0.05
-    for attempt in range(20):
-        try:
-            return lib.get_token(token_label=label).open(rw=True, user_pin=pin)
-        except (p11e.PinIncorrect, p11e.PinLocked):
-            raise
-        except p11e.PKCS11Error:
-            if attempt == 19:
-                raise
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.5)
-            try:
-                lib.reinitialize()
-            except p11e.PKCS11Error:
-                pass
-    raise AssertionError("unreachable")
-
-
-raw_pkcs11._login = _login_reinitialising
 
 
 @dataclass(frozen=True)
