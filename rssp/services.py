@@ -8,6 +8,7 @@ from typing import Any
 from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
+from rssp.credentials.cache import SigningKeyCache
 from rssp.hsm import Hsm
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
@@ -20,6 +21,7 @@ class Services:
     hsm: Hsm
     tokens: TokenService
     signing: SigningService
+    signing_keys: SigningKeyCache
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -33,6 +35,7 @@ class Services:
             hsm=hsm,
             tokens=TokenService(store, config.security),
             signing=SigningService(store, hsm),
+            signing_keys=SigningKeyCache(store),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:

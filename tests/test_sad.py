@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from client import ECDSA_SHA256, SHA256_RSA, SHA384, digest
 from rssp.store import open_store
-from rssp.store.schema import sads
+from rssp.store.schema import credentials, sads
 
 
 async def test_a_used_sad_is_refused(csc, dep):
@@ -123,3 +123,29 @@ async def test_concurrent_spend_of_one_signature_sad(csc, dep, bound):
     results = await asyncio.gather(*(csc.sign(token, cred, sad, [d], SHA256_RSA) for _ in range(20)))
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] + [400] * 19, results
+
+
+@pytest.mark.parametrize("status,error", [("disabled", "The credential identified by credentialID is disabled"),
+                                          ("deleted", "Invalid parameter credentialID")])
+async def test_a_credential_changed_behind_the_cache_is_refused(csc, dep, status, error):
+    """Both workers have the credential cached; a status change in the database still wins."""
+    cred = dep.creds["bob"]
+    token = await csc.token("bob")
+    for i in range(4):  # reach (and so cache in) both worker processes
+        d = digest(f"warm {status} {i}".encode())
+        sad = await csc.sad(token, cred, hashes=[d])
+        assert (await csc.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 200
+    d = digest(f"after {status}".encode())
+    sad = await csc.sad(token, cred, hashes=[d])
+    store = open_store(dep.db_url)
+    try:
+        async with store.write() as conn:
+            await conn.execute(update(credentials).where(credentials.c.id == cred.id).values(status=status))
+        for _ in range(4):
+            status_code, body = await csc.sign(token, cred, sad, [d], ECDSA_SHA256)
+            assert (status_code, body["error_description"]) == (400, error)
+    finally:
+        async with store.write() as conn:
+            await conn.execute(update(credentials).where(credentials.c.id == cred.id).values(status="enabled"))
+        await store.close()
+    assert (await csc.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 200  # nothing was spent meanwhile

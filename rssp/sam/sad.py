@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from rssp.audit import audit_insert
 from rssp.auth.secrets import digest, new_secret
-from rssp.errors import invalid_request, invalid_sad
+from rssp.errors import invalid_request, invalid_sad, unknown_credential
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sad_hashes, sads
 
@@ -142,6 +142,9 @@ def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential
         return invalid_sad()
     if row.remaining < n:
         return invalid_request("The number of hashes exceeds the number of signatures authorized by the SAD")
+    status = conn.execute(select(credentials.c.status).where(credentials.c.id == credential_id)).scalar()
+    if status in (None, "deleted"):  # deleted since the caller looked it up: it is unknown now
+        return unknown_credential()
     return invalid_request("The credential identified by credentialID is disabled")
 
 
