@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 
-from sqlalchemy import Insert
+from sqlalchemy.engine import Connection
 
 from rssp.store import Conn
 from rssp.store.schema import audit
@@ -27,12 +27,20 @@ def _check_detail(detail: dict[str, Any]) -> None:
             raise ValueError(f"audit detail must not carry {key!r}")
 
 
+_INSERT = audit.insert()
+
+
 async def record(conn: Conn, **fields: Any) -> None:
-    """Append one audit record in the caller's transaction (see :func:`audit_insert`)."""
-    await conn.execute(audit_insert(**fields))
+    """Append one audit record in the caller's transaction (see :func:`audit_row`)."""
+    await conn.execute(_INSERT, audit_row(**fields))
 
 
-def audit_insert(
+def write_record(conn: Connection, **fields: Any) -> None:
+    """:func:`record` for synchronous transactions (:meth:`Store.transaction`)."""
+    conn.execute(_INSERT, audit_row(**fields))
+
+
+def audit_row(
     *,
     actor: str,
     action: str,
@@ -40,18 +48,16 @@ def audit_insert(
     target: str | None = None,
     client_ip: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> Insert:
-    """The INSERT of one audit record, for synchronous and asynchronous transactions alike."""
+) -> dict[str, Any]:
+    """The column values of one audit record."""
     detail = detail or {}
     _check_detail(detail)
-    return (
-        audit.insert().values(
-            ts=time.time(),
-            actor=actor,
-            action=action,
-            target=target,
-            outcome=outcome,
-            client_ip=client_ip,
-            detail=json.dumps(detail, separators=(",", ":"), ensure_ascii=False) if detail else None,
-        )
-    )
+    return {
+        "ts": time.time(),
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "outcome": outcome,
+        "client_ip": client_ip,
+        "detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False) if detail else None,
+    }

@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
 from rssp.errors import expired_token, invalid_request, invalid_token
 from rssp.store import Conn, Store
 from rssp.store.schema import tokens
+
+
+_BY_HASH = select(tokens).where(tokens.c.token_hash == bindparam("h"))  # built once: the hot path
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,7 @@ class TokenService:
 
     async def authenticate(self, token: str) -> Principal:
         token_hash = digest(token)
-        query = select(tokens).where(tokens.c.token_hash == token_hash)
-        row = await self.store.query(lambda conn: conn.execute(query).first())
+        row = await self.store.query(lambda conn: conn.execute(_BY_HASH, {"h": token_hash}).first())
         if row is None or row.kind != "access":
             raise invalid_token()
         if row.revoked or row.expires_at <= time.time():

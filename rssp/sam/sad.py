@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection
 
-from rssp.audit import audit_insert
+from rssp.audit import write_record
 from rssp.auth.secrets import digest, new_secret
 from rssp.errors import invalid_request, invalid_sad, unknown_credential
 from rssp.store import Conn, Store
@@ -96,37 +96,51 @@ async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
     await store.transaction(partial(_spend, digest(sad), spend))
 
 
+# Built once: constructing a Core statement costs more Python time than SQLite takes to run it.
+# Bind names must differ from column names (an UPDATE would read them as SET values).
+_SPEND = (
+    update(sads)
+    .where(
+        sads.c.sad_hash == bindparam("h"),
+        sads.c.user_id == bindparam("u"),
+        sads.c.credential_id == bindparam("c"),
+        sads.c.expires_at > bindparam("now"),
+        sads.c.remaining >= bindparam("n"),
+        exists().where(credentials.c.id == bindparam("c"), credentials.c.status == "enabled"),
+    )
+    .values(remaining=sads.c.remaining - bindparam("n"))
+    .returning(sads.c.bound, sads.c.hash_algo)
+)
+_SPEND_HASHES = (
+    update(sad_hashes)
+    .where(
+        sad_hashes.c.sad_hash == bindparam("h"),
+        sad_hashes.c.digest.in_(bindparam("ds", expanding=True)),
+        sad_hashes.c.used.is_(False),
+    )
+    .values(used=True)
+)
+
+
 def _spend(sad_hash: str, spend: Spend, conn: Connection) -> None:
     n = len(spend.digests)
-    row = conn.execute(
-        update(sads)
-        .where(
-            *_live(sad_hash, spend.user_id, spend.credential_id),
-            sads.c.remaining >= n,
-            exists().where(credentials.c.id == spend.credential_id, credentials.c.status == "enabled"),
-        )
-        .values(remaining=sads.c.remaining - n)
-        .returning(sads.c.bound, sads.c.hash_algo)
-    ).first()
+    params = {"h": sad_hash, "u": spend.user_id, "c": spend.credential_id, "now": time.time(), "n": n}
+    row = conn.execute(_SPEND, params).first()
     if row is None:
         raise _why_not_spendable(conn, sad_hash, spend.user_id, spend.credential_id, n)
     if row.bound:
         _spend_bound_hashes(conn, sad_hash, row.hash_algo, spend)
-    conn.execute(audit_insert(
-        actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
+    write_record(
+        conn, actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
         client_ip=spend.client_ip, detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]},
-    ))
+    )
 
 
 def _spend_bound_hashes(conn: Connection, sad_hash: str, hash_algo: str | None, spend: Spend) -> None:
     """Mark each requested digest used; any digest not authorized (or already used) aborts all."""
     if hash_algo != spend.hash_algo or len(set(spend.digests)) != len(spend.digests):
         raise invalid_request("Hash is not authorized by the SAD.")
-    result = conn.execute(
-        update(sad_hashes)
-        .where(sad_hashes.c.sad_hash == sad_hash, sad_hashes.c.digest.in_(spend.digests), sad_hashes.c.used.is_(False))
-        .values(used=True)
-    )
+    result = conn.execute(_SPEND_HASHES, {"h": sad_hash, "ds": list(spend.digests)})
     if result.rowcount != len(spend.digests):
         raise invalid_request("Hash is not authorized by the SAD.")
 
@@ -173,8 +187,8 @@ def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | N
     value, statements = _sad_inserts(new_grant, ttl_seconds)
     for statement, params in statements:
         conn.execute(statement, params)
-    conn.execute(audit_insert(actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
-                              client_ip=client_ip, detail={"remaining": new_grant.count}))
+    write_record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
+                 client_ip=client_ip, detail={"remaining": new_grant.count})
     return value
 
 
