@@ -19,10 +19,17 @@ _CERTIFICATES = ("none", "single", "chain")
 _MAX_FACTOR_LEN = 256  # a PIN or OTP; longer is malformed, not a failed attempt
 
 
-async def own_credential(call: Call, *, enabled: bool = False) -> Credential:
-    """The caller's credential named by ``credentialID``; anything else looks unknown."""
+async def own_credential(call: Call, *, enabled: bool = False, key_only: bool = False) -> Credential:
+    """The caller's credential named by ``credentialID``; anything else looks unknown.
+
+    ``key_only``: the caller needs only the owner and key (signHash), which the per-process
+    :class:`~rssp.credentials.cache.SigningKeyCache` serves without a database hop.
+    """
     credential_id = call.body.required_string("credentialID", max_len=128)
-    cred = await get_credential(call.services.store, credential_id, call.user.user_id)
+    if key_only:
+        cred = await call.services.signing_keys.get(credential_id, call.user.user_id)
+    else:
+        cred = await get_credential(call.services.store, credential_id, call.user.user_id)
     if cred is None:
         raise unknown_credential()
     if enabled and cred.status != "enabled":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rssp.api.credentials import parse_digests
+from rssp.api.credentials import own_credential, parse_digests
 from rssp.api.parse import decode_b64, encode_b64
 from rssp.api.registry import Call, Method, Registry
-from rssp.errors import invalid_param, invalid_request, unknown_credential
+from rssp.errors import invalid_param
 from rssp.sam.signing import SignRequest
 
 
@@ -21,12 +21,7 @@ async def sign_hash(call: Call) -> web.Response:
     params = decode_b64(params_b64, error="Invalid parameter signAlgoParams") if params_b64 else None
     if body.choice("operationMode", ("S", "A"), "S") != "S":
         raise invalid_param("operationMode")  # asynchronous mode is not offered (info says so)
-    credential_id = body.required_string("credentialID", max_len=128)
-    cred = await services.signing_keys.get(credential_id, call.user.user_id)
-    if cred is None:
-        raise unknown_credential()
-    if cred.status != "enabled":
-        raise invalid_request("The credential identified by credentialID is disabled")
+    cred = await own_credential(call, enabled=True, key_only=True)
     signatures = await services.signing.sign_hashes(
         SignRequest(cred, call.user.user_id, sad, digests, sign_algo, hash_oid, params, call.ip)
     )

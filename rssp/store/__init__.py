@@ -55,8 +55,6 @@ class PostgresStore:
         async with self.engine.connect() as conn:
             return await conn.run_sync(fn)
 
-    run_sync = transaction
-
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -70,8 +68,6 @@ class Store(Protocol):
 
     async def query(self, fn: Callable[[Connection], T]) -> T: ...
 
-    async def run_sync(self, fn: Callable[[Connection], T]) -> T: ...
-
     async def close(self) -> None: ...
 
 
@@ -83,7 +79,7 @@ def open_store(url: str) -> SqliteStore | PostgresStore:
 
 async def migrate(store: Store) -> int:
     """Apply every pending schema step; return the schema version now in force."""
-    return await store.run_sync(apply_migrations)
+    return await store.transaction(apply_migrations)
 
 
 __all__ = ["Conn", "PostgresStore", "SqliteStore", "Store", "migrate", "open_store"]

@@ -146,8 +146,6 @@ class SqliteStore:
 
         return await self.call(in_thread)
 
-    run_sync = transaction
-
     def _lock(self) -> asyncio.Lock:
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
