@@ -15,7 +15,7 @@ from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError
 from rssp.sam.sad import Spend, spend_sad
-from rssp.sam.verify import signature_valid
+from rssp.sam.verify import all_signatures_valid
 from rssp.store import Store
 
 
@@ -54,7 +54,7 @@ class SigningService:
         except HsmError:
             await self._record(req, "hsm_error", "The HSM could not sign")
             raise CSCError(500, "server_error", "The signature could not be created") from None
-        if not all(signature_valid(cred.public_key, mechanism, d, s) for d, s in zip(req.digests, signatures)):
+        if not await all_signatures_valid(cred.public_key, mechanism, list(req.digests), signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
         return signatures

@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 
 from rssp.store.db import sqlite_begin, sqlite_pragmas
+from rssp.store.group import GroupRunner, Outcome, Work, run_each, run_grouped
 
 T = TypeVar("T")
 
@@ -96,6 +97,8 @@ class SqliteStore:
         event.listen(self.sync_engine, "connect", sqlite_pragmas)
         event.listen(self.sync_engine, "begin", sqlite_begin)
         self._write_lock: asyncio.Lock | None = None  # write transactions of this process queue here
+        self._writes: GroupRunner[Any] = GroupRunner(self._write_batch)
+        self._reads: GroupRunner[Any] = GroupRunner(self._read_batch)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -121,26 +124,32 @@ class SqliteStore:
             await self.call(conn._finish, True)
 
     async def transaction(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` as one write transaction in a single hop to the store's thread.
+        """Run ``fn`` as one write transaction, grouped with those waiting beside it.
 
-        The hot path (spending a SAD) uses this: the write lock is then held for one hop, not
-        for one event-loop round trip per statement.
+        The hot path (spending a SAD) uses this: one hop to the store's thread and one commit
+        serve every spend queued meanwhile (:mod:`rssp.store.group`), each in its own savepoint.
         """
+        result: T = await self._writes.submit(fn)
+        return result
 
-        def in_thread() -> T:
+    async def query(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` read-only; the reads queued meanwhile share its hop and snapshot."""
+        result: T = await self._reads.submit(fn)
+        return result
+
+    async def _write_batch(self, fns: list[Work]) -> list[Outcome]:
+        def in_thread() -> list[Outcome]:
             with self.sync_engine.execution_options(sqlite_immediate=True).begin() as conn:
-                return fn(conn)
+                return run_grouped(conn, fns)
 
         async with self._lock():
             return await self.call(in_thread)
 
-    async def query(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` as one read-only transaction in a single hop."""
-
-        def in_thread() -> T:
+    async def _read_batch(self, fns: list[Work]) -> list[Outcome]:
+        def in_thread() -> list[Outcome]:
             with self.sync_engine.connect() as conn:
                 try:
-                    return fn(conn)
+                    return run_each(conn, fns)
                 finally:
                     conn.rollback()
 
