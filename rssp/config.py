@@ -47,6 +47,10 @@ class SecurityConfig:
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     max_failed_attempts: int = 5
     max_hashes_per_request: int = 1000
+    login_user_failures: int = 5  # failed password logins of one username before a block
+    login_address_failures: int = 100  # ... and from one client address
+    login_block_seconds: float = 60.0  # first block; doubles with each further failure
+    login_max_block_seconds: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ class OperatorError(Exception):
 class CSCError(Exception):
     """A CSC API error with its HTTP status, ``error`` code and description."""
 
-    def __init__(self, status: int, error: str, description: str) -> None:
+    def __init__(self, status: int, error: str, description: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {error}: {description}")
         self.status = status
         self.error = error
         self.description = description
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rssp.auth.password_login import PasswordLogin
+from rssp.auth.throttle import LoginThrottle, ThrottlePolicy
 from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
@@ -22,6 +24,7 @@ class Services:
     tokens: TokenService
     signing: SigningService
     signing_keys: SigningKeyCache
+    logins: PasswordLogin
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -36,6 +39,7 @@ class Services:
             tokens=TokenService(store, config.security),
             signing=SigningService(store, hsm),
             signing_keys=SigningKeyCache(store),
+            logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config))),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:
@@ -54,3 +58,9 @@ class Services:
     async def close(self) -> None:
         await self.hsm.close()
         await self.store.close()
+
+
+def _throttle_policy(config: Config) -> ThrottlePolicy:
+    sec = config.security
+    return ThrottlePolicy(user_failures=sec.login_user_failures, address_failures=sec.login_address_failures,
+                          block_seconds=sec.login_block_seconds, max_block_seconds=sec.login_max_block_seconds)

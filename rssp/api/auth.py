@@ -9,9 +9,8 @@ from aiohttp import web
 
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
-from rssp.auth.passwords import verify_secret
+from rssp.auth.password_login import LoginThrottled
 from rssp.errors import CSCError, invalid_request
-from rssp.users import find_user
 
 _LOGIN_FAILED = CSCError(400, "authentication_error", "An error occurred during authentication process")
 
@@ -39,9 +38,14 @@ async def login(call: Call) -> web.Response:
         raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
     if header is not None:
         username, password = _basic_credentials(header)
-        user = await find_user(services.store, username)
-        ok = await verify_secret(user.password_hash if user else None, password)
-        if not ok or user is None or user.status != "active":
+        try:
+            user = await services.logins.authenticate(username, password, call.ip)
+        except LoginThrottled as throttled:
+            async with services.store.write() as conn:
+                await record(conn, actor=username[:128], action="auth.login", outcome="throttled", client_ip=call.ip)
+            raise CSCError(429, "temporarily_unavailable", "Too many failed login attempts; try again later",
+                           headers={"Retry-After": str(throttled.retry_after)}) from None
+        if user is None:
             async with services.store.write() as conn:
                 await record(conn, actor=username[:128], action="auth.login", outcome="failed", client_ip=call.ip)
             raise _LOGIN_FAILED

@@ -30,7 +30,7 @@ class UnreadableBody(CSCError):
 
 
 def error_response(err: CSCError) -> web.Response:
-    return web.json_response(err.body(), status=err.status)
+    return web.json_response(err.body(), status=err.status, headers=err.headers or None)
 
 
 @web.middleware

@@ -22,8 +22,14 @@ def _v1_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn)
 
 
+def _v4_login_throttle(conn: Connection) -> None:
+    """Failed password logins per username and address (rssp/auth/throttle.py)."""
+    schema.login_throttle.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
+    (4, _v4_login_throttle),  # 2 and 3 are taken by the OAuth and manages work in progress
 ]
 
 

@@ -111,3 +111,13 @@ audit = Table(
 
 Index("ix_audit_target", audit.c.target)
 Index("ix_sads_expires", sads.c.expires_at)
+
+# --- password-login throttling (rssp/auth/throttle.py, migration 4) ---------------------------
+
+login_throttle = Table(
+    "login_throttle",  # failed service logins per username and per client address (keys hashed)
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure", Float, nullable=False),
+)
