@@ -9,10 +9,12 @@ from aiohttp import web
 
 from rssp import plugins
 from rssp.api import auth, credentials, info, signatures
+from rssp.api import oauth
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import csc_errors
 from rssp.api.registry import SERVICES, Registry
 from rssp.config import Config
+from rssp.oauth.settings import OAuthSettings
 from rssp.services import Services
 
 # A 1x1 transparent PNG: ``info.logo`` must be a URI that serves an image.
@@ -39,6 +41,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     registry.mount(app)
     app[REGISTRY] = registry
     app.router.add_get("/logo.png", _logo)
+    oauth.setup(app, OAuthSettings.from_config(config))  # OAuth 2.0 AS (issue 3): form-encoded routes
     if start_services:
         app.cleanup_ctx.append(_services_ctx)
     return app

@@ -51,7 +51,11 @@ async def _init(args: argparse.Namespace) -> None:
 
     summary = await init_instance(Path(args.dir), production=args.production)
     kind = "production" if args.production else "development (with the bundled test PKI)"
-    _emit(args, summary, f"initialised {summary['directory']} as a {kind} instance")
+    text = f"initialised {summary['directory']} as a {kind} instance"
+    for ca_id, client in summary.get("manageClients", {}).items():
+        text += (f"\nmanagement client of CA {ca_id}: client_id {client['client_id']}, "
+                 f"client_secret (shown once) {client['client_secret']}")
+    _emit(args, summary, text)
 
 
 async def _user_add(args: argparse.Namespace) -> None:
@@ -75,7 +79,8 @@ async def _credential_create(args: argparse.Namespace) -> None:
             username=args.user, level=args.level, key_spec=KeySpec.parse(args.key), pin=args.pin, totp=args.totp,
             multisign=args.multisign, description=args.description, subject_dn=args.subject, ca_id=ca_id,
         )
-        done = await enroll(inst.store, inst.hsm, build_connector(inst.config.cas[ca_id], inst.hsm), req)
+        connector = build_connector(inst.config.cas[ca_id], inst.hsm, inst.config.directory)
+        done = await enroll(inst.store, inst.hsm, connector, req)
     out: dict[str, Any] = {"credentialID": done.credential_id}
     text = f"credentialID: {done.credential_id}"
     if done.otpauth_uri:
@@ -102,6 +107,56 @@ async def _audit_list(args: argparse.Namespace) -> None:
     else:
         for r in rows:
             print(f"{r['time']} {r['actor']} {r['action']} {r['target'] or '-'} {r['outcome']} {r['clientIP'] or '-'}")
+
+
+async def _ca_add(args: argparse.Namespace) -> None:
+    from rssp.ca_admin import CAOptions, add_ca
+
+    opts = CAOptions(
+        ca_id=args.ca_id, connector=args.connector, anchors=tuple(args.anchor or ()), name=args.name,
+        key_algorithms=tuple(args.key_algorithms.split(",")) if args.key_algorithms else None,
+        levels=tuple(int(v) for v in args.levels.split(",")) if args.levels else None,
+        url=args.url, mac_secret_file=args.mac_secret_file, reference=args.reference, recipient=args.recipient,
+        server_cert=args.server_cert, client_cert=args.client_cert, client_key=args.client_key,
+        implicit_confirm=args.implicit_confirm, request_type=args.request_type,
+    )
+    async with _Instance(args.dir, with_hsm=args.connector == "local") as inst:
+        out = await add_ca(inst.config, inst.store, inst.hsm, opts)
+    _emit(args, out, f"CA {out['caID']} added; management client_id {out['client_id']}, "
+                     f"client_secret (shown once) {out['client_secret']}\nrestart 'rssp serve' to use it")
+
+
+async def _ca_secret(args: argparse.Namespace) -> None:
+    from rssp.ca import register_manage_client
+
+    async with _Instance(args.dir, with_hsm=False) as inst:
+        if args.ca_id not in inst.config.cas:
+            raise LookupError(f"no CA {args.ca_id!r} in rssp.toml")
+        client_id, secret = await register_manage_client(inst.store, args.ca_id)
+    _emit(args, {"caID": args.ca_id, "client_id": client_id, "client_secret": secret},
+          f"CA {args.ca_id}: new management client_id {client_id}, client_secret (shown once) {secret}")
+
+
+def _words(values: list[str] | None) -> list[str] | None:
+    """``--scopes service credential`` or ``--scopes service,credential``."""
+    return [w for v in values for w in v.split(",") if w] if values else None
+
+
+async def _client_add(args: argparse.Namespace) -> None:
+    from rssp.oauth.clients import add_client
+
+    async with _Instance(args.dir, with_hsm=False) as inst:
+        client, secret = await add_client(
+            inst.store, args.name, args.redirect_uri or [], public=args.public,
+            scopes=_words(args.scopes), grant_types=_words(args.grant_types),
+        )
+    out: dict[str, Any] = {"client_id": client.client_id, "name": client.name, "redirect_uris": list(client.redirect_uris),
+                           "scopes": list(client.scopes), "grant_types": list(client.grant_types)}
+    text = f"client_id: {client.client_id}"
+    if secret:
+        out["client_secret"] = secret
+        text += f"\nclient_secret (shown once, stored hashed): {secret}"
+    _emit(args, out, text)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -147,6 +202,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca", help="CA ID from rssp.toml (default: the default CA)")
     p = command("unlock", _credential_unlock, "clear a credential's lockout (privileged)", creds)
     p.add_argument("credential_id")
+
+    cas = sub.add_parser("ca", help="register CAs (manages/* clients, connectors)").add_subparsers(
+        dest="action", required=True)
+    p = command("add", _ca_add, "register a CA and print its management client credentials", cas)
+    p.add_argument("ca_id", metavar="CAID")
+    p.add_argument("--connector", required=True, choices=("local", "cmp"))
+    p.add_argument("--anchor", action="append", help="PEM/DER trust anchor of the CA's certificates (repeatable)")
+    p.add_argument("--name", help="local connector: the new CA's name (default: rssp CA CAID)")
+    p.add_argument("--key-algorithms", help="comma-separated allowed keys, e.g. rsa-2048,ec-p256 (default: all)")
+    p.add_argument("--levels", help="comma-separated allowed levels (default: 1,2)")
+    p.add_argument("--url", help="cmp: the CA's CMP HTTP endpoint, e.g. http://ca.example/pkix/")
+    p.add_argument("--mac-secret-file", help="cmp: file holding the shared secret for MAC (PBM) protection")
+    p.add_argument("--reference", help="cmp: the reference (senderKID) that goes with the shared secret")
+    p.add_argument("--recipient", help="cmp: the CA's DN (recipient), e.g. 'CN=Example CA'")
+    p.add_argument("--server-cert", help="cmp: the CMP server's certificate (signature-protected responses)")
+    p.add_argument("--client-cert", help="cmp: certificate for signature protection of requests")
+    p.add_argument("--client-key", help="cmp: PEM private key for signature protection of requests")
+    p.add_argument("--implicit-confirm", action="store_true", help="cmp: ask for implicit confirmation")
+    p.add_argument("--request-type", choices=("p10cr", "cr", "ir"), default="p10cr",
+                   help="cmp: PKCS#10 request (default) or CRMF cr/ir with POP signed by the HSM key")
+    p = command("secret", _ca_secret, "issue a new management client secret for a CA (the old one stops working)",
+                cas)
+    p.add_argument("ca_id", metavar="CAID")
+
+    oauth_clients = sub.add_parser("client", help="manage OAuth clients").add_subparsers(dest="action", required=True)
+    p = command("add", _client_add, "register an OAuth 2.0 client (prints client_id and, once, client_secret)",
+                oauth_clients)
+    p.add_argument("name")
+    p.add_argument("--redirect-uri", action="append", help="a redirect URI, matched exactly (repeatable)")
+    p.add_argument("--public", action="store_true", help="a public client: no secret, code flow with PKCE only")
+    p.add_argument("--scopes", nargs="+", help="service and/or credential (default: both)")
+    p.add_argument("--grant-types", nargs="+",
+                   help="authorization_code, refresh_token, client_credentials (default: the first two)")
 
     audit = sub.add_parser("audit", help="read the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from rssp import devpki, plugins
+from rssp.ca import register_manage_client
 from rssp.config import CONFIG_NAME, load_config
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
@@ -53,9 +54,20 @@ def _write_secret(path: Path, value: str) -> None:
         fh.write(value + "\n")
 
 
+def _validation_table(production: bool) -> dict[str, Any]:
+    """validates/* trusts the CAs of [ca.*] (ca_anchors); a development instance also its test PKI."""
+    table: dict[str, Any] = {"ca_anchors": True, "trust_anchors": [], "max_document_bytes": 512 * 1024}
+    if not production:
+        table["trust_anchors"] = ["devpki/root.pem"]
+    return table
+
+
 async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", module: str = DEFAULT_MODULE,
                         production: bool = False) -> dict[str, Any]:
-    """Create the instance; returns a summary for the operator (no secrets in it)."""
+    """Create the instance; returns a summary for the operator.
+
+    The only secret in it is the local CA's management client secret, shown this once.
+    """
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         raise InstanceExists(f"{directory} exists and is not empty; refusing to touch it")
@@ -66,6 +78,7 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     raw = _base_config(module)
     if not production:
         raw.update(devpki.create(directory))
+    raw["validation"] = _validation_table(production)  # validates/*: trust the local CA (and the test PKI)
     (directory / CONFIG_NAME).write_text(tomli_w.dumps(raw), encoding="utf-8")
     config = load_config(directory)
     store = open_store(config.database_url)
@@ -75,6 +88,7 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         await hsm.start()
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
+        manage_client = await register_manage_client(store, "local")  # manages/* for the local CA's RA
     finally:
         await hsm.close()
         await store.close()
@@ -82,6 +96,8 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     (directory / CONFIG_NAME).write_text(_HEADER + tomli_w.dumps(raw), encoding="utf-8")
     summary = {"directory": str(directory), "database": config.database_url, "schemaVersion": version,
                "hsmToken": TOKEN_LABEL, "ca": {"local": ca_name}, "production": production}
+    # The management client secret is shown here once (stored only hashed); 'rssp ca secret' rotates it.
+    summary["manageClients"] = {"local": {"client_id": manage_client[0], "client_secret": manage_client[1]}}
     if not production:
         summary["devPki"] = {"port": raw["devpki"]["port"], "timestampIDs": list(raw["timestamps"]["tsa"])}
     return summary
@@ -101,5 +117,7 @@ _HEADER = """\
 #             starts on host:port; its certificates carry that port. Not for production.
 # [timestamps] cooldown_seconds, probe_on_start; [timestamps.tsa.ID] one upstream TSA each
 #             (url, anchors, policy_oid, hash_algorithms, priority, default, ...): see docs/timestamps.md.
+# [validation] validates/*: trust_anchors (files or directories), tsa_anchors, ca_anchors (trust the
+#             [ca.*] roots), max_document_bytes, revocation cache settings: see docs/validation.md.
 
 """

@@ -12,7 +12,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Debian packages the tests need beyond bootstrap.sh's base set.
-TEST_APT_PACKAGES=(postgresql)
+TEST_APT_PACKAGES=(postgresql chromium)  # chromium: the OAuth pages in a real browser (Playwright)
+TEST_APT_PACKAGES+=(iproute2)  # ip: loopback up in the netns where the openssl cmp mock runs (tests/cmp_mock.py)
 
 bash scripts/bootstrap.sh --extras test "${TEST_APT_PACKAGES[@]}"
 

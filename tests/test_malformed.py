@@ -605,6 +605,178 @@ def build_specs() -> dict[str, Spec]:
         for v in ["", "all", "SINGLE", LONG]] + [
         Row("timestamps/info", "lang absurdly long", with_(ti, lang=LONG), desc=invalid("lang")),
     ])
+
+    # ------------------------------------------------------------------ manages/* (issue 5: credential lifecycle)
+    # Bearer rows use the local CA's manage token ("manage" in Ctx.authz); a service token is refused there.
+    def manage_rows(method: str, base: dict[str, Any]) -> list[Row]:
+        rows = [
+            Row(method, "a service token", base, status=401, error="invalid_token",
+                desc="The access token is not valid for this method", auth="alice"),
+            Row(method, "no Authorization header", base, status=401, error="invalid_token",
+                desc="Missing access token", auth=None),
+            Row(method, "garbage bearer token", base, status=401, error="invalid_token", desc="Invalid access token",
+                auth="garbage"),
+        ]
+        if "credentialID" in base:
+            rows.append(Row(method, "credentialID unknown", with_(base, credentialID="f" * 24),
+                            desc=invalid("credentialID"), auth="manage"))
+        return rows
+
+    def mbasic(raw: bytes) -> tuple[tuple[str, str], ...]:
+        return (("Authorization", "Basic " + base64.b64encode(raw).decode()),)
+
+    specs["manages/login"] = Spec(auth=None, base={}, fields={}, empty_ok=True, rows=[
+        Row("manages/login", "no Authorization", {}, status=401, desc="Malformed authentication parameter.", auth=None),
+        Row("manages/login", "Bearer instead of Basic", {}, status=401, desc="Malformed authentication parameter.",
+            auth="manage"),
+        Row("manages/login", "Basic, not Base64", {}, desc="Malformed username-password.", auth=None,
+            headers=(("Authorization", "Basic !!!"),)),
+        Row("manages/login", "Basic without a colon", {}, desc="Malformed username-password.", auth=None,
+            headers=mbasic(b"ca-client")),
+        Row("manages/login", "unknown client", {}, error="authentication_error", auth=None,
+            desc="An error occurred during authentication process", headers=mbasic(b"ca-nobody:secret")),
+        Row("manages/login", "a user's password", {}, error="authentication_error", auth=None,
+            desc="An error occurred during authentication process", headers=mbasic(b"alice:alice-password")),
+    ])
+    gk = {"userID": "alice", "keyAlgo": "1.2.840.10045.2.1", "curve": "1.2.840.10045.3.1.7", "level": 1}
+    specs["manages/generateKey"] = Spec(auth="manage", base=gk, fields={
+        "userID": ("string", True), "keyAlgo": ("string", True), "curve": ("string", False),
+        "level": ("integer", True), "multisign": ("integer", False), "description": ("string", False),
+        "signatureQualifier": ("string", False), "requestID": ("string", False),
+    }, rows=manage_rows("manages/generateKey", gk) + [
+        Row("manages/generateKey", "userID unknown", with_(gk, userID="nobody"), desc=invalid("userID"), auth="manage"),
+        Row("manages/generateKey", "keyAlgo unknown", with_(gk, keyAlgo="1.2.3"), desc=invalid("keyAlgo"),
+            auth="manage"),
+        Row("manages/generateKey", "keyAlgo a signature OID", with_(gk, keyAlgo="1.2.840.10045.4.3.2"),
+            desc=invalid("keyAlgo"), auth="manage"),
+        Row("manages/generateKey", "RSA without keyLen", with_(without(gk, "curve"), keyAlgo=RSA_ENCRYPTION),
+            desc=missing("integer", "keyLen"), auth="manage"),
+        Row("manages/generateKey", "RSA keyLen 1024", with_(gk, keyAlgo=RSA_ENCRYPTION, keyLen=1024),
+            desc=invalid("keyLen"), auth="manage"),
+        Row("manages/generateKey", "EC without curve", without(gk, "curve"), desc=missing("string", "curve"),
+            auth="manage"),
+        Row("manages/generateKey", "curve secp256k1", with_(gk, curve="1.3.132.0.10"), desc=invalid("curve"),
+            auth="manage"),
+        Row("manages/generateKey", "level 0", with_(gk, level=0), desc=invalid("level"), auth="manage"),
+        Row("manages/generateKey", "level 3", with_(gk, level=3), desc=invalid("level"), auth="manage"),
+        Row("manages/generateKey", "multisign 0", with_(gk, multisign=0), desc=invalid("multisign"), auth="manage"),
+        Row("manages/generateKey", "multisign huge", with_(gk, multisign=10**9), desc=invalid("multisign"),
+            auth="manage"),
+        Row("manages/generateKey", "requestID empty", with_(gk, requestID=""), desc=invalid("requestID"),
+            auth="manage"),
+        Row("manages/generateKey", "requestID absurdly long", with_(gk, requestID=LONG), desc=invalid("requestID"),
+            auth="manage"),
+        Row("manages/generateKey", "userID with NUL", with_(gk, userID="al\u0000ice"), desc=invalid("userID"),
+            auth="manage"),
+    ])
+    le = {"credentialID": "0" * 24, "eids": [{"type": "password", "reference": "123456"}]}
+    specs["manages/linkEid"] = Spec(auth="manage", base=le, fields={
+        "credentialID": ("string", True), "eids": ("objects", True), "expression": ("string", False),
+    }, rows=manage_rows("manages/linkEid", le) + [
+        Row("manages/linkEid", f"eids {label}", with_(le, eids=v), desc=invalid("eids"), auth="manage")
+        for label, v in [("empty", []), ("unknown type", [{"type": "retina"}]),
+                         ("password without reference", [{"type": "password"}]),
+                         ("password not digits", [{"type": "password", "reference": "abcdef"}]),
+                         ("reference a number", [{"type": "password", "reference": 123456}]),
+                         ("only totp", [{"type": "totp"}]),
+                         ("totp seed not base32", [{"type": "password", "reference": "1234"},
+                                                   {"type": "totp", "reference": "not base32!"}])]
+    ] + [Row("manages/linkEid", "expression unknown", with_(le, expression="PIN OR OTP"), desc=invalid("expression"),
+             auth="manage")])
+    ma = {"credentialID": "0" * 24, "subjectDN": "CN=Taro Yamada"}
+    specs["manages/authorize"] = Spec(auth="manage", base=ma, fields={
+        "credentialID": ("string", True), "subjectDN": ("string", True),
+    }, rows=manage_rows("manages/authorize", ma) + [
+        Row("manages/authorize", "subjectDN absurdly long", with_(ma, subjectDN=LONG), desc=invalid("subjectDN"),
+            auth="manage"),
+        Row("manages/authorize", "credentialID absurdly long", with_(ma, credentialID=LONG),
+            desc=invalid("credentialID"), auth="manage"),
+    ])
+    lc = {"credentialID": "0" * 24, "certificates": ["MAo="]}
+    specs["manages/linkCert"] = Spec(auth="manage", base=lc, fields={
+        "credentialID": ("string", True), "certificates": ("array", True),
+    }, rows=manage_rows("manages/linkCert", lc) + [
+        Row("manages/linkCert", "certificates empty", with_(lc, certificates=[]), desc=invalid("certificates"),
+            auth="manage"),
+        Row("manages/linkCert", "certificates too many", with_(lc, certificates=["MAo="] * 11),
+            desc=invalid("certificates"), auth="manage"),
+    ])
+    dk = {"credentialID": "0" * 24, "reason": "test", "requestID": "malformed-1"}
+    specs["manages/deleteKey"] = Spec(auth="manage", base=dk, fields={
+        "credentialID": ("string", True), "reason": ("string", False), "requestID": ("string", False),
+    }, rows=manage_rows("manages/deleteKey", dk) + [
+        Row("manages/deleteKey", "requestID blank", with_(dk, requestID="  "), desc=invalid("requestID"),
+            auth="manage"),
+        Row("manages/deleteKey", "reason absurdly long", with_(dk, reason=LONG), desc=invalid("reason"),
+            auth="manage"),
+    ])
+
+    # ------------------------------------------------------------------ validates/* (validation service)
+    pdf = b64(b"%PDF-1.7\n%%EOF\n")  # parsed last: every row below fails on its own field first
+    vs = {"document": pdf, "validationTime": "20260101000000Z", "returnReport": "simple", "lang": "en"}
+    cms_junk = b64(b"\x30\x03\x02\x01\x00")
+    vs_rows = [
+        Row("validates/validSign", "document not Base64", with_(vs, document="!!!!"),
+            desc="Invalid Base64 document parameter"),
+        Row("validates/validSign", "document Base64 with a space", with_(vs, document="JVBE Ri0x"),
+            desc="Invalid Base64 document parameter"),
+        Row("validates/validSign", "document plain text", with_(vs, document=b64(b"hello world")),
+            desc="the document is neither a PDF nor a CMS signature"),
+        Row("validates/validSign", "document XML", with_(vs, document=b64(b"<doc/>")),
+            desc="XML signatures are not supported"),
+        Row("validates/validSign", "document truncated CMS", with_(vs, document=cms_junk)),
+        Row("validates/validSign", "document truncated PDF", with_(vs, document=pdf)),
+        Row("validates/validSign", "document past max_document_bytes",
+            with_(vs, document=b64(b"%PDF-1.7\n" + b"0" * 600_000)), status=413, desc="Document too large"),
+        Row("validates/validSign", "neither document nor signature", without(vs, "document"),
+            desc=missing("string", "document")),
+        Row("validates/validSign", "signature without document or digests", with_(without(vs, "document"),
+                                                                                    signature=cms_junk),
+            desc=missing("string", "document")),
+        Row("validates/validSign", "signature truncated CMS", with_(vs, signature=cms_junk)),
+        Row("validates/validSign", "signature not Base64", with_(vs, signature="%%%"),
+            desc="Invalid Base64 signature parameter"),
+        *[Row("validates/validSign", f"documentDigests = {json.dumps(v)}", with_(vs, documentDigests=v),
+              desc=invalid("documentDigests")) for v in ["x", 1, True, [], [{"hashes": []}]]],
+        Row("validates/validSign", "documentDigests without hashes",
+            with_(vs, documentDigests={"hashAlgorithmOID": SHA256}), desc=missing("array", "hashes")),
+        Row("validates/validSign", "documentDigests unknown algorithm",
+            with_(vs, documentDigests={"hashes": [b64(H1)], "hashAlgorithmOID": "1.2.3"}),
+            desc=invalid("hashAlgorithmOID")),
+        Row("validates/validSign", "documentDigests SHA-1",
+            with_(vs, documentDigests={"hashes": [b64(H1)], "hashAlgorithmOID": SHA1}),
+            desc=invalid("hashAlgorithmOID")),
+        Row("validates/validSign", "documentDigests wrong length",
+            with_(vs, documentDigests={"hashes": [b64(H1[:20])], "hashAlgorithmOID": SHA256}),
+            desc="Invalid digest value length"),
+        Row("validates/validSign", "documentDigests without a signature",
+            with_(without(vs, "document"), documentDigests={"hashes": [b64(H1)], "hashAlgorithmOID": SHA256}),
+            desc=missing("string", "signature")),
+    ]
+    vs_rows += [Row("validates/validSign", f"validationTime {v!r}", with_(vs, validationTime=v),
+                    desc=invalid("validationTime"))
+                for v in ["", "yesterday", "2026-01-01T00:00:00", "20261301000000Z", LONG]]
+    vs_rows += [Row("validates/validSign", f"returnReport {v!r}", with_(vs, returnReport=v),
+                    desc=invalid("returnReport")) for v in ["", "xml", "ETSI", LONG]]
+    specs["validates/validSign"] = Spec(auth="alice", base=vs, rows=vs_rows, fields={
+        "document": ("string", False), "signature": ("string", False), "validationTime": ("string", False),
+        "returnReport": ("string", False), "returnValidationInfo": ("boolean", False), "lang": ("string", False),
+    })
+    vc = {"certificates": [cms_junk], "validationTime": "20260101000000Z", "usage": "signature", "lang": "en"}
+    specs["validates/validCert"] = Spec(auth="alice", base=vc, fields={
+        "certificates": ("array", True), "validationTime": ("string", False), "usage": ("string", False),
+        "lang": ("string", False),
+    }, rows=[
+        Row("validates/validCert", "certificates empty", with_(vc, certificates=[]), desc=invalid("certificates")),
+        Row("validates/validCert", "certificates not a certificate", vc, desc=invalid("certificates")),
+        Row("validates/validCert", "certificates not Base64", with_(vc, certificates=["***"]),
+            desc="Invalid Base64 certificates parameter"),
+        Row("validates/validCert", "certificates too many", with_(vc, certificates=[cms_junk] * 21),
+            desc=invalid("certificates")),
+        Row("validates/validCert", "validationTime not a time", with_(vc, validationTime="now"),
+            desc=invalid("validationTime")),
+    ] + [Row("validates/validCert", f"usage {v!r}", with_(vc, usage=v), desc=invalid("usage"))
+         for v in ["", "signing", "TIMESTAMP", LONG]])
     return specs
 
 
@@ -736,7 +908,11 @@ def v1_rows() -> list[Row]:
 def path_rows() -> list[Row]:
     return [Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
             for p in ["csc/v2/nope", "csc/v2/signatures/signDoc", "csc/v2/credentials", "csc/v2/",
-                      "csc/v2/credentials/sendOTP", "csc/v2/oauth2/token", "csc/v1/signatures/signDoc"]] + [
+                      "csc/v2/credentials/sendOTP", "csc/v2/oauth2/nope", "csc/v1/signatures/signDoc"]] + [
+        # oauth2/token is mounted by the OAuth AS (issue 3): form-encoded, so a JSON body is refused
+        Row("", "JSON body to oauth2/token", {}, path="csc/v2/oauth2/token", status=400,
+            desc="Content-Type must be application/x-www-form-urlencoded", auth=None),
+    ] + [
         Row("", "GET an unknown path", path="csc/v2/nope", verb="GET", status=404, desc="Unknown method", auth=None),
     ]
 
@@ -809,6 +985,15 @@ async def ctx(dep, http) -> Ctx:
         assert status == 200 and tsas["timestampIDs"], tsas
         values["tsa:default"] = tsas["timestampIDs"][0]
         values["tsa:DEFAULT"] = tsas["timestampIDs"][0].upper()
+    # manages/* (issue 5): a manage token of the local CA, from a fresh client secret ('rssp ca secret')
+    if "manages/login" in methods:
+        import aiohttp
+
+        client = dep.rssp_json("ca", "secret", str(dep.directory), "local")
+        basic_ca = aiohttp.encode_basic_auth(client["client_id"], client["client_secret"])
+        async with http.post(f"{dep.base}/csc/v2/manages/login", json={}, headers={"Authorization": basic_ca}) as resp:
+            assert resp.status == 200, await resp.text()
+            authz["manage"] = f"Bearer {(await resp.json())['access_token']}"
     max_body = load_config(dep.directory).server.max_body_bytes
     return Ctx(values, authz, max_body, methods)
 
@@ -901,7 +1086,9 @@ async def test_table_covers_every_method(csc):
     per_method = {m: sum(1 for r in ROWS if r.method == m) for m in methods}
     assert all(n >= 40 for n in per_method.values()), per_method
     for method, spec in SPECS.items():
-        assert spec.fields and spec.rows, f"{method}: no fields or no method-specific rows"
+        assert spec.rows, f"{method}: no method-specific rows"
+        # every method that takes body fields has them all typed (manages/login takes none)
+        assert spec.fields or method == "manages/login", f"{method}: no fields"
 
 
 async def test_malformed_requests_spent_nothing(csc, dep, ctx):

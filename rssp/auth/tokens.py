@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, update
 
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
-from rssp.errors import expired_token, invalid_request, invalid_token
+from rssp.errors import CSCError, expired_token, invalid_request, invalid_token
 from rssp.store import Conn, Store
 from rssp.store.schema import tokens
 
@@ -81,6 +81,7 @@ class TokenService:
                 .where(
                     tokens.c.token_hash == digest(refresh_token),
                     tokens.c.kind == "refresh",
+                    tokens.c.client_id.is_(None),  # an OAuth client's refresh token goes to oauth2/token only
                     tokens.c.revoked.is_(False),
                     tokens.c.expires_at > time.time(),
                 )
@@ -91,6 +92,48 @@ class TokenService:
         if row is None:
             raise invalid_request("Invalid refresh_token")
         return row.user_id, row.grant_id
+
+    async def issue_scoped(
+        self, conn: Conn, *, user_id: str, scope: str, client_id: str, grant_id: str, ttl: int,
+        credential_id: str | None = None, refresh_ttl: int | None = None,
+    ) -> IssuedTokens:
+        """Issue OAuth tokens bound to a client (and, for scope ``credential``, to one credential).
+
+        A refresh token (``refresh_ttl``) shares the grant, so revoking it or replaying the code
+        that issued them revokes both (OAuth 2.0 AS, issue 3).
+        """
+        now = time.time()
+        values = {"grant_id": grant_id, "user_id": user_id, "scope": scope, "client_id": client_id,
+                  "credential_id": credential_id, "revoked": False, "created_at": now}
+        access = new_secret()
+        await conn.execute(tokens.insert().values(token_hash=digest(access), kind="access", expires_at=now + ttl,
+                                                  **values))
+        refresh = None
+        if refresh_ttl:
+            refresh = new_secret()
+            await conn.execute(tokens.insert().values(token_hash=digest(refresh), kind="refresh",
+                                                      expires_at=now + refresh_ttl, **values))
+        return IssuedTokens(access, ttl, refresh)
+
+    async def redeem_client_refresh(self, conn: Conn, refresh_token: str, client_id: str) -> tuple[str, str, str]:
+        """Spend (rotate) a refresh token issued to ``client_id``: (user_id, grant_id, scope) or raise."""
+        row = (
+            await conn.execute(
+                update(tokens)
+                .where(
+                    tokens.c.token_hash == digest(refresh_token),
+                    tokens.c.kind == "refresh",
+                    tokens.c.client_id == client_id,
+                    tokens.c.revoked.is_(False),
+                    tokens.c.expires_at > time.time(),
+                )
+                .values(revoked=True)
+                .returning(tokens.c.user_id, tokens.c.grant_id, tokens.c.scope)
+            )
+        ).first()
+        if row is None:
+            raise CSCError(400, "invalid_grant", "Invalid parameter refresh_token")
+        return row.user_id, row.grant_id, row.scope
 
     async def authenticate(self, token: str) -> Principal:
         token_hash = digest(token)

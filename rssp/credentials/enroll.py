@@ -19,7 +19,7 @@ from asn1crypto import x509 as asn1_x509
 from rssp.audit import record
 from rssp.auth.passwords import hash_secret
 from rssp.auth.secrets import new_id
-from rssp.ca import CAConnector, CAError
+from rssp.ca import CAConnector, CAError, issue_with
 from rssp.errors import OperatorError
 from rssp.hsm import Hsm
 from rssp.hsm.types import KeySpec
@@ -73,8 +73,9 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
     key = await hsm.generate_key_pair(req.key_spec, label=f"cred-{credential_id}")
     try:
         subject = parse_subject(req.subject_dn or f"CN={req.username}")
-        csr = await build_csr(subject, hsm_signing_key(hsm, key.key_id, key.public_key_der))
-        issued = await ca.issue(csr)
+        signing_key = hsm_signing_key(hsm, key.key_id, key.public_key_der)
+        csr = await build_csr(subject, signing_key)
+        issued = await issue_with(ca, csr, signing_key)
         if asn1_x509.Certificate.load(issued.certificate).public_key.dump() != key.public_key_der:
             raise EnrollmentError("the CA returned a certificate for another key")
         seed = pyotp.random_base32() if req.totp else None

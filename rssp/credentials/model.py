@@ -62,6 +62,9 @@ class Credential:
 
 
 _COLUMNS = tuple(f.name for f in fields(Credential))
+# A key a CA enrolled through manages/generateKey has no certificate until manages/linkCert:
+# until then it is not a credential of the signer's (not listed, not describable, not usable).
+_HAS_CERTIFICATE = credentials.c.certificate.is_not(None)
 
 
 def from_row(row: Row) -> Credential:
@@ -77,7 +80,8 @@ async def get_credential(store: Store, credential_id: str, user_id: str | None =
 
     The three cases collapse into one on purpose: a caller cannot probe for other users' IDs.
     """
-    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.status != "deleted")
+    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.status != "deleted",
+                                      _HAS_CERTIFICATE)
     if user_id is not None:
         query = query.where(credentials.c.user_id == user_id)
     row = await store.query(lambda conn: conn.execute(query).first())
@@ -87,7 +91,7 @@ async def get_credential(store: Store, credential_id: str, user_id: str | None =
 async def list_credentials(store: Store, user_id: str) -> list[Credential]:
     query = (
         select(credentials)
-        .where(credentials.c.user_id == user_id, credentials.c.status != "deleted")
+        .where(credentials.c.user_id == user_id, credentials.c.status != "deleted", _HAS_CERTIFICATE)
         .order_by(credentials.c.created_at, credentials.c.id)
     )
     async with store.read() as conn:

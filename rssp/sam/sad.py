@@ -40,9 +40,9 @@ class SadGrant:
         return bool(self.digests)
 
 
-def _sad_inserts(grant: SadGrant, ttl_seconds: int) -> tuple[str, list[tuple[Any, Any]]]:
-    """A new SAD value and the statements that store it (its hash, and its bound digests)."""
-    value = new_secret()
+def _sad_inserts(grant: SadGrant, ttl_seconds: int, value: str | None = None) -> tuple[str, list[tuple[Any, Any]]]:
+    """A new SAD value (or ``value``) and the statements that store it (its hash, and its bound digests)."""
+    value = value or new_secret()
     sad_hash = digest(value)
     now = time.time()
     statements: list[tuple[Any, Any]] = [(
@@ -206,3 +206,14 @@ def _carry_over(grant: SadGrant, remaining: int, hash_algo: str | None, unused: 
     if not unused:
         raise invalid_sad()
     return SadGrant(grant.user_id, grant.credential_id, min(remaining, len(unused)), hash_algo, unused)
+
+
+async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, ttl_seconds: int) -> None:
+    """Make a credential-scoped OAuth access token its own SAD (CSC v2: no SAD with such a token).
+
+    The grant row is keyed by the token's digest, so ``signHash`` spends it through
+    :func:`spend_sad` with the token as the SAD: the same atomic count, hash binding and audit.
+    """
+    _value, statements = _sad_inserts(grant, ttl_seconds, access_token)
+    for statement, params in statements:
+        await conn.execute(statement, params)

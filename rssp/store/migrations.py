@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
 
 from rssp.store import schema
@@ -22,6 +22,21 @@ def _v1_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn)
 
 
+def _v2_oauth(conn: Connection) -> None:
+    """The OAuth 2.0 authorization server's tables (issue 3); a fresh v1 database already has them."""
+    for table in (schema.oauth_clients, schema.oauth_sessions, schema.oauth_codes, schema.par_requests):
+        table.create(conn, checkfirst=True)
+    existing = {ix["name"] for ix in inspect(conn).get_indexes("tokens")}
+    if "ix_tokens_client" not in existing:
+        next(ix for ix in schema.tokens.indexes if ix.name == "ix_tokens_client").create(conn)
+
+
+def _v3_manages(conn: Connection) -> None:
+    """Management clients, RA enrollment state and requestID idempotency (issue 5)."""
+    for table in (schema.manage_clients, schema.manage_enrollments, schema.manage_requests):
+        table.create(conn, checkfirst=True)
+
+
 def _v4_login_throttle(conn: Connection) -> None:
     """Failed password logins per username and address (rssp/auth/throttle.py)."""
     schema.login_throttle.create(conn, checkfirst=True)
@@ -29,7 +44,9 @@ def _v4_login_throttle(conn: Connection) -> None:
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
-    (4, _v4_login_throttle),  # 2 and 3 are taken by the OAuth and manages work in progress
+    (2, _v2_oauth),
+    (3, _v3_manages),
+    (4, _v4_login_throttle),
 ]
 
 

@@ -112,6 +112,93 @@ audit = Table(
 Index("ix_audit_target", audit.c.target)
 Index("ix_sads_expires", sads.c.expires_at)
 
+# ---------------------------------------------------------------- OAuth 2.0 authorization server (migration 2)
+# Client secrets, codes, request URIs and browser-session cookies are stored as SHA-256 digests
+# of 256-bit random values (rssp.auth.secrets), like tokens and SADs.
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64)),  # None for a public client
+    Column("redirect_uris", Text, nullable=False),  # JSON array, matched exactly
+    Column("scopes", Text, nullable=False),  # JSON array
+    Column("grant_types", Text, nullable=False),  # JSON array
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", Float, nullable=False),
+)
+
+oauth_sessions = Table(
+    "oauth_sessions",
+    metadata,
+    Column("cookie_hash", String(64), primary_key=True),
+    Column("csrf_hash", String(64), nullable=False),
+    Column("request", Text, nullable=False),  # the validated authorization request, JSON
+    Column("user_id", String(40)),  # set once the signer logged in
+    Column("expires_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(40), nullable=False),
+    Column("request", Text, nullable=False),  # the authorization request it answers, JSON
+    Column("credential_id", String(64)),
+    Column("grant_id", String(40), nullable=False),  # the tokens it issued (revoked on replay)
+    Column("used", Boolean, nullable=False, default=False),
+    Column("expires_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+par_requests = Table(
+    "par_requests",
+    metadata,
+    Column("uri_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+    Column("expires_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+Index("ix_tokens_client", tokens.c.client_id)
+
+# --- credential lifecycle from CAs (issue 5: extensions/manages, rssp ca add) ------------------
+
+manage_clients = Table(
+    "manage_clients",  # one management client per registered CA; the secret only as argon2id
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("ca_id", String(64), nullable=False, index=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+manage_enrollments = Table(
+    "manage_enrollments",  # the RA-side state of a credential a CA enrolled through manages/*
+    metadata,
+    Column("credential_id", String(64), ForeignKey("credentials.id"), primary_key=True),
+    Column("ca_id", String(64), nullable=False, index=True),
+    Column("csr_issued_at", Float),  # manages/authorize gives the CSR once
+    Column("linked_at", Float),
+    Column("deleted_at", Float),
+)
+
+manage_requests = Table(
+    "manage_requests",  # requestID idempotency for manages/generateKey and manages/deleteKey
+    metadata,
+    Column("ca_id", String(64), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("method", String(32), nullable=False),
+    Column("params_digest", String(64), nullable=False),
+    Column("response", Text),  # JSON; NULL while the first call is still running
+    Column("created_at", Float, nullable=False),
+)
+
 # --- password-login throttling (rssp/auth/throttle.py, migration 4) ---------------------------
 
 login_throttle = Table(

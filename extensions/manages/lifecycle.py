@@ -1,0 +1,319 @@
+"""What ``manages/*`` does to a credential, CA by CA (DESIGN §3.2 "Credential lifecycle").
+
+States: ``generateKey`` creates the key in the HSM and a credential with status ``disabled``
+and no certificate (so it is not the signer's credential yet: not listed, not usable);
+``linkEid`` sets the signer's factors; ``authorize`` gives the RA the CSR once (the proof of
+possession, signed inside rssp); ``linkCert`` checks the issued certificate and enables the
+credential; ``deleteKey`` marks it deleted and destroys the HSM objects. Each change writes its
+audit record in its own transaction. A CA reaches only credentials whose ``ca_id`` is its own;
+anything else looks unknown, exactly like an ID that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyotp
+from sqlalchemy import select, update
+
+from extensions.manages import idempotency
+from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
+from rssp.algorithms import CURVE_OIDS, key_algos
+from rssp.api.credential_view import auth_view, key_view
+from rssp.api.parse import encode_b64
+from rssp.audit import record
+from rssp.auth.passwords import hash_secret
+from rssp.auth.secrets import new_id
+from rssp.ca import CAPolicy
+from rssp.credentials.model import Credential, from_row
+from rssp.errors import invalid_param, invalid_request, unknown_credential
+from rssp.hsm import HsmError, KeyNotFound
+from rssp.hsm.types import KeySpec
+from rssp.sam.factors import TOTP_KEY_LABEL
+from rssp.services import Services
+from rssp.store.schema import credentials, manage_enrollments, users
+from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
+
+log = logging.getLogger("extensions.manages")
+
+_PIN = re.compile(r"^[0-9]{4,32}$")
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """The validated input of ``manages/generateKey``."""
+
+    user: str
+    spec_name: str
+    spec: KeySpec
+    level: int
+    multisign: int
+    description: str | None
+    signature_qualifier: str | None
+
+    def params(self) -> dict[str, Any]:
+        """What a replayed requestID must repeat exactly."""
+        return {"user": self.user, "key": self.spec_name, "level": self.level, "multisign": self.multisign,
+                "description": self.description, "signatureQualifier": self.signature_qualifier}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The CA acting (from its manage token) and the request's client IP, for audit."""
+
+    ca_id: str
+    ip: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"ca:{self.ca_id}"
+
+
+def _state_error() -> Exception:
+    return invalid_request(BAD_STATE)
+
+
+async def _find_user_id(services: Services, user: str) -> str:
+    """``userID`` is the rssp user ID or the username; an unknown or inactive one is invalid."""
+    async with services.store.read() as conn:
+        row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.id == user))).first()
+        if row is None:
+            row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.username == user))).first()
+    if row is None or row.status != "active":
+        raise invalid_param("userID")
+    return row.id
+
+
+async def ca_credential(services: Services, ca_id: str, credential_id: str) -> Credential:
+    """The CA's own, not deleted credential; anything else is "Invalid parameter credentialID"."""
+    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.ca_id == ca_id,
+                                      credentials.c.status != "deleted")
+    async with services.store.read() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        raise unknown_credential()
+    return from_row(row)
+
+
+# --- generateKey ---------------------------------------------------------------------------
+
+async def generate_key(services: Services, caller: Caller, policy: CAPolicy, req: KeyRequest,
+                       request_id: str | None) -> dict[str, Any]:
+    if req.spec_name not in policy.key_algorithms:
+        raise invalid_param("keyAlgo")
+    if req.level not in policy.levels or req.level not in (1, 2):
+        raise invalid_param("level")
+    user_id = await _find_user_id(services, req.user)
+    if request_id is not None:
+        stored = await idempotency.reserve(services.store, caller.ca_id, request_id, "generateKey", req.params())
+        if stored is not None:
+            return stored
+    try:
+        return await _generate(services, caller, req, user_id, request_id)
+    except BaseException:
+        if request_id is not None:
+            await idempotency.release(services.store, caller.ca_id, request_id)
+        raise
+
+
+async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id: str,
+                    request_id: str | None) -> dict[str, Any]:
+    credential_id = new_id(12)
+    key = await services.hsm.generate_key_pair(req.spec, label=f"cred-{credential_id}")
+    now = time.time()
+    values = dict(
+        id=credential_id, user_id=user_id, description=req.description, level=req.level, key_kind=req.spec.kind,
+        key_len=req.spec.length, curve=req.spec.curve or None, hsm_key_id=key.key_id,
+        public_key=key.public_key_der, certificate=None, chain="[]", status="disabled", multisign=req.multisign,
+        signature_qualifier=req.signature_qualifier, pin_hash=None, totp_secret=None, failed_attempts=0,
+        locked=False, totp_last_step=0, ca_id=caller.ca_id, created_at=now, updated_at=now,
+    )
+    key_json: dict[str, Any] = {"status": "disabled", "algo": key_algos(req.spec.kind), "len": req.spec.length}
+    if req.spec.curve:
+        key_json["curve"] = CURVE_OIDS[req.spec.curve]
+    out = {"credentialID": credential_id, "publicKey": encode_b64(key.public_key_der), "key": key_json}
+    try:
+        async with services.store.write() as conn:
+            await conn.execute(credentials.insert().values(**values))
+            await conn.execute(manage_enrollments.insert().values(credential_id=credential_id, ca_id=caller.ca_id))
+            if request_id is not None:
+                await idempotency.complete(conn, caller.ca_id, request_id, out)
+            await record(conn, actor=caller.actor, action="manages.generateKey", target=credential_id, outcome="ok",
+                         client_ip=caller.ip, detail={"user": user_id, "key": req.spec_name, "level": req.level,
+                                                      "requestID": request_id})
+    except BaseException:
+        await services.hsm.destroy_key(key.key_id)  # never a key without its record
+        raise
+    return out
+
+
+# --- linkEid -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Eids:
+    """The signer's authentication means, as the RA declared them."""
+
+    pin: str  # the initial PIN, or its argon2id hash ("delivered hashed")
+    totp_seed: str | None  # a base32 seed the RA enrolled, or None
+    totp: bool
+
+
+def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
+    pin: str | None = None
+    totp, seed = False, None
+    for entry in entries:
+        kind, ref = entry.get("type"), entry.get("reference")
+        if ref is not None and not isinstance(ref, str):
+            raise invalid_param("eids")
+        if kind == "password" and pin is None and ref is not None and (_PIN.match(ref) or _is_argon2(ref)):
+            pin = ref
+        elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
+            totp, seed = True, ref
+        else:
+            raise invalid_param("eids")
+    if pin is None:
+        raise invalid_param("eids")
+    wanted = "PIN AND OTP" if totp else "PIN"
+    if expression is not None and expression != wanted:
+        raise invalid_param("expression")
+    return Eids(pin, seed, totp)
+
+
+def _is_argon2(value: str) -> bool:
+    return value.startswith("$argon2id$") and len(value) < 255
+
+
+def _is_base32_seed(value: str) -> bool:
+    return re.fullmatch(r"[A-Z2-7]{16,128}", value) is not None
+
+
+async def link_eid(services: Services, caller: Caller, credential_id: str, eids: Eids) -> dict[str, Any]:
+    cred = await ca_credential(services, caller.ca_id, credential_id)
+    if cred.certificate is not None or cred.status != "disabled":
+        raise _state_error()
+    if cred.level >= 2 and not eids.totp:
+        raise invalid_param("eids")
+    pin_hash = eids.pin if _is_argon2(eids.pin) else await hash_secret(eids.pin)
+    seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
+    sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
+    async with services.store.write() as conn:
+        result = await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == cred.id, credentials.c.status == "disabled",
+                   credentials.c.certificate.is_(None))
+            .values(pin_hash=pin_hash, totp_secret=sealed, totp_last_step=0, failed_attempts=0, locked=False,
+                    updated_at=time.time()))
+        if result.rowcount != 1:
+            raise _state_error()
+        await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
+                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])})
+    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed))}
+    if seed and not eids.totp_seed:  # generated here: shown once, to the RA that delivers it
+        out["otpauthURI"] = pyotp.TOTP(seed).provisioning_uri(name=cred.user_id, issuer_name="rssp")
+    return out
+
+
+# --- authorize (the CSR) --------------------------------------------------------------------
+
+async def authorize(services: Services, caller: Caller, credential_id: str, subject_dn: str) -> dict[str, Any]:
+    cred = await ca_credential(services, caller.ca_id, credential_id)
+    if cred.certificate is not None or cred.status != "disabled":
+        raise _state_error()
+    try:
+        subject = parse_subject(subject_dn)
+    except ValueError:
+        raise invalid_param("subjectDN") from None
+    csr = await build_csr(subject, hsm_signing_key(services.hsm, cred.hsm_key_id, cred.public_key))
+    async with services.store.write() as conn:
+        result = await conn.execute(
+            update(manage_enrollments)
+            .where(manage_enrollments.c.credential_id == cred.id, manage_enrollments.c.ca_id == caller.ca_id,
+                   manage_enrollments.c.csr_issued_at.is_(None), manage_enrollments.c.linked_at.is_(None))
+            .values(csr_issued_at=time.time()))
+        if result.rowcount != 1:  # once only, and only before a certificate is linked
+            raise _state_error()
+        await record(conn, actor=caller.actor, action="manages.authorize", target=cred.id, outcome="ok",
+                     client_ip=caller.ip, detail={"subjectDN": subject.human_friendly})
+    return {"credentialID": cred.id, "csr": encode_b64(csr)}
+
+
+# --- linkCert ------------------------------------------------------------------------------
+
+async def link_cert(services: Services, caller: Caller, policy: CAPolicy, credential_id: str,
+                    certificates: list[str]) -> dict[str, Any]:
+    cred = await ca_credential(services, caller.ca_id, credential_id)
+    chain = parse_certificates(certificates)
+    if cred.certificate is not None or cred.status != "disabled" or cred.pin_hash is None:
+        raise _state_error()
+    await check_certificate(chain, cred.public_key, policy.anchors)
+    ee, rest = chain[0].dump(), [c.dump() for c in chain[1:]]
+    async with services.store.write() as conn:
+        other = (await conn.execute(select(credentials.c.id).where(
+            credentials.c.public_key == cred.public_key, credentials.c.id != cred.id,
+            credentials.c.status != "deleted"))).first()
+        if other is not None:
+            raise invalid_request(KEY_IN_USE)
+        result = await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == cred.id, credentials.c.status == "disabled",
+                   credentials.c.certificate.is_(None))
+            .values(certificate=ee, chain=json.dumps([base64.b64encode(c).decode() for c in rest]),
+                    status="enabled", updated_at=time.time()))
+        if result.rowcount != 1:
+            raise _state_error()
+        await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
+                           .values(linked_at=time.time()))
+        await record(conn, actor=caller.actor, action="manages.linkCert", target=cred.id, outcome="ok",
+                     client_ip=caller.ip, detail={"serialNumber": format(chain[0].serial_number, "x"),
+                                                  "issuerDN": chain[0].issuer.human_friendly})
+    return {"credentialID": cred.id, "key": key_view(replace(cred, status="enabled"))}
+
+
+# --- deleteKey -----------------------------------------------------------------------------
+
+async def delete_key(services: Services, caller: Caller, credential_id: str, reason: str | None,
+                     request_id: str | None) -> dict[str, Any]:
+    params = {"credentialID": credential_id, "reason": reason}
+    if request_id is not None:
+        stored = await idempotency.reserve(services.store, caller.ca_id, request_id, "deleteKey", params)
+        if stored is not None:
+            return stored
+    try:
+        return await _delete(services, caller, credential_id, reason, request_id)
+    except BaseException:
+        if request_id is not None:
+            await idempotency.release(services.store, caller.ca_id, request_id)
+        raise
+
+
+async def _delete(services: Services, caller: Caller, credential_id: str, reason: str | None,
+                  request_id: str | None) -> dict[str, Any]:
+    cred = await ca_credential(services, caller.ca_id, credential_id)
+    out = {"credentialID": cred.id, "key": {"status": "deleted"}}
+    now = time.time()
+    async with services.store.write() as conn:
+        result = await conn.execute(update(credentials).where(credentials.c.id == cred.id,
+                                                              credentials.c.status != "deleted")
+                                    .values(status="deleted", updated_at=now))
+        if result.rowcount != 1:
+            raise unknown_credential()
+        await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
+                           .values(deleted_at=now))
+        if request_id is not None:
+            await idempotency.complete(conn, caller.ca_id, request_id, out)
+        await record(conn, actor=caller.actor, action="manages.deleteKey", target=cred.id, outcome="ok",
+                     client_ip=caller.ip, detail={"reason": reason, "requestID": request_id})
+    # After the commit: a crash here leaves a key whose credential is already unusable.
+    try:
+        await services.hsm.destroy_key(cred.hsm_key_id)
+    except KeyNotFound:
+        pass
+    except HsmError as exc:
+        log.error("credential %s deleted but its HSM key could not be destroyed: %s", cred.id, exc)
+    return out

@@ -1,0 +1,46 @@
+"""JT2A "Validation" (DESIGN §3.2): ``validates/validSign`` and ``validates/validCert``.
+
+``setup`` reads the ``[validation]`` table of rssp.toml (:mod:`.settings`: trust anchors,
+TSA anchors, the anchors of the configured CAs, size limits, revocation cache), starts the
+validation engine (:mod:`.engine`: its own event loop in a thread, holding the revocation
+cache shared by every request of the process) for the life of the app, and registers both
+methods. The modules, one concept each: :mod:`.policy` (what valid means here),
+:mod:`.revocation` (OCSP/CRL fetch and cache), :mod:`.certs` (validCert), :mod:`.pades` and
+:mod:`.cades` (validSign), :mod:`.indications` (EN 319 102-1), :mod:`.outcome` (answer
+shape), :mod:`.report` (TS 119 102-2 XML), :mod:`.handlers` (request parsing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from extensions.validates import handlers
+from extensions.validates.engine import ValidationEngine
+from extensions.validates.settings import load_settings
+from rssp.api.registry import Method, Registry
+from rssp.services import Services
+
+log = logging.getLogger("extensions.validates")
+
+
+def setup(app: web.Application, registry: Registry, services: Services) -> None:
+    settings = load_settings(services.config)
+    if not settings.trust_anchors:
+        log.warning("[validation] has no trust anchor: every signature will be NO_CERTIFICATE_CHAIN_FOUND")
+    engine = ValidationEngine(settings)
+    services.extras[handlers.ENGINE] = engine
+    # pyHanko logs every validation problem with a traceback at WARNING: the answer carries it
+    for noisy in ("pyhanko.sign.validation", "pyhanko_certvalidator", "pyhanko.pdf_utils"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    async def engine_ctx(_app: web.Application) -> AsyncIterator[None]:
+        engine.start()
+        yield
+        await engine.close()
+
+    app.cleanup_ctx.append(engine_ctx)
+    registry.add(Method("validates/validSign", handlers.valid_sign))
+    registry.add(Method("validates/validCert", handlers.valid_cert))

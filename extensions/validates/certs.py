@@ -1,0 +1,111 @@
+"""``validates/validCert``: a certificate's path, usage and revocation status at a time.
+
+pyhanko-certvalidator builds and validates the path to a configured anchor (the chain the
+client sends only helps path building; it is never trusted by itself), checks revocation
+of every certificate that declares a source (OCSP first, then CRL: certvalidator asks the
+responder and falls back to the CRL distribution points), at ``validationTime`` or now.
+Its errors are mapped to EN 319 102-1 sub-indications by pyHanko's own mapping
+(``handle_certvalidator_errors``), refined for unreachable revocation sources (``TRY_LATER``).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import x509
+from pyhanko.sign.ades.report import AdESIndeterminate
+from pyhanko.sign.validation.generic_cms import handle_certvalidator_errors
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
+
+from extensions.validates import indications
+from extensions.validates.names import gtime, subject_dn
+from extensions.validates.policy import REVOCATION, SIGNER_KEY_USAGE, TSA_KEY_USAGE, Request
+
+USAGES = ("signature", "timestamp")
+_STATUS = {
+    AdESIndeterminate.REVOKED_NO_POE.standard_name: "revoked",
+    AdESIndeterminate.REVOKED_CA_NO_POE.standard_name: "revoked",
+    AdESIndeterminate.OUT_OF_BOUNDS_NO_POE.standard_name: "expired",
+    AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED.standard_name: "expired",
+}
+
+
+@dataclass
+class CertResult:
+    indication: indications.Indication
+    status: str
+    chain: list[str] = field(default_factory=list)
+    trust_anchor: str | None = None
+    revocation: dict[str, Any] | None = None
+    validation_info: dict[str, list[str]] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"indication": self.indication.indication, "status": self.status,
+                               "chain": self.chain, "validationInfo": self.validation_info}
+        if self.indication.sub_indication:
+            out["subIndication"] = self.indication.sub_indication
+        if self.trust_anchor:
+            out["trustAnchor"] = self.trust_anchor
+        if self.revocation:
+            out["revocation"] = self.revocation
+        return out
+
+
+def validation_info(req: Request, extra_certs: list[x509.Certificate]) -> dict[str, list[str]]:
+    """The OCSP responses, CRLs and certificates this answer rests on (Base64 DER)."""
+    def b64(values: Any) -> list[str]:
+        return [base64.b64encode(v.dump()).decode("ascii") for v in values]
+
+    seen: dict[bytes, x509.Certificate] = {c.sha256: c for c in extra_certs}
+    return {"ocsp": b64(req.log.ocsp.values()), "crl": b64(c for crls in req.log.crls.values() for c in crls),
+            "certificates": b64(seen.values())}
+
+
+def _chain_view(path: ValidationPath) -> tuple[list[str], str | None]:
+    certs = list(path.iter_certs(include_root=True))
+    anchor = path.trust_anchor
+    root = subject_dn(anchor.authority.certificate) if getattr(anchor.authority, "certificate", None) else None
+    return [subject_dn(c) for c in reversed(certs)], root
+
+
+def _revocation(req: Request, leaf: x509.Certificate, revo: Any) -> dict[str, Any] | None:
+    source = req.log.source_for(leaf)
+    if revo is None:
+        return {"source": source} if source else None
+    reason = revo.revocation_reason.native if revo.revocation_reason is not None else None
+    return {"time": gtime(revo.revocation_date), "reason": reason, "source": source}
+
+
+async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.Certificate], usage: str
+                        ) -> CertResult:
+    tsa = usage == "timestamp"
+    anchors = req.settings.tsa_anchors if tsa else req.settings.trust_anchors
+    context = ValidationContext(
+        trust_roots=list(anchors), other_certs=others, moment=req.moment,
+        revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=req.moment is not None),
+        allow_fetching=True, fetchers=req.cache.fetchers(req.log),
+    )
+    validator = CertificateValidator(leaf, intermediate_certs=others, validation_context=context)
+
+    async def run() -> ValidationPath:
+        path = await validator.async_validate_path()
+        (TSA_KEY_USAGE if tsa else SIGNER_KEY_USAGE).validate(leaf)
+        return path
+
+    outcome = await handle_certvalidator_errors(leaf, run())
+    path = outcome.success_result or outcome.error_path
+    chain, anchor = _chain_view(path) if path is not None else ([subject_dn(leaf)], None)
+    info = validation_info(req, [leaf, *others])
+    if outcome.success_result is not None:
+        return CertResult(indications.PASSED, "valid", chain, anchor, _revocation(req, leaf, None), info)
+    subindic = outcome.error_subindic or AdESIndeterminate.GENERIC
+    result = indications.from_ades(subindic, fetch_failed=req.fetch_failed)
+    status = _STATUS.get(result.sub_indication or "", "unknown")
+    revo = outcome.revo_details
+    if status == "revoked" and revo is not None and revo.revocation_reason.native == "certificate_hold":
+        status = "suspended"
+    return CertResult(result, status, chain, anchor, _revocation(req, leaf, revo), info)

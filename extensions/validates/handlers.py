@@ -1,0 +1,222 @@
+"""``validates/validSign`` and ``validates/validCert``: parse, hand to the engine, shape the answer.
+
+Every field is checked here with the ``Body`` getters (type, Base64 strictness, sizes, digest
+lengths) before any byte reaches a parser; whatever pyHanko cannot read is a 400 with a
+fixed text (:class:`~extensions.validates.errors.BadDocument`), never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from asn1crypto import x509
+
+from extensions.validates import indications, names
+from extensions.validates.cades import HASHES, Detached, validate_cms
+from extensions.validates.certs import USAGES, validate_cert, validation_info
+from extensions.validates.engine import ValidationEngine
+from extensions.validates.errors import BadDocument
+from extensions.validates.outcome import SignatureOutcome
+from extensions.validates.pades import validate_pdf
+from extensions.validates.policy import Request
+from extensions.validates.report import etsi_report
+from extensions.validates.revocation import FetchLog
+from rssp.api.parse import Body, decode_b64, encode_b64
+from rssp.api.registry import Call
+from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
+
+log = logging.getLogger("extensions.validates")
+
+ENGINE = "validates.engine"  # key in Services.extras
+REPORTS = ("none", "simple", "etsi")
+
+
+def _engine(call: Call) -> ValidationEngine:
+    return call.services.extras[ENGINE]
+
+
+def too_large() -> CSCError:
+    return CSCError(413, "invalid_request", "Document too large")
+
+
+def parse_time(body: Body) -> datetime | None:
+    value = body.string("validationTime", max_len=64)
+    if value is None:
+        return None
+    moment = names.parse_time(value)
+    if moment is None:
+        raise invalid_param("validationTime")
+    return moment
+
+
+def binary(body: Body, name: str, limit: int) -> bytes | None:
+    """A Base64 field holding a document or signature, at most ``limit`` bytes once decoded."""
+    value = body.data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise missing_param("string", name)
+    if len(value) > (limit + 2) // 3 * 4 + 4:
+        raise too_large()
+    data = decode_b64(value, error=f"Invalid Base64 {name} parameter")
+    if len(data) > limit:
+        raise too_large()
+    return data
+
+
+def parse_digests(body: Body) -> Detached | None:
+    value = body.data.get("documentDigests")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid_param("documentDigests")
+    inner = Body(value)
+    hashes = inner.string_list("hashes", required=True, max_items=100)
+    oid = inner.required_string("hashAlgorithmOID", max_len=64)
+    if oid not in HASHES:
+        raise invalid_param("hashAlgorithmOID")
+    if not hashes:
+        raise invalid_param("hashes")
+    size = hashlib.new(HASHES[oid]).digest_size
+    digests = tuple(decode_b64(h) for h in hashes)
+    if any(len(d) != size for d in digests):
+        raise invalid_request("Invalid digest value length")
+    return Detached(digests=digests, hash_oid=oid)
+
+
+def sniff(data: bytes) -> str:
+    """What a ``document`` is: a PDF (header in the first KiB, as readers allow), DER CMS, or XML."""
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    if data[:1] == b"\x30":
+        return "cms"
+    if data.lstrip()[:1] == b"<":
+        return "xml"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    document: bytes | None
+    signature: bytes | None
+    detached: Detached | None
+    moment: datetime | None
+    report: str
+    with_info: bool
+
+
+def parse_valid_sign(body: Body, limit: int) -> SignRequest:
+    moment = parse_time(body)  # the small fields first: a wrong one costs no Base64 decoding
+    report = body.choice("returnReport", REPORTS, "simple")
+    with_info = body.boolean("returnValidationInfo")
+    body.string("lang", max_len=35)
+    digests = parse_digests(body)
+    document = binary(body, "document", limit)
+    signature = binary(body, "signature", limit)
+    if digests is not None and signature is None:
+        raise missing_param("string", "signature")  # digests only make sense with a detached signature
+    if signature is None and document is None:
+        raise missing_param("string", "document")
+    detached = None
+    if signature is not None:
+        if document is None and digests is None:
+            raise missing_param("string", "document")
+        detached = Detached(document=document) if document is not None else digests
+    return SignRequest(document, signature, detached, moment, report, with_info)
+
+
+async def _run_sign(req: Request, parsed: SignRequest) -> list[SignatureOutcome]:
+    if parsed.signature is not None:
+        return await validate_cms(req, parsed.signature, parsed.detached)
+    assert parsed.document is not None
+    kind = sniff(parsed.document)
+    if kind == "pdf":
+        return await validate_pdf(req, parsed.document)
+    if kind == "cms":
+        return await validate_cms(req, parsed.document, None)
+    if kind == "xml":
+        raise BadDocument("XML signatures are not supported")
+    raise BadDocument("the document is neither a PDF nor a CMS signature")
+
+
+def _certificates(outcomes: list[SignatureOutcome]) -> list[x509.Certificate]:
+    """The certificates the answers rest on: each signer's validated path (or its certificate)."""
+    out: list[x509.Certificate] = []
+    for outcome in outcomes:
+        status = outcome.result.api_status if outcome.result is not None else None
+        if status is None:
+            continue
+        path = status.validation_path
+        out.extend(path.iter_certs(include_root=True) if path is not None else [status.signing_cert])
+    return out
+
+
+def _request(engine: ValidationEngine, moment: datetime | None) -> Request:
+    return Request(engine.settings, engine.cache, moment, FetchLog())
+
+
+async def valid_sign(call: Call) -> web.Response:
+    engine = _engine(call)
+    parsed = parse_valid_sign(call.body, engine.settings.max_document_bytes)
+    req = _request(engine, parsed.moment)
+
+    async def work() -> tuple[list[SignatureOutcome], bytes | None, dict[str, Any]]:
+        outcomes = await _run_sign(req, parsed)
+        report = etsi_report(outcomes) if parsed.report == "etsi" else None
+        return outcomes, report, validation_info(req, _certificates(outcomes)) if parsed.with_info else {}
+
+    try:
+        outcomes, report, info = await engine.run(work)
+    except BadDocument as exc:
+        raise invalid_request(str(exc)) from None
+    except CSCError:
+        raise
+    except Exception:  # noqa: BLE001 - a document pyHanko chokes on is the client's problem, not a 500
+        log.exception("validSign: validation failed on malformed input")
+        raise invalid_request("The document or signature could not be processed") from None
+    out: dict[str, Any] = {"indication": indications.overall(o.indication.indication for o in outcomes)}
+    if parsed.report != "none":
+        out["signatures"] = [o.view() for o in outcomes]
+    if parsed.with_info:
+        out["validationInfo"] = info
+    if report is not None:
+        out["report"] = encode_b64(report)
+    return web.json_response(out)
+
+
+def parse_certificates(body: Body, limit: int) -> list[x509.Certificate]:
+    values = body.string_list("certificates", required=True, max_items=limit)
+    assert values is not None
+    if not values:
+        raise invalid_param("certificates")
+    certs = []
+    for value in values:
+        der = decode_b64(value, error="Invalid Base64 certificates parameter")
+        try:
+            cert = x509.Certificate.load(der, strict=True)
+            cert.native  # noqa: B018 - parse every field now: a broken one is a 400, not a crash later
+        except Exception:  # noqa: BLE001 - untrusted input
+            raise invalid_param("certificates") from None
+        certs.append(cert)
+    return certs
+
+
+async def valid_cert(call: Call) -> web.Response:
+    engine = _engine(call)
+    body = call.body
+    moment = parse_time(body)
+    usage = body.choice("usage", USAGES, "signature")
+    body.string("lang", max_len=35)
+    certs = parse_certificates(body, engine.settings.max_certificates)
+    req = _request(engine, moment)
+    try:
+        result = await engine.run(lambda: validate_cert(req, certs[0], certs[1:], usage))
+    except Exception:  # noqa: BLE001 - a certificate certvalidator chokes on is the client's problem, not a 500
+        log.exception("validCert: validation failed on malformed input")
+        raise invalid_param("certificates") from None
+    return web.json_response(result.view())

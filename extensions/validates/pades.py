@@ -1,0 +1,184 @@
+"""PAdES: every signature and document timestamp of a PDF, incremental updates included.
+
+Each signature goes through the EN 319 102-1 process its form calls for, as pyHanko
+implements them: with document timestamps after it, the validation process for long-term
+availability (``ades_lta_validation``: the document timestamps are the evidence record);
+with only a signature timestamp, the process for signatures with time
+(``ades_with_time_validation``: the timestamp is the proof of existence, so a signer revoked
+*after* it still passes and one revoked before does not), with the DSS and the
+revocation-info attribute as local knowledge; with neither, the basic process. pyHanko's
+difference analysis judges the incremental updates after each signature (only
+modifications its default policy allows: form filling, annotations, DSS and timestamps).
+
+The level is read from the file's structure: B-T when a signature timestamp or a later
+document timestamp exists, B-LT when a DSS with revocation data follows the signature, B-LTA
+when a document timestamp covers that DSS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.validation.ades import (
+    _adobe_revinfo_archival_to_local_knowledge,
+    _dss_to_local_knowledge,
+    ades_basic_validation,
+    ades_lta_validation,
+    ades_with_time_validation,
+)
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.policy_decl import LocalKnowledge
+from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
+
+from extensions.validates import indications
+from extensions.validates.errors import BadDocument
+from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, Timestamp, timestamp_of
+from extensions.validates.policy import REVOCATION, Request
+
+
+@dataclass
+class Signatures:
+    """A PDF's signature fields: readable ones in signing order, and the names of unreadable ones."""
+
+    reader: PdfFileReader
+    regular: list[EmbeddedPdfSignature]
+    doc_ts: list[EmbeddedPdfSignature]
+    broken: list[str]
+
+
+def open_pdf(data: bytes) -> Signatures:
+    """Parse the PDF and each signature field on its own (pyHanko's collector stops at the first bad one).
+
+    A file that is not a readable PDF is a bad request; a readable PDF with a signature whose
+    CMS is garbage is a validation outcome for that signature (``FORMAT_FAILURE``).
+    """
+    try:
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        fields = list(enumerate_sig_fields(reader, filled_status=True))
+    except Exception as exc:  # noqa: BLE001 - untrusted input: any parse failure is a bad document
+        raise BadDocument(f"not a readable PDF: {type(exc).__name__}") from None
+    good, broken = [], []
+    for fq_name, _sig_obj, field in fields:
+        try:
+            good.append(EmbeddedPdfSignature(reader, field, fq_name))
+        except Exception:  # noqa: BLE001 - one unreadable signature does not hide the others
+            broken.append(fq_name)
+    good.sort(key=lambda sig: sig.signed_revision)
+    return Signatures(reader, [s for s in good if s.sig_object_type == "/Sig"],
+                      [s for s in good if s.sig_object_type == "/DocTimeStamp"], broken)
+
+
+def dss_revision(reader: PdfFileReader) -> int | None:
+    """The first revision whose catalog has a DSS (validation data added after signing)."""
+    for revision in range(reader.xrefs.total_revisions):
+        root = reader.get_historical_root(revision)
+        dss = root.get("/DSS")
+        if dss is not None:
+            dss = dss.get_object()
+            if "/OCSPs" in dss or "/CRLs" in dss:
+                return revision
+    return None
+
+
+def has_signature_timestamp(sig: EmbeddedPdfSignature) -> bool:
+    unsigned = sig.signer_info["unsigned_attrs"]
+    return bool(unsigned) and any(a["type"].native == "signature_time_stamp_token" for a in unsigned)
+
+
+def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> str:
+    has_sig_ts = has_signature_timestamp(sig)
+    later = [ts for ts in doc_ts if ts.signed_revision > sig.signed_revision]
+    if not (has_sig_ts or later):
+        return B_B
+    if dss_rev is None or dss_rev <= sig.signed_revision:
+        return B_T
+    if any(ts.signed_revision >= dss_rev for ts in later):
+        return B_LTA
+    return B_LT
+
+
+async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | None) -> Timestamp:
+    context = ValidationContext(
+        trust_roots=list(req.settings.tsa_anchors), moment=req.moment,
+        revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
+        allow_fetching=True, fetchers=req.cache.fetchers(req.log))
+    kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"
+    try:
+        status = await async_validate_pdf_timestamp(ts, validation_context=context)
+    except Exception:  # noqa: BLE001 - a broken timestamp is reported, not fatal
+        return Timestamp(kind, None, None, indications.TOTAL_FAILED)
+    found = timestamp_of(kind, status)
+    assert found is not None
+    return found
+
+
+def _known(sig: EmbeddedPdfSignature) -> LocalKnowledge:
+    """Validation data the file carries: the DSS and the signature's revocation-info attribute.
+
+    pyHanko's LTA process reads them with these two helpers; they are private, which is why
+    pyproject pins pyHanko to 0.38.x.
+    """
+    dss, attr = _dss_to_local_knowledge(reader=sig.reader), _adobe_revinfo_archival_to_local_knowledge(sig)
+    return LocalKnowledge(known_ocsps=dss.known_ocsps + attr.known_ocsps, known_crls=dss.known_crls + attr.known_crls,
+                          known_certs=dss.known_certs)
+
+
+async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool) -> Any:
+    """The EN 319 102-1 process for this signature's form (see the module docstring)."""
+    if archived:
+        return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
+    spec = dataclasses.replace(req.signature_spec(), local_knowledge=_known(sig))
+    if has_signature_timestamp(sig):
+        return await ades_with_time_validation(sig.signed_data, spec, timing_info=req.timing,
+                                               raw_digest=sig.compute_digest(), status_cls=PdfSignatureStatus,
+                                               extra_status_kwargs=sig.summarise_integrity_info())
+    return await ades_basic_validation(sig.signed_data, spec, timing_info=req.timing, raw_digest=sig.compute_digest())
+
+
+async def _signature(req: Request, sig: EmbeddedPdfSignature, index: int, doc_stamps: list[Timestamp],
+                     doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> SignatureOutcome:
+    archived = any(ts.signed_revision > sig.signed_revision for ts in doc_ts)
+    sig.compute_integrity_info(diff_policy=req.pdf_spec().diff_policy)  # coverage and incremental updates
+    integrity = sig.summarise_integrity_info()
+    result = await _ades(req, sig, archived)
+    indication = indications.from_ades(result.ades_subindic, fetch_failed=req.fetch_failed)
+    status = result.api_status
+    if indication.passed and integrity.get("docmdp_ok") is False:
+        # the file changed after signing in a way the signature does not allow
+        indication = indications.indeterminate(AdESIndeterminate.SIG_CONSTRAINTS_FAILURE)
+    stamps: list[Timestamp] = []
+    sig_ts = timestamp_of("signature", getattr(status, "timestamp_validity", None))
+    if sig_ts is not None:
+        stamps.append(sig_ts)
+    stamps += [stamp for stamp, ts in zip(doc_stamps, doc_ts, strict=True) if ts.signed_revision > sig.signed_revision]
+    name = sig.field_name or f"signature-{index + 1}"
+    return SignatureOutcome(name, "PAdES", level_of(sig, doc_ts, dss_rev), indication, result, stamps,
+                            report_source=sig, signing_time=sig.self_reported_timestamp)
+
+
+async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
+    found = open_pdf(data)
+    sigs, doc_ts = found.regular, found.doc_ts
+    if not sigs and not doc_ts and not found.broken:
+        raise BadDocument("the PDF holds no signature")
+    try:
+        dss_rev = dss_revision(found.reader)
+    except Exception:  # noqa: BLE001 - a broken revision history is a broken document
+        raise BadDocument("not a readable PDF: broken revision history") from None
+    doc_stamps = [await _doc_timestamp(req, ts, dss_rev) for ts in doc_ts]
+    out = [await _signature(req, sig, i, doc_stamps, doc_ts, dss_rev) for i, sig in enumerate(sigs)]
+    out += [SignatureOutcome(name, "PAdES", B_B, indications.failed(AdESFailure.FORMAT_FAILURE))
+            for name in found.broken]
+    if not sigs:  # a document carrying only document timestamps: report each as itself
+        for ts, stamp in zip(doc_ts, doc_stamps, strict=True):
+            out.append(SignatureOutcome(ts.field_name or "timestamp", "PAdES-DTS", B_T,
+                                        indications.Indication(stamp.indication), None, [stamp]))
+    return out

@@ -1,0 +1,91 @@
+"""The validation policy of this RSSP, as pyHanko and pyhanko-certvalidator objects.
+
+One place decides what "valid" means here: the configured anchors (signers and TSAs apart),
+revocation checked for every certificate that declares a source (OCSP or CRL, hard-fail:
+a declared source that cannot be reached makes the answer ``TRY_LATER``, never a silent
+pass), pyHanko's algorithm policy (weak hashes refused), and the key usages a signer needs.
+Revocation data comes through the process-wide cache, recorded in the request's
+:class:`~extensions.validates.revocation.FetchLog`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyhanko.sign.validation.policy_decl import (
+    PdfSignatureValidationSpec,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
+from pyhanko_certvalidator.registry import SimpleTrustManager
+
+from extensions.validates.revocation import FetchLog, RevocationCache
+from extensions.validates.settings import ValidationSettings
+
+SIGNER_KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False)
+TSA_KEY_USAGE = KeyUsageConstraints(extd_key_usage={"time_stamping"})
+REVOCATION = RevocationCheckingPolicy(ee_certificate_rule=RevocationCheckingRule.CHECK_IF_DECLARED,
+                                      intermediate_ca_cert_rule=RevocationCheckingRule.CHECK_IF_DECLARED)
+
+
+class CachedBackend(FetcherBackend):
+    """Hands pyHanko the process-wide cache, seen through one request's log."""
+
+    def __init__(self, cache: RevocationCache, fetch_log: FetchLog) -> None:
+        self.cache, self.log = cache, fetch_log
+
+    def get_fetchers(self) -> Fetchers:
+        return self.cache.fetchers(self.log)
+
+    async def close(self) -> None:  # the cache outlives the request
+        return None
+
+
+@dataclass
+class Request:
+    """What one validation request needs: the settings, its fetch log, its time."""
+
+    settings: ValidationSettings
+    cache: RevocationCache
+    moment: datetime | None  # validationTime; None = now
+    log: FetchLog
+
+    @property
+    def timing(self) -> ValidationTimingInfo:
+        if self.moment is None:
+            return ValidationTimingInfo.now(UTC)
+        return ValidationTimingInfo(validation_time=self.moment, best_signature_time=self.moment,
+                                    point_in_time_validation=True)
+
+    @property
+    def fetch_failed(self) -> bool:
+        return bool(self.log.failures)
+
+    def backend(self) -> CachedBackend:
+        return CachedBackend(self.cache, self.log)
+
+    def cert_policy(self, *, tsa: bool = False) -> CertValidationPolicySpec:
+        anchors = self.settings.tsa_anchors if tsa else self.settings.trust_anchors
+        return CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build(trust_roots=anchors),
+            revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=self.moment is not None),
+        )
+
+    def signature_spec(self) -> SignatureValidationSpec:
+        return SignatureValidationSpec(
+            cert_validation_policy=self.cert_policy(),
+            ts_cert_validation_policy=self.cert_policy(tsa=True),
+            revinfo_gathering_policy=RevocationInfoGatheringSpec(
+                online_fetching_rule=RevinfoOnlineFetchingRule.ALWAYS_FETCH, fetcher_backend=self.backend()),
+            key_usage_settings=SIGNER_KEY_USAGE,
+        )
+
+    def pdf_spec(self) -> PdfSignatureValidationSpec:
+        return PdfSignatureValidationSpec(signature_validation_spec=self.signature_spec())

@@ -1,0 +1,207 @@
+"""The OAuth 2.0 endpoints and pages (plain aiohttp routes: form-encoded, not CSC JSON).
+
+``oauth2/token``, ``oauth2/pushed_authorize`` and ``oauth2/revoke`` answer JSON with RFC 6749
+§5.2 errors (raised as :class:`~rssp.oauth.errors.OAuthError`, rendered by the CSC middleware).
+``oauth2/authorize`` and the login/consent pages answer HTML or redirects and never raise. They
+are not in ``info.methods`` (CSC: ``oauth2/*`` MAY be left out; they are discovered through
+``oauth2Issuer`` and the RFC 8414 metadata).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rssp.api.info import INFO_EXTRAS
+from rssp.api.middleware import client_ip
+from rssp.api.registry import SERVICES
+from rssp.auth.password_login import LoginThrottled
+from rssp.errors import CSCError
+from rssp.oauth import flow, grants, par
+from rssp.oauth.clients import authenticate_client, get_client
+from rssp.oauth.errors import OAuthError, RedirectableError, invalid_request
+from rssp.oauth.form import parse_query, read_form
+from rssp.oauth.metadata import BASE, WELL_KNOWN, info_fields, metadata
+from rssp.oauth.pages import ConsentView, consent_page, error_page, html_response, language, login_page
+from rssp.oauth.request import AuthorizationRequest, NotRedirectable, parse_request, resolve_redirect_uri
+from rssp.oauth.sessions import COOKIE, COOKIE_PATH, AuthSession, SessionError, load_session, open_session, set_user
+from rssp.oauth.settings import OAuthSettings
+from rssp.sam.factors import Factors, check_factors
+from rssp.services import Services
+
+SETTINGS: web.AppKey[OAuthSettings] = web.AppKey("oauth_settings", OAuthSettings)
+_TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _see_other(url: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": url, "Cache-Control": "no-store"})
+
+
+def _refused(lang: str | None, description: str, status: int = 400) -> web.Response:
+    return html_response(error_page(language(lang), description), status)
+
+
+# ---------------------------------------------------------------------------- browser side
+
+async def authorize(request: web.Request) -> web.Response:
+    services, settings = request.app[SERVICES], request.app[SETTINGS]
+    lang = request.query.get("lang")
+    try:
+        params = parse_query(request.query_string)
+        client, req = await flow.start(services, settings, params)
+    except (OAuthError, NotRedirectable) as err:
+        return _refused(lang, err.description)
+    except flow.ErrorRedirect as redirect:
+        return _see_other(redirect.url)
+    cookie, csrf = await open_session(services.store, req, settings.session_ttl_seconds)
+    response = html_response(login_page(language(req.lang), f"{BASE}/login", csrf, client.name))
+    response.set_cookie(COOKIE, cookie, path=COOKIE_PATH, httponly=True, samesite="Lax",
+                        secure=request.secure, max_age=settings.session_ttl_seconds)
+    return response
+
+
+async def _session(request: web.Request) -> tuple[AuthSession, dict[str, str]]:
+    form = await read_form(request)
+    session = await load_session(request.app[SERVICES].store, request.cookies.get(COOKIE), form.get("csrf"))
+    return session, form
+
+
+async def _page_step(request: web.Request, step) -> web.Response:  # type: ignore[no-untyped-def]
+    """Shared error handling of the form posts: bad session/CSRF → 403 page, never a redirect."""
+    try:
+        session, form = await _session(request)
+        return await step(request, session, form)
+    except SessionError:
+        return _refused(None, "The form is not valid for this session (missing or wrong CSRF token, or expired)",
+                        403)
+    except OAuthError as err:
+        return _refused(None, err.description)
+    except flow.ErrorRedirect as redirect:
+        return _see_other(redirect.url)
+
+
+async def _consent_view(request: web.Request, session: AuthSession) -> tuple[ConsentView, object]:
+    services, req = request.app[SERVICES], session.request
+    assert session.user_id is not None and req.credential is not None
+    cred = await flow.choose_credential(services, req, session.user_id)
+    client = await get_client(services.store, req.client_id)
+    grant = req.credential
+    view = ConsentView(
+        client_name=client.name if client else req.client_id, credential_id=cred.id,
+        credential_description=cred.description, num_signatures=grant.num_signatures,
+        hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes)),
+        description=grant.description, needs_otp=cred.needs_totp,
+    )
+    return view, cred
+
+
+async def _login_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
+    services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
+    lang, csrf = language(req.lang), form["csrf"]
+    if session.user_id is None:
+        try:
+            user = await flow.login(services, form.get("username", ""), form.get("password", ""), client_ip(request))
+        except LoginThrottled:
+            return await _login_again(services, req, lang, csrf, "login_throttled", 429)
+        if user is None:
+            return await _login_again(services, req, lang, csrf, "login_failed", 400)
+        session = await set_user(services.store, session, user.id)
+    if req.scope == "service":
+        return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
+    view, _cred = await _consent_view(request, session)
+    return html_response(consent_page(lang, f"{BASE}/consent", csrf, view))
+
+
+async def _login_again(services: Services, req: AuthorizationRequest, lang: str, csrf: str, error: str,
+                       status: int) -> web.Response:
+    client = await get_client(services.store, req.client_id)
+    return html_response(login_page(lang, f"{BASE}/login", csrf, client.name if client else req.client_id, error),
+                         status)
+
+
+async def _consent_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
+    services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
+    if session.user_id is None or req.scope != "credential":
+        raise SessionError("consent before login")
+    if form.get("action") == "deny":
+        raise await flow.deny(services, session)
+    view, cred = await _consent_view(request, session)
+    lang, csrf = language(req.lang), form["csrf"]
+    factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
+    try:
+        await check_factors(services.store, services.hsm, cred, factors,  # type: ignore[arg-type]
+                            max_failures=services.config.security.max_failed_attempts,
+                            actor=session.user_id, client_ip=client_ip(request))
+    except CSCError as err:
+        if err.description == "Credential locked":
+            raise await flow.deny(services, session, "Credential locked") from None
+        key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
+        return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, key), 400)
+    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request)))
+
+
+async def login(request: web.Request) -> web.Response:
+    return await _page_step(request, _login_step)
+
+
+async def consent(request: web.Request) -> web.Response:
+    return await _page_step(request, _consent_step)
+
+
+# ---------------------------------------------------------------------------- client side (JSON)
+
+async def token(request: web.Request) -> web.Response:
+    services, settings = request.app[SERVICES], request.app[SETTINGS]
+    form = await read_form(request)
+    client = await authenticate_client(services.store, request, form)
+    grant_type = form.get("grant_type")
+    if grant_type is None:
+        raise invalid_request("Missing parameter grant_type")
+    handlers = {"authorization_code": grants.exchange_code, "refresh_token": grants.refresh,
+                "client_credentials": grants.client_credentials}
+    if grant_type not in handlers:
+        raise OAuthError(400, "unsupported_grant_type", "Invalid parameter grant_type")
+    body = await handlers[grant_type](services, settings, client, form, client_ip(request))
+    return web.json_response(body, headers=_TOKEN_HEADERS)
+
+
+async def pushed_authorize(request: web.Request) -> web.Response:
+    services, settings = request.app[SERVICES], request.app[SETTINGS]
+    form = await read_form(request)
+    client = await authenticate_client(services.store, request, form)
+    if "request_uri" in form:
+        raise invalid_request("request_uri is not allowed in a pushed authorization request")
+    try:
+        redirect_uri = resolve_redirect_uri(client, form.get("redirect_uri"))
+        req = parse_request(form, client, redirect_uri, services.config.security.max_hashes_per_request, par=True)
+    except NotRedirectable as err:
+        raise invalid_request(err.description) from None
+    except RedirectableError as err:
+        raise OAuthError(400, err.error, err.description) from None
+    request_uri = await par.push(services.store, req, settings.par_ttl_seconds)
+    return web.json_response({"request_uri": request_uri, "expires_in": settings.par_ttl_seconds}, status=201,
+                             headers=_TOKEN_HEADERS)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    form = await read_form(request)
+    client = await authenticate_client(services.store, request, form)
+    await grants.revoke(services, client, form, client_ip(request))
+    return web.Response(status=204)
+
+
+async def well_known(request: web.Request) -> web.Response:
+    return web.json_response(metadata(request.app[SETTINGS]))
+
+
+def setup(app: web.Application, settings: OAuthSettings) -> None:
+    """Mount the AS on ``app`` and advertise it in ``info``."""
+    app[SETTINGS] = settings
+    app[INFO_EXTRAS].update(info_fields(settings))
+    app.router.add_get(f"{BASE}/authorize", authorize)
+    app.router.add_post(f"{BASE}/login", login)
+    app.router.add_post(f"{BASE}/consent", consent)
+    app.router.add_post(f"{BASE}/token", token)
+    app.router.add_post(f"{BASE}/pushed_authorize", pushed_authorize)
+    app.router.add_post(f"{BASE}/revoke", revoke)
+    app.router.add_get(WELL_KNOWN, well_known)

@@ -1,0 +1,83 @@
+"""Authorization codes: single use, short-lived, bound to client, redirect URI and PKCE challenge.
+
+Only the code's SHA-256 is stored. Redeeming marks it used in the same statement that finds it,
+so of two concurrent token requests exactly one wins. A code presented again after it was used
+is evidence that it leaked: the tokens it issued are revoked (RFC 6749 §4.1.2), together with
+the SAD row of a credential token.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, select, update
+
+from rssp.audit import record
+from rssp.auth.secrets import digest, new_id, new_secret
+from rssp.oauth.request import AuthorizationRequest
+from rssp.store import Conn
+from rssp.store.schema import oauth_codes, sad_hashes, sads, tokens
+
+
+@dataclass(frozen=True)
+class RedeemedCode:
+    client_id: str
+    user_id: str
+    request: AuthorizationRequest
+    credential_id: str | None
+    grant_id: str
+    expired: bool
+
+
+async def issue_code(conn: Conn, req: AuthorizationRequest, user_id: str, credential_id: str | None,
+                     ttl: int) -> str:
+    """Store a new code for the signer's approved request, in the caller's transaction."""
+    value = new_secret()
+    now = time.time()
+    await conn.execute(oauth_codes.delete().where(oauth_codes.c.expires_at < now - 3600))
+    await conn.execute(oauth_codes.insert().values(
+        code_hash=digest(value), client_id=req.client_id, user_id=user_id, request=req.to_json(),
+        credential_id=credential_id, grant_id=new_id(), used=False, expires_at=now + ttl, created_at=now,
+    ))
+    return value
+
+
+_SPEND = (
+    update(oauth_codes)
+    .where(oauth_codes.c.code_hash == bindparam("h"), oauth_codes.c.used.is_(False))
+    .values(used=True)
+    .returning(oauth_codes)
+)
+
+
+async def redeem_code(conn: Conn, code: str, client_ip: str | None) -> RedeemedCode | None:
+    """Spend the code in the caller's transaction; None if unknown or already used.
+
+    A replay revokes what the code issued. The caller issues the tokens in the *same*
+    transaction, so a concurrent replay waits for them (PostgreSQL row lock, SQLite's single
+    writer) and then finds and revokes them.
+    """
+    if len(code) > 256:
+        return None
+    code_hash = digest(code)
+    row = (await conn.execute(_SPEND, {"h": code_hash})).first()
+    if row is not None:
+        return RedeemedCode(row.client_id, row.user_id, AuthorizationRequest.from_json(row.request),
+                            row.credential_id, row.grant_id, row.expires_at <= time.time())
+    replayed = (await conn.execute(select(oauth_codes.c.grant_id, oauth_codes.c.client_id)
+                                   .where(oauth_codes.c.code_hash == code_hash))).first()
+    if replayed is not None:
+        await revoke_grant(conn, replayed.grant_id)
+        await record(conn, actor=replayed.client_id, action="oauth.code.replayed", target=replayed.grant_id,
+                     outcome="revoked", client_ip=client_ip)
+    return None
+
+
+async def revoke_grant(conn: Conn, grant_id: str) -> None:
+    """Revoke every token of a grant and drop the SADs of its credential tokens."""
+    hashes = (await conn.execute(select(tokens.c.token_hash).where(tokens.c.grant_id == grant_id))).scalars().all()
+    await conn.execute(update(tokens).where(tokens.c.grant_id == grant_id).values(revoked=True))
+    if hashes:
+        await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash.in_(hashes)))
+        await conn.execute(delete(sads).where(sads.c.sad_hash.in_(hashes)))

@@ -1,0 +1,152 @@
+"""The login, consent and error pages: plain HTML, no scripts, no external assets, ja or en.
+
+Every value that is not a fixed string of this module goes through :func:`html.escape`
+(quotes included), whether it came from the client (labels, description, client name) or from
+the store. Pages forbid framing and caching (headers set by :func:`html_response`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+from aiohttp import web
+
+_TEXT = {
+    "en": {
+        "title_login": "Sign in", "title_consent": "Authorize signing", "title_error": "Authorization error",
+        "intro_login": "{client} asks to access the signing service on your behalf.",
+        "username": "User name", "password": "Password", "signin": "Sign in",
+        "intro_consent": "{client} asks to create {n} signature(s) with your credential.",
+        "credential": "Credential", "signatures": "Number of signatures", "documents": "Documents",
+        "label": "Label", "hash": "Hash", "algorithm": "Hash algorithm", "description": "Description",
+        "pin": "PIN", "otp": "One-time password", "approve": "Authorize", "deny": "Cancel",
+        "no_label": "(no label)", "error": "Error",
+        "login_failed": "The user name or password is wrong.",
+        "login_throttled": "Too many failed attempts. Try again later.",
+        "factors_failed": "The authentication data is invalid.",
+        "missing_factors": "Enter every authentication factor.",
+    },
+    "ja": {
+        "title_login": "ログイン", "title_consent": "署名の承認", "title_error": "認可エラー",
+        "intro_login": "{client} があなたに代わって署名サービスを利用することを求めています。",
+        "username": "ユーザー名", "password": "パスワード", "signin": "ログイン",
+        "intro_consent": "{client} があなたの署名用クレデンシャルで {n} 件の署名を行うことを求めています。",
+        "credential": "クレデンシャル", "signatures": "署名数", "documents": "文書",
+        "label": "名称", "hash": "ハッシュ値", "algorithm": "ハッシュアルゴリズム", "description": "説明",
+        "pin": "PIN", "otp": "ワンタイムパスワード", "approve": "承認する", "deny": "キャンセル",
+        "no_label": "(名称なし)", "error": "エラー",
+        "login_failed": "ユーザー名またはパスワードが正しくありません。",
+        "login_throttled": "失敗が続いたため、しばらくしてから再度お試しください。",
+        "factors_failed": "認証データが正しくありません。",
+        "missing_factors": "すべての認証要素を入力してください。",
+    },
+}
+
+
+def language(lang: str | None) -> str:
+    """``ja`` for any Japanese tag (``ja``, ``ja-JP``), else English."""
+    return "ja" if lang and lang.lower().split("-")[0] == "ja" else "en"
+
+
+def _t(lang: str, key: str, **values: object) -> str:
+    return _TEXT[lang][key].format(**{k: escape(str(v)) for k, v in values.items()})
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;color:#222}"
+    "label{display:block;margin-top:.8em}input{font-size:1em;padding:.3em;width:100%;box-sizing:border-box}"
+    "button{margin-top:1em;margin-right:.5em;font-size:1em;padding:.4em 1.2em}"
+    ".error{color:#a00;font-weight:bold}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.3em;text-align:left;word-break:break-all}"
+)
+
+
+def _page(lang: str, title_key: str, content: str) -> str:
+    title = _t(lang, title_key)
+    return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{title}</title><style>{_STYLE}</style></head>"
+            f"<body><h1>{title}</h1>{content}</body></html>")
+
+
+def _error(lang: str, key: str | None) -> str:
+    return f'<p class="error" role="alert">{_t(lang, key)}</p>' if key else ""
+
+
+def login_page(lang: str, action: str, csrf: str, client_name: str, error: str | None = None) -> str:
+    content = (
+        f"<p>{_t(lang, 'intro_login', client=client_name)}</p>{_error(lang, error)}"
+        f'<form method="post" action="{escape(action)}">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+        f'<label for="username">{_t(lang, "username")}</label>'
+        f'<input id="username" name="username" autocomplete="username" required>'
+        f'<label for="password">{_t(lang, "password")}</label>'
+        f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
+        f'<button type="submit" id="signin">{_t(lang, "signin")}</button></form>'
+    )
+    return _page(lang, "title_login", content)
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    client_name: str
+    credential_id: str
+    credential_description: str | None
+    num_signatures: int
+    hash_algorithm: str | None
+    documents: tuple[tuple[str | None, str], ...]  # (label, Base64 hash)
+    description: str | None
+    needs_otp: bool
+
+
+def _documents(lang: str, view: ConsentView) -> str:
+    if not view.documents:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(label) if label else _t(lang, 'no_label')}</td><td><code>{escape(h)}</code></td></tr>"
+        for label, h in view.documents
+    )
+    return (f"<h2>{_t(lang, 'documents')}</h2><p>{_t(lang, 'algorithm')}: {escape(view.hash_algorithm or '')}</p>"
+            f'<table id="documents"><tr><th>{_t(lang, "label")}</th><th>{_t(lang, "hash")}</th></tr>{rows}</table>')
+
+
+def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: str | None = None) -> str:
+    cred = escape(view.credential_id) + (f" ({escape(view.credential_description)})"
+                                         if view.credential_description else "")
+    otp = ""
+    if view.needs_otp:
+        otp = (f'<label for="otp">{_t(lang, "otp")}</label>'
+               f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" required>')
+    description = f"<p>{_t(lang, 'description')}: {escape(view.description)}</p>" if view.description else ""
+    content = (
+        f"<p>{_t(lang, 'intro_consent', client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
+        f'<dl><dt>{_t(lang, "credential")}</dt><dd id="credential">{cred}</dd>'
+        f'<dt>{_t(lang, "signatures")}</dt><dd id="num-signatures">{view.num_signatures}</dd></dl>'
+        f"{description}{_documents(lang, view)}"
+        f'<form method="post" action="{escape(action)}">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+        f'<label for="pin">{_t(lang, "pin")}</label>'
+        f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}'
+        f'<button type="submit" id="approve" name="action" value="approve">{_t(lang, "approve")}</button>'
+        f'<button type="submit" id="deny" name="action" value="deny" formnovalidate>{_t(lang, "deny")}</button>'
+        f"</form>"
+    )
+    return _page(lang, "title_consent", content)
+
+
+def error_page(lang: str, description: str) -> str:
+    """Shown instead of redirecting when the client or redirect URI cannot be trusted."""
+    return _page(lang, "title_error", f'<p class="error" role="alert">{escape(description)}</p>')
+
+
+def html_response(body: str, status: int = 200) -> web.Response:
+    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"  # no form-action: it would
+        # block the redirect to the client's redirect URI that follows the form post
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

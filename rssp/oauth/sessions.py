@@ -1,0 +1,77 @@
+"""The browser side of an authorization: a server-side session behind a cookie, and its CSRF token.
+
+``oauth2/authorize`` stores the validated request in a session row keyed by the SHA-256 of a
+random cookie value (HttpOnly, SameSite=Lax, path-limited, Secure over HTTPS). Every form the
+pages render carries a second random value, the CSRF token, whose digest is in the same row:
+a POST is accepted only with the cookie *and* the matching token, so another site can neither
+read the token nor make the browser send it (synchronizer-token pattern). The session is
+consumed when the code is issued (a DELETE that only one request can win), and expires.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+
+from rssp.auth.secrets import digest, new_secret
+from rssp.oauth.request import AuthorizationRequest
+from rssp.store import Store
+from rssp.store.schema import oauth_sessions
+
+COOKIE = "rssp_oauth_session"
+COOKIE_PATH = "/csc/v2/oauth2/"
+
+
+class SessionError(Exception):
+    """No session, an expired one, or a missing/wrong CSRF token: the form is refused."""
+
+
+@dataclass(frozen=True)
+class AuthSession:
+    cookie_hash: str
+    request: AuthorizationRequest
+    user_id: str | None
+
+
+async def open_session(store: Store, req: AuthorizationRequest, ttl: int) -> tuple[str, str]:
+    """Store the request; return (cookie value, CSRF token), both given to the browser only."""
+    cookie, csrf = new_secret(), new_secret()
+    now = time.time()
+    async with store.write() as conn:
+        await conn.execute(oauth_sessions.delete().where(oauth_sessions.c.expires_at < now))
+        await conn.execute(oauth_sessions.insert().values(
+            cookie_hash=digest(cookie), csrf_hash=digest(csrf), request=req.to_json(), user_id=None,
+            expires_at=now + ttl, created_at=now,
+        ))
+    return cookie, csrf
+
+
+async def load_session(store: Store, cookie: str | None, csrf: str | None) -> AuthSession:
+    """The live session of this browser, if the form's CSRF token belongs to it."""
+    if not cookie or not csrf:
+        raise SessionError("missing session cookie or CSRF token")
+    cookie_hash = digest(cookie)
+    query = select(oauth_sessions).where(oauth_sessions.c.cookie_hash == cookie_hash)
+    row = await store.query(lambda conn: conn.execute(query).first())
+    if row is None or row.expires_at <= time.time():
+        raise SessionError("no live session")
+    if not hmac.compare_digest(digest(csrf), row.csrf_hash):
+        raise SessionError("wrong CSRF token")
+    return AuthSession(cookie_hash, AuthorizationRequest.from_json(row.request), row.user_id)
+
+
+async def set_user(store: Store, session: AuthSession, user_id: str) -> AuthSession:
+    async with store.write() as conn:
+        await conn.execute(update(oauth_sessions).where(oauth_sessions.c.cookie_hash == session.cookie_hash)
+                           .values(user_id=user_id))
+    return AuthSession(session.cookie_hash, session.request, user_id)
+
+
+async def close_session(conn: object, session: AuthSession) -> bool:
+    """Consume the session in the caller's transaction; False if another request already did."""
+    result = await conn.execute(delete(oauth_sessions).where(  # type: ignore[attr-defined]
+        oauth_sessions.c.cookie_hash == session.cookie_hash, oauth_sessions.c.expires_at > time.time()))
+    return bool(result.rowcount == 1)
