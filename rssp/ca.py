@@ -6,18 +6,8 @@ through the ``rssp.ca_connectors`` entry point group (see :mod:`rssp.plugins`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
-
-from asn1crypto import pem
-from sqlalchemy import delete, select
-
-from rssp.audit import record
-from rssp.auth.passwords import hash_secret, verify_secret
-from rssp.auth.secrets import new_id, new_secret
-from rssp.store.schema import manage_clients
 
 
 class CAError(Exception):
@@ -68,61 +58,3 @@ def build_connector(settings: dict[str, Any], hsm: Any, directory: Any = None) -
     if directory is not None:
         settings = {**settings, "directory": str(directory)}
     return plugins.ca_connector_class(settings["connector"]).from_config(settings, hsm)
-
-
-# --- CA registry: management clients (manages/login) and per-CA enrollment policy ------------
-# Core keeps these so that ``rssp ca add`` (core CLI), ``rssp init`` and the manages extension
-# share them.
-# The client secret is shown once and stored only as an argon2id hash, in the database, so a
-# rotated secret takes effect in every server process without a restart.
-
-ALLOWED_KEYS_DEFAULT = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
-LEVELS_DEFAULT = (1, 2)
-
-
-@dataclass(frozen=True)
-class CAPolicy:
-    """What a registered CA may enroll through ``manages/*`` and what its certificates chain to."""
-
-    ca_id: str
-    anchors: tuple[bytes, ...]  # DER trust anchors for manages/linkCert
-    key_algorithms: tuple[str, ...]  # KeySpec names (rsa-2048, ec-p256, ...)
-    levels: tuple[int, ...]
-
-
-def ca_policy(ca_id: str, settings: dict[str, Any], directory: Any) -> CAPolicy:
-    """The policy of ``[ca.ID]``: anchors from ``anchors`` (PEM files) and the local CA's own root."""
-    anchors: list[bytes] = []
-    for name in settings.get("anchors", []):
-        data = (Path(directory) / name).read_bytes()
-        if pem.detect(data):
-            anchors.extend(der for _t, _h, der in pem.unarmor(data, multiple=True))
-        else:
-            anchors.append(data)
-    if "certificate_pem" in settings:  # the built-in local CA: its own root
-        _t, _h, der = pem.unarmor(settings["certificate_pem"].encode("ascii"))
-        anchors.append(der)
-    keys = tuple(settings.get("key_algorithms", ALLOWED_KEYS_DEFAULT))
-    levels = tuple(int(v) for v in settings.get("levels", LEVELS_DEFAULT))
-    return CAPolicy(ca_id, tuple(dict.fromkeys(anchors)), keys, levels)
-
-
-async def register_manage_client(store: Any, ca_id: str, *, actor: str = "operator") -> tuple[str, str]:
-    """Create the CA's management client, replacing any previous one; returns (client_id, secret)."""
-    client_id, secret = f"ca-{new_id(8)}", new_secret()
-    secret_hash = await hash_secret(secret)
-    async with store.write() as conn:
-        await conn.execute(delete(manage_clients).where(manage_clients.c.ca_id == ca_id))
-        await conn.execute(manage_clients.insert().values(
-            client_id=client_id, ca_id=ca_id, secret_hash=secret_hash, created_at=time.time()))
-        await record(conn, actor=actor, action="ca.client", target=ca_id, outcome="ok",
-                     detail={"clientID": client_id})
-    return client_id, secret
-
-
-async def verify_manage_client(store: Any, client_id: str, secret: str) -> str | None:
-    """The caID the client manages if the secret is right, else None (constant work either way)."""
-    async with store.read() as conn:
-        row = (await conn.execute(select(manage_clients).where(manage_clients.c.client_id == client_id))).first()
-    ok = await verify_secret(row.secret_hash if row else None, secret)
-    return row.ca_id if ok and row is not None else None

@@ -21,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from rssp import plugins
-from rssp.ca import ALLOWED_KEYS_DEFAULT, register_manage_client
+from rssp.ca_registry import ALLOWED_KEYS_DEFAULT, register_manage_client
 from rssp.config import CONFIG_NAME, Config
 from rssp.errors import OperatorError
 

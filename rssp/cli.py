@@ -127,7 +127,7 @@ async def _ca_add(args: argparse.Namespace) -> None:
 
 
 async def _ca_secret(args: argparse.Namespace) -> None:
-    from rssp.ca import register_manage_client
+    from rssp.ca_registry import register_manage_client
 
     async with _Instance(args.dir, with_hsm=False) as inst:
         if args.ca_id not in inst.config.cas:

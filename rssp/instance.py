@@ -21,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from rssp import devpki, plugins
-from rssp.ca import register_manage_client
+from rssp.ca_registry import register_manage_client
 from rssp.config import CONFIG_NAME, load_config
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance

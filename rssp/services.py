@@ -48,7 +48,7 @@ class Services:
         if ca_id not in self.config.cas:
             raise LookupError(f"no CA {ca_id!r} configured")
         if ca_id not in self._cas:
-            self._cas[ca_id] = build_connector(self.config.cas[ca_id], self.hsm)
+            self._cas[ca_id] = build_connector(self.config.cas[ca_id], self.hsm, self.config.directory)
         return self._cas[ca_id]
 
     async def start(self) -> None:

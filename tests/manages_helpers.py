@@ -144,6 +144,24 @@ def hsm_has_key(dep: Deployment, key_id: str) -> dict[str, bool]:
     return json.loads(out)
 
 
+def private_key_count(dep: Deployment) -> int:
+    """How many private key objects the instance's token holds (python-pkcs11, read-only)."""
+    out = _run_python(dep, """
+        import os, sys
+        import pkcs11
+        from pkcs11 import ObjectClass
+        from rssp.config import load_config
+        cfg = load_config(sys.argv[1])
+        h = cfg.hsm
+        if h.softhsm2_conf:
+            os.environ["SOFTHSM2_CONF"] = h.softhsm2_conf
+        lib = pkcs11.lib(h.module)
+        with lib.get_token(token_label=h.token_label).open(user_pin=h.pin) as session:
+            print(len(list(session.get_objects({pkcs11.Attribute.CLASS: ObjectClass.PRIVATE_KEY}))))
+    """, str(dep.directory))
+    return int(out.strip())
+
+
 def credential_row(dep: Deployment, credential_id: str) -> dict[str, Any]:
     """A credential's row as the database has it (status, key ID, ...)."""
     out = _run_python(dep, """

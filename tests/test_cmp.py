@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cmp_mock import CLIENT_FOR_KEY, PRE_HOOK, MockCmp, pem_cert
 from deployment import Deployment
-from manages_helpers import count_rows
+from manages_helpers import count_rows, private_key_count
 
 
 
@@ -167,13 +167,14 @@ def test_cli_credential_create_through_cmp(cmp_instance, ca, key):
 
 def test_cli_cmp_rejection_leaves_no_credential(cmp_instance):
     dep, mock = cmp_instance
-    before = count_rows(dep, "credentials")
+    before, keys_before = count_rows(dep, "credentials"), private_key_count(dep)
     extra = json.dumps(["-pkistatus", "2", "-failurebits", "4", "-statusstring", "identity not proofed"])
     done = mock.run([sys.executable, "-c", PRE_HOOK, str(mock.directory), extra, *_create_args(dep)], server=None,
                     env=dep.env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "the CA refused: rejection: identity not proofed (failInfo: badRequest)" in done.stderr, done.stderr
     assert count_rows(dep, "credentials") == before
+    assert private_key_count(dep) == keys_before  # the key generated for the refused request is destroyed
 
 
 def test_ca_add_writes_the_ca_and_refuses_bad_input(cmp_instance):

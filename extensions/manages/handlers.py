@@ -15,10 +15,10 @@ from extensions.manages import lifecycle
 from extensions.manages.clients import issue_manage_token
 from extensions.manages.lifecycle import Caller, KeyRequest
 from rssp.algorithms import CURVE_OIDS, EC_PUBLIC_KEY, RSA_ENCRYPTION
-from rssp.api.auth import _basic_credentials
+from rssp.api.auth import basic_credentials
 from rssp.api.registry import Call, MethodHandler
 from rssp.audit import record
-from rssp.ca import CAPolicy, verify_manage_client
+from rssp.ca_registry import CAPolicy, verify_manage_client
 from rssp.errors import CSCError, invalid_param
 from rssp.hsm.types import KeySpec
 
@@ -64,7 +64,7 @@ async def login(call: Call) -> web.Response:
     header = call.request.headers.get("Authorization")
     if header is None:
         raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
-    client_id, secret = _basic_credentials(header)
+    client_id, secret = basic_credentials(header)
     services = call.services
     ca_id = await verify_manage_client(services.store, client_id[:64], secret)
     if ca_id is None or ca_id not in services.config.cas:

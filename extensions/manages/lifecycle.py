@@ -30,7 +30,7 @@ from rssp.api.parse import encode_b64
 from rssp.audit import record
 from rssp.auth.passwords import hash_secret
 from rssp.auth.secrets import new_id
-from rssp.ca import CAPolicy
+from rssp.ca_registry import CAPolicy
 from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm import HsmError, KeyNotFound

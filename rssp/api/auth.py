@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
+from rssp.auth.basic import MalformedBasic, NotBasic, split_basic
 from rssp.auth.password_login import LoginThrottled
 from rssp.errors import CSCError, invalid_request
 
 _LOGIN_FAILED = CSCError(400, "authentication_error", "An error occurred during authentication process")
 
 
-def _basic_credentials(header: str) -> tuple[str, str]:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
+def basic_credentials(header: str) -> tuple[str, str]:
+    """Username and password of a Basic header, or the CSC error for a malformed one."""
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return split_basic(header)
+    except NotBasic:
+        raise CSCError(401, "invalid_request", "Malformed authentication parameter.") from None
+    except MalformedBasic:
         raise invalid_request("Malformed username-password.") from None
-    username, sep, password = decoded.partition(":")
-    if not sep or not username or "\x00" in username:
-        raise invalid_request("Malformed username-password.")
-    return username, password
 
 
 async def login(call: Call) -> web.Response:
@@ -37,7 +31,7 @@ async def login(call: Call) -> web.Response:
     if header is None and refresh_token is None:
         raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
     if header is not None:
-        username, password = _basic_credentials(header)
+        username, password = basic_credentials(header)
         try:
             user = await services.logins.authenticate(username, password, call.ip)
         except LoginThrottled as throttled:

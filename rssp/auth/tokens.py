@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -74,21 +75,11 @@ class TokenService:
         return IssuedTokens(access, ttl, refresh)
 
     async def redeem_refresh(self, conn: Conn, refresh_token: str) -> tuple[str, str]:
-        """Spend a refresh token (rotation): returns (user_id, grant_id) or raises."""
-        row = (
-            await conn.execute(
-                update(tokens)
-                .where(
-                    tokens.c.token_hash == digest(refresh_token),
-                    tokens.c.kind == "refresh",
-                    tokens.c.client_id.is_(None),  # an OAuth client's refresh token goes to oauth2/token only
-                    tokens.c.revoked.is_(False),
-                    tokens.c.expires_at > time.time(),
-                )
-                .values(revoked=True)
-                .returning(tokens.c.user_id, tokens.c.grant_id)
-            )
-        ).first()
+        """Spend a refresh token of ``auth/login`` (rotation): returns (user_id, grant_id) or raises.
+
+        An OAuth client's refresh token is not accepted here: it would lose its client binding.
+        """
+        row = await _rotate(conn, refresh_token, None)
         if row is None:
             raise invalid_request("Invalid refresh_token")
         return row.user_id, row.grant_id
@@ -117,20 +108,7 @@ class TokenService:
 
     async def redeem_client_refresh(self, conn: Conn, refresh_token: str, client_id: str) -> tuple[str, str, str]:
         """Spend (rotate) a refresh token issued to ``client_id``: (user_id, grant_id, scope) or raise."""
-        row = (
-            await conn.execute(
-                update(tokens)
-                .where(
-                    tokens.c.token_hash == digest(refresh_token),
-                    tokens.c.kind == "refresh",
-                    tokens.c.client_id == client_id,
-                    tokens.c.revoked.is_(False),
-                    tokens.c.expires_at > time.time(),
-                )
-                .values(revoked=True)
-                .returning(tokens.c.user_id, tokens.c.grant_id, tokens.c.scope)
-            )
-        ).first()
+        row = await _rotate(conn, refresh_token, client_id)
         if row is None:
             raise CSCError(400, "invalid_grant", "Invalid parameter refresh_token")
         return row.user_id, row.grant_id, row.scope
@@ -160,3 +138,16 @@ class TokenService:
         else:
             query = query.where(tokens.c.token_hash == row.token_hash)
         await conn.execute(query)
+
+
+async def _rotate(conn: Conn, refresh_token: str, client_id: str | None) -> Any:
+    """Revoke a live refresh token of that client (None: of no client) and return its row."""
+    client = tokens.c.client_id.is_(None) if client_id is None else tokens.c.client_id == client_id
+    statement = (
+        update(tokens)
+        .where(tokens.c.token_hash == digest(refresh_token), tokens.c.kind == "refresh", client,
+               tokens.c.revoked.is_(False), tokens.c.expires_at > time.time())
+        .values(revoked=True)
+        .returning(tokens.c.user_id, tokens.c.grant_id, tokens.c.scope)
+    )
+    return (await conn.execute(statement)).first()

@@ -10,8 +10,6 @@ binds the code to the instance that asked for it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import time
@@ -22,6 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from rssp.audit import record
+from rssp.auth.basic import split_basic
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.oauth.errors import OAuthError, invalid_client, invalid_request
 from rssp.store import Store
@@ -101,16 +100,10 @@ async def get_client(store: Store, client_id: str) -> Client | None:
 
 def _basic(header: str) -> tuple[str, str]:
     """client_secret_basic: both parts are form-urlencoded before Base64 (RFC 6749 §2.3.1)."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise OAuthError(401, "invalid_client", "Invalid authorization header")
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        client_id, secret = split_basic(header)
+    except ValueError:  # NotBasic, MalformedBasic
         raise OAuthError(401, "invalid_client", "Invalid authorization header") from None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep or not client_id:
-        raise OAuthError(401, "invalid_client", "Invalid authorization header")
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
