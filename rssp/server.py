@@ -9,7 +9,6 @@ once, in the parent, before any worker starts.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import signal
 import ssl
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from rssp import logs
 from rssp.app import create_app
 from rssp.config import Config, ServerConfig, load_config
 from rssp.devpki import DevPki
@@ -34,7 +34,7 @@ async def _migrate(url: str) -> None:
 
 
 def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logs.configure()
     config = load_config(directory)
     config = replace(config, server=replace(config.server, host=host, port=port))
     app = create_app(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from client import ECDSA_SHA256, OTP, SHA256, b64, digest
@@ -79,3 +80,15 @@ async def test_no_secret_reaches_the_audit_trail_or_the_log(csc, dep):
     for secret in secrets:
         assert secret not in records
         assert secret not in log
+
+
+async def test_a_malformed_request_is_logged_without_its_content(http, dep):
+    """aiohttp refuses a request line over 8 KiB; its log line must not quote the URL's query."""
+    marker = "leaked-code-" + "x" * 9000
+    async with http.get(f"{dep.base}/csc/v2/oauth2/authorize?code={marker}") as resp:
+        assert resp.status == 400
+    deadline = asyncio.get_running_loop().time() + 5
+    while "malformed HTTP request refused (400, LineTooLong)" not in dep.server_log():
+        assert asyncio.get_running_loop().time() < deadline, dep.server_log()[-2000:]
+        await asyncio.sleep(0.1)
+    assert "leaked-code-" not in dep.server_log()
