@@ -3,6 +3,11 @@
 PBM: the shared secret and a random salt are hashed ``iterationCount`` times with the OWF to
 give the MAC key; the MAC (HMAC) covers the DER ``ProtectedPart``. Signature: the client key
 signs ``ProtectedPart``; the CMP server's responses are verified with its pinned certificate.
+
+The PBM key derivation is written here because no maintained Python library implements it
+(pyca/cryptography has no RFC 4211 PBM; pyasn1-alt-modules carries only the ASN.1); it is a
+plain iterated hash followed by the standard library's HMAC, and the iteration count a peer
+may ask for is bounded.
 """
 
 from __future__ import annotations
