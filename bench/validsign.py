@@ -208,7 +208,14 @@ def make_instance(directory: Path, pki: ValidationPki, workers: int) -> Deployme
 async def measure(args: argparse.Namespace, dep: Deployment, doc: bytes, root: Any, hits: dict[str, int]
                   ) -> dict[str, Result]:
     backend = SharedFetchers()
-    spec = pyhanko_spec(root, backend)
+    try:
+        return await _measure(args, dep, doc, pyhanko_spec(root, backend), hits)
+    finally:  # pyHanko's fetchers' aiohttp session, also when a warm-up assertion fails
+        await backend.backend.close()
+
+
+async def _measure(args: argparse.Namespace, dep: Deployment, doc: bytes, spec: SignatureValidationSpec,
+                   hits: dict[str, int]) -> dict[str, Result]:
     body = json.dumps({"document": base64.b64encode(doc).decode(), "returnReport": "none"}).encode()
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -232,7 +239,6 @@ async def measure(args: argparse.Namespace, dep: Deployment, doc: bytes, root: A
         for _ in range(args.rounds):
             await run_round(results["pyhanko"], pyhanko_call, 1, args.seconds, hits)
             await run_round(results["rssp"], rssp_call, args.concurrency, args.seconds, hits)
-    await backend.backend.close()
     return results
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import tomllib
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -32,6 +33,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_detached_cms, async_validate_pdf_signature
 from pyhanko.sign.validation.generic_cms import async_validate_cms_signature
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import RevokedError
 from tsa_helpers import HttpServer, ServerThread
 from validation_corpus import TEXT, Corpus, ValidationPki, b64, build_corpus, sha256
 
@@ -122,7 +124,7 @@ class Val:
         return await self.sign(document=b64(self.corpus.docs[name]), **extra)
 
     async def cert(self, label: str, **extra: Any) -> dict[str, Any]:
-        chain = [b64(self.corpus.certs[label].dump()), b64(self.corpus.interm.dump())]
+        chain = [b64(c.dump()) for c in (self.corpus.certs[label], *self.corpus.chain(label))]
         return await self.call("validates/validCert", {"certificates": chain, **extra})
 
 
@@ -131,15 +133,22 @@ def gtime(moment: datetime) -> str:
 
 
 def pyhanko_context(corpus: Corpus, moment: datetime | None = None) -> ValidationContext:
-    """pyHanko's classic validation, hard-fail revocation, against the corpus root."""
+    """pyHanko's classic validation, hard-fail revocation, against the corpus root.
+
+    Use it as ``async with aclosing(pyhanko_context(...)) as context``: the context owns the
+    aiohttp session of its fetchers, and only its ``aclose`` closes it (else aiohttp warns
+    "Unclosed client session" when the test run ends)."""
     return ValidationContext(trust_roots=[corpus.root], other_certs=[corpus.interm], allow_fetching=True,
                              revocation_mode="hard-fail", moment=moment, retroactive_revinfo=moment is not None)
 
 
 async def pyhanko_pdf(corpus: Corpus, name: str, moment: datetime | None = None) -> list[Any]:
     reader = PdfFileReader(BytesIO(corpus.docs[name]))
-    return [await async_validate_pdf_signature(sig, pyhanko_context(corpus, moment))
-            for sig in reader.embedded_regular_signatures]
+    statuses = []
+    for sig in reader.embedded_regular_signatures:
+        async with aclosing(pyhanko_context(corpus, moment)) as context:
+            statuses.append(await async_validate_pdf_signature(sig, context))
+    return statuses
 
 
 # ============================================================================ PAdES
@@ -150,6 +159,7 @@ PADES = [  # document, indication, sub-indication, level, pyHanko's bottom line 
     ("pades-B-LT", "TOTAL_PASSED", None, "B-LT", True),
     ("pades-B-LTA", "TOTAL_PASSED", None, "B-LTA", True),
     ("pades-crl-only", "TOTAL_PASSED", None, "B-B", True),
+    ("pades-revoked-ca", "INDETERMINATE", "REVOKED_CA_NO_POE", "B-B", False),  # its issuing CA is revoked
     ("pades-revoked-late", "TOTAL_PASSED", None, "B-T", False),  # passes with the timestamp as POE
     ("pades-revoked-early", "INDETERMINATE", "REVOKED_NO_POE", "B-T", False),
     ("pades-expired", "INDETERMINATE", "OUT_OF_BOUNDS_NO_POE", "B-B", False),
@@ -181,7 +191,9 @@ async def test_pades_corpus(val, name, indication, sub, level, pyhanko_ok):
         assert status.intact and status.valid and status.docmdp_ok is False
     if sub == "NO_CERTIFICATE_CHAIN_FOUND":
         assert status.intact and status.valid and not status.trusted
-    if indication == "TOTAL_PASSED" or sub in ("REVOKED_NO_POE", "OUT_OF_BOUNDS_NO_POE"):
+    if sub == "REVOKED_CA_NO_POE":
+        assert status.intact and status.valid and status.revocation_details.ca_revoked
+    if indication == "TOTAL_PASSED" or sub in ("REVOKED_NO_POE", "REVOKED_CA_NO_POE", "OUT_OF_BOUNDS_NO_POE"):
         assert sig["signer"]["subjectDN"].startswith("CN=rssp corpus"), sig
 
 
@@ -212,6 +224,39 @@ async def test_pades_revoked_after_timestamp_is_revoked_now(val):
     assert gen_time < revoked
     [at_timestamp] = await pyhanko_pdf(val.corpus, "pades-revoked-late", moment=gen_time)
     assert at_timestamp.bottom_line, at_timestamp.summary()
+
+
+def parse_gtime(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+
+
+async def test_validation_time_before_revocation(val):
+    """``validationTime`` decides: ``revoked-late`` signed this B-B document (no timestamp, so
+    no proof of existence) seconds before its certificate was revoked. Validated now, it is
+    REVOKED_NO_POE; validated at a moment between the signing and the revocation, it passed.
+
+    That moment is well defined with the revocation data available today: the OCSP response
+    (and CRL) fetched now says "revoked since T", which says the certificate was not revoked
+    before T; both rssp and pyHanko accept such retroactive revocation information when a
+    validation time is given. (The ``expired`` signer's document would not do: it was signed
+    after the expiry, so a validation time inside the validity would predate the signature.)"""
+    name = "pades-revoked-late-B-B"
+    [now] = (await val.doc(name))["signatures"]
+    assert (now["indication"], now["subIndication"], now["certStatus"], now["level"]) == \
+        ("INDETERMINATE", "REVOKED_NO_POE", "revoked", "B-B"), now
+    revoked = parse_gtime((await val.cert("revoked-late"))["revocation"]["time"])
+    moment = revoked - timedelta(seconds=2)
+    assert parse_gtime(now["signingTime"]) <= moment < revoked  # signed before that moment
+    body = await val.doc(name, validationTime=gtime(moment))
+    [then] = body["signatures"]
+    assert (body["indication"], then["certStatus"], then["level"]) == ("TOTAL_PASSED", "valid", "B-B"), then
+    assert then["bestSignatureTime"] == gtime(moment)
+    assert (await val.cert("revoked-late", validationTime=gtime(moment)))["status"] == "valid"
+    # pyHanko, same moments
+    [ph_then] = await pyhanko_pdf(val.corpus, name, moment=moment)
+    assert ph_then.bottom_line, ph_then.summary()
+    [ph_now] = await pyhanko_pdf(val.corpus, name)
+    assert not ph_now.bottom_line and ph_now.revoked and not ph_now.revocation_details.ca_revoked
 
 
 async def test_two_signatures_and_incremental_update(val):
@@ -259,8 +304,12 @@ async def test_etsi_report(val):
 
 # ============================================================================ CAdES
 
-def cades_context(corpus: Corpus) -> ValidationContext:
-    return pyhanko_context(corpus)
+async def pyhanko_cms(corpus: Corpus, signed: cms.SignedData, detached: bytes | None = None) -> Any:
+    """pyHanko's classic validation of a CMS signature (``detached``: its signed data)."""
+    async with aclosing(pyhanko_context(corpus)) as context:
+        if detached is None:
+            return await async_validate_cms_signature(signed, validation_context=context)
+        return await async_validate_detached_cms(detached, signed, signer_validation_context=context)
 
 
 @pytest.mark.parametrize(("name", "level"), [("cades-attached", "B-B"), ("cades-attached-B-T", "B-T"),
@@ -270,7 +319,7 @@ async def test_cades_attached(val, name, level):
     [sig] = body["signatures"]
     assert (body["indication"], sig["format"], sig["level"]) == ("TOTAL_PASSED", "CAdES-attached", level), sig
     signed = cms.ContentInfo.load(val.corpus.docs[name])["content"]
-    status = await async_validate_cms_signature(signed, validation_context=cades_context(val.corpus))
+    status = await pyhanko_cms(val.corpus, signed)
     assert status.intact and status.valid
     assert status.trusted is (name != "cades-revoked-late")  # pyHanko's classic API ignores the POE
 
@@ -279,15 +328,15 @@ async def test_cades_bad_signature_value(val):
     body = await val.doc("cades-bad-signature")
     assert (body["indication"], body["signatures"][0]["subIndication"]) == ("TOTAL_FAILED", "SIG_CRYPTO_FAILURE")
     signed = cms.ContentInfo.load(val.corpus.docs["cades-bad-signature"])["content"]
-    status = await async_validate_cms_signature(signed, validation_context=cades_context(val.corpus))
+    status = await pyhanko_cms(val.corpus, signed)
     assert status.intact and not status.valid
 
 
 async def test_cades_detached_with_document_and_digests(val):
     signature, document = val.corpus.detached["cades-detached"]
     signed = cms.ContentInfo.load(signature)["content"]
-    ok = await async_validate_detached_cms(document, signed, signer_validation_context=cades_context(val.corpus))
-    bad = await async_validate_detached_cms(document + b"!", signed, signer_validation_context=cades_context(val.corpus))
+    ok = await pyhanko_cms(val.corpus, signed, document)
+    bad = await pyhanko_cms(val.corpus, signed, document + b"!")
     assert ok.bottom_line and not bad.intact
     body = await val.sign(signature=b64(signature), document=b64(document))
     assert body["indication"] == "TOTAL_PASSED"
@@ -313,8 +362,9 @@ async def test_valid_cert_good(val):
     assert body["revocation"] == {"source": "ocsp"}
     assert body["validationInfo"]["ocsp"]
     assert (await val.cert("crl-only"))["revocation"] == {"source": "crl"}
-    validator = CertificateValidator(val.corpus.certs["good"], validation_context=pyhanko_context(val.corpus))
-    await validator.async_validate_usage({"digital_signature"})  # pyHanko agrees
+    async with aclosing(pyhanko_context(val.corpus)) as context:
+        validator = CertificateValidator(val.corpus.certs["good"], validation_context=context)
+        await validator.async_validate_usage({"digital_signature"})  # pyHanko agrees
 
 
 async def test_valid_cert_ca_certificate_alone(val):
@@ -335,6 +385,31 @@ async def test_valid_cert_revoked(val):
     assert (before["indication"], before["status"]) == ("TOTAL_PASSED", "valid"), before
     iso = await val.cert("revoked-early", validationTime=(revoked - timedelta(days=2)).isoformat())
     assert iso["status"] == "valid"
+
+
+async def test_valid_cert_issuing_ca_revoked(val):
+    """A signer whose own certificate is fine but whose issuing CA was revoked by its issuer
+    (EN 319 102-1 5.2.6 X.509 certificate validation: REVOKED_CA_NO_POE); the revocation
+    reported is the CA's, and pyHanko's path validation fails on the same CA."""
+    body = await val.cert("under-revoked-ca")
+    assert (body["indication"], body["subIndication"], body["status"]) == \
+        ("INDETERMINATE", "REVOKED_CA_NO_POE", "revoked"), body
+    # the CA's revocation, as the intermediate's OCSP responder reported it
+    assert (body["revocation"]["reason"], body["revocation"]["source"]) == ("ca_compromise", "ocsp"), body
+    revoked = datetime.strptime(body["revocation"]["time"], "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    assert revoked < datetime.now(UTC) - timedelta(days=9)
+    assert body["chain"] == [f"CN=rssp corpus {n},O=rssp validation corpus,C=JP"
+                             for n in ("under-revoked-ca", "revoked-ca", "interm", "root")]
+    ca = await val.cert("revoked-ca")  # the CA itself: its own revocation
+    assert (ca["indication"], ca["subIndication"], ca["status"]) == ("INDETERMINATE", "REVOKED_NO_POE", "revoked")
+    assert ca["revocation"] == body["revocation"]
+    async with aclosing(pyhanko_context(val.corpus)) as context:
+        validator = CertificateValidator(val.corpus.certs["under-revoked-ca"],
+                                         intermediate_certs=val.corpus.chain("under-revoked-ca"),
+                                         validation_context=context)
+        with pytest.raises(RevokedError) as raised:
+            await validator.async_validate_usage({"digital_signature"})
+    assert not raised.value.is_ee_cert  # pyHanko: the revoked certificate is not the end entity
 
 
 async def test_valid_cert_expired_unknown_offline(val):

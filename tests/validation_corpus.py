@@ -7,9 +7,13 @@ an OCSP responder and CRLs, a TSA, and these signers (all ECDSA P-256, for speed
 
 - ``good``: OCSP and CRL; ``crl-only``: a CRL distribution point and no OCSP;
 - ``revoked-early``: revoked ten days ago; ``revoked-late``: revoked :data:`LATE_DELAY`
-  seconds after the PKI is made, i.e. after the signature timestamps of its documents;
+  seconds after the PKI is made, i.e. after its documents were signed and timestamped (one
+  of them, a B-B, has no timestamp: valid only at a ``validationTime`` before the revocation);
 - ``expired``: its validity ended yesterday;
 - ``offline``: OCSP and CRL URLs on a loopback port where nothing listens;
+- ``revoked-ca``: a second-level CA under the intermediate, revoked ten days ago (the
+  intermediate's OCSP responder and CRL say so), and ``under-revoked-ca``, a signer it issued
+  before that (its own certificate declares no revocation source: the CA's status decides);
 - architecture ``rogue``: another root (not trusted) and its signer.
 
 The animator (OCSP, CRLs, cert repositories) runs on a loopback port in a background thread
@@ -45,7 +49,9 @@ from rssp.devpki import free_port, write_keys
 
 ARCH, ROGUE = "val", "rogue"
 SIGNERS = ("good", "crl-only", "revoked-early", "revoked-late", "expired", "offline")
-KEYS = {name: "ec" for name in ("root", "interm", "ocsp", "tsa", *SIGNERS, "rogue-root", "rogue-signer")}
+REVOKED_CA, UNDER_REVOKED_CA = "revoked-ca", "under-revoked-ca"
+KEYS = {name: "ec" for name in ("root", "interm", "ocsp", "tsa", *SIGNERS, "rogue-root", "rogue-signer",
+                                REVOKED_CA, UNDER_REVOKED_CA)}
 LATE_DELAY = 6.0  # seconds between making the PKI and revoking "revoked-late" (its documents are signed first)
 TEXT = b"The quick brown fox signs the lazy dog. rssp validation corpus."
 
@@ -108,6 +114,9 @@ def pki_config(prefix: str, dead_url: str, now: datetime) -> dict[str, Any]:
         "expired": signer(validity={"valid-from": _stamp(now - timedelta(days=30)),
                                     "valid-to": _stamp(now - timedelta(days=1))}),
         "offline": signer(extensions=[_ku("digital_signature", "non_repudiation"), *_dead_urls(dead_url)]),
+        REVOKED_CA: {"issuer": "interm", "validity": always, "extensions": [*ca, _crl("interm"), _ocsp("interm")],
+                     "revocation": {"revoked-since": _stamp(now - timedelta(days=10)), "reason": "ca_compromise"}},
+        UNDER_REVOKED_CA: signer(issuer=REVOKED_CA, extensions=[_ku("digital_signature", "non_repudiation")]),
     }
     defaults = {"country-name": "JP", "organization-name": "rssp validation corpus"}
     return {
@@ -173,6 +182,11 @@ class Corpus:
     docs: dict[str, bytes] = field(default_factory=dict)
     detached: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # name -> (signature, document)
     created: float = 0.0
+    intermediates: dict[str, list[x509.Certificate]] = field(default_factory=dict)  # label -> CA chain above it
+
+    def chain(self, label: str) -> list[x509.Certificate]:
+        """The CA certificates a client would send with ``label``'s certificate (anchor excluded)."""
+        return self.intermediates.get(label, [self.interm])
 
     def wait_for_late_revocation(self) -> None:
         remaining = self.created + LATE_DELAY + 1.5 - time.time()
@@ -204,8 +218,15 @@ class ValidationPki:
         path.write_bytes(pem.armor("CERTIFICATE", self.cert("root").dump()))
         return path
 
+    def chain(self, label: str) -> list[x509.Certificate]:
+        """The certificates above ``label`` up to its root."""
+        if label.startswith("rogue"):
+            return [self.cert("rogue-root")]
+        above = [self.cert(REVOKED_CA)] if label == UNDER_REVOKED_CA else []
+        return [*above, self.cert("interm"), self.cert("root")]
+
     def signer(self, label: str) -> signers.SimpleSigner:
-        chain = [self.cert("rogue-root")] if label.startswith("rogue") else [self.cert("interm"), self.cert("root")]
+        chain = self.chain(label)
         return signers.SimpleSigner(signing_cert=self.cert(label), signing_key=self.key(label),
                                     cert_registry=SimpleCertificateStore.from_certs(chain))
 
@@ -245,9 +266,12 @@ class ValidationPki:
 
     async def _build(self) -> Corpus:
         corpus = Corpus(self.cert("root"), self.cert("interm"), self.cert("tsa"), created=self.created)
-        corpus.certs = {label: self.cert(label) for label in (*SIGNERS, "rogue-signer", "tsa", "interm")}
+        corpus.certs = {label: self.cert(label)
+                        for label in (*SIGNERS, "rogue-signer", "tsa", "interm", REVOKED_CA, UNDER_REVOKED_CA)}
+        corpus.intermediates = {UNDER_REVOKED_CA: self.chain(UNDER_REVOKED_CA)[:-1]}
         docs = corpus.docs
-        # revoked-late first: signed and timestamped now, revoked LATE_DELAY seconds after the PKI was made
+        # revoked-late first: signed (and timestamped) now, revoked LATE_DELAY seconds after the PKI was made
+        docs["pades-revoked-late-B-B"] = await self.sign_pdf("revoked-late", "B-B")
         docs["pades-revoked-late"] = await self.sign_pdf("revoked-late", "B-T")
         docs["cades-revoked-late"] = await self.sign_cms("revoked-late", TEXT, detached=False, timestamp=True)
         if time.time() > self.created + LATE_DELAY - 1.5:  # created may trail the whole-second "now" by 1 s
@@ -259,6 +283,7 @@ class ValidationPki:
         docs["pades-untrusted"] = await self.sign_pdf("rogue-signer", "B-B")
         docs["pades-offline"] = await self.sign_pdf("offline", "B-B")
         docs["pades-crl-only"] = await self.sign_pdf("crl-only", "B-B")
+        docs["pades-revoked-ca"] = await self.sign_pdf(UNDER_REVOKED_CA, "B-B")
         docs["pades-tampered"] = tamper(docs["pades-B-B"])
         docs["pades-broken-cms"] = break_contents(docs["pades-B-B"])
         docs["pades-modified"] = change_page_after_signing(docs["pades-B-B"])

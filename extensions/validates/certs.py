@@ -72,8 +72,21 @@ def _chain_view(path: ValidationPath) -> tuple[list[str], str | None]:
     return [subject_dn(c) for c in reversed(certs)], root
 
 
-def _revocation(req: Request, leaf: x509.Certificate, revo: Any) -> dict[str, Any] | None:
-    source = req.log.source_for(leaf)
+def _revoked_cert(req: Request, leaf: x509.Certificate, revo: Any, path: ValidationPath | None
+                  ) -> x509.Certificate:
+    """The certificate a revocation is about: the leaf, or for a revoked CA (``REVOKED_CA_NO_POE``)
+    the lowest CA of the path with revocation data in this request. certvalidator checks the
+    path from the anchor down and stops at the first revoked certificate, so nothing below that
+    CA was checked; its revocation ``source`` is where the CA's status came from."""
+    if revo is None or not revo.ca_revoked or path is None:
+        return leaf
+    cas = [c for c in path.iter_certs(include_root=False) if c.sha256 != leaf.sha256]
+    return next((c for c in reversed(cas) if req.log.source_for(c)), leaf)
+
+
+def _revocation(req: Request, leaf: x509.Certificate, revo: Any, path: ValidationPath | None = None
+                ) -> dict[str, Any] | None:
+    source = req.log.source_for(_revoked_cert(req, leaf, revo, path))
     if revo is None:
         return {"source": source} if source else None
     reason = revo.revocation_reason.native if revo.revocation_reason is not None else None
@@ -108,4 +121,4 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     revo = outcome.revo_details
     if status == "revoked" and revo is not None and revo.revocation_reason.native == "certificate_hold":
         status = "suspended"
-    return CertResult(result, status, chain, anchor, _revocation(req, leaf, revo), info)
+    return CertResult(result, status, chain, anchor, _revocation(req, leaf, revo, path), info)

@@ -6,6 +6,10 @@ module turns them into the three main indications of the API, and adds the one r
 pyHanko does not make: a path that failed only because no revocation data could be obtained
 while a responder or CRL server was unreachable is ``INDETERMINATE``/``TRY_LATER``, not a
 general chain failure, so the client knows that asking again later may succeed.
+
+A revoked CA needs no mapping either: pyHanko's ``handle_certvalidator_errors`` turns
+certvalidator's ``RevokedError`` into ``REVOKED_NO_POE`` for the end-entity certificate and
+``REVOKED_CA_NO_POE`` for a CA of the path (EN 319 102-1 5.2.6), as the standard names them.
 """
 
 from __future__ import annotations
