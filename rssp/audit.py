@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from rssp.store import Conn
+from rssp.store.prepared import Prepared
 from rssp.store.schema import audit
 
 _SECRET_KEYS = {"pin", "password", "otp", "sad", "token", "secret", "seed", "access_token", "refresh_token"}
@@ -28,6 +29,8 @@ def _check_detail(detail: dict[str, Any]) -> None:
 
 
 _INSERT = audit.insert()
+_ROW_KEYS = ("ts", "actor", "action", "target", "outcome", "client_ip", "detail")  # what audit_row gives
+_INSERT_PREPARED = Prepared(_INSERT, column_keys=_ROW_KEYS)  # the spend's record: on the hot path
 
 
 async def record(conn: Conn, **fields: Any) -> None:
@@ -37,7 +40,7 @@ async def record(conn: Conn, **fields: Any) -> None:
 
 def write_record(conn: Connection, **fields: Any) -> None:
     """:func:`record` for synchronous transactions (:meth:`Store.transaction`)."""
-    conn.execute(_INSERT, audit_row(**fields))
+    _INSERT_PREPARED.run(conn, audit_row(**fields))
 
 
 def audit_row(

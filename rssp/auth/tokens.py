@@ -17,10 +17,11 @@ from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
 from rssp.errors import CSCError, expired_token, invalid_request, invalid_token
 from rssp.store import Conn, Store
+from rssp.store.prepared import Prepared
 from rssp.store.schema import tokens
 
 
-_BY_HASH = select(tokens).where(tokens.c.token_hash == bindparam("h"))  # built once: the hot path
+_BY_HASH = Prepared(select(tokens).where(tokens.c.token_hash == bindparam("h")))  # the hot path
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,14 @@ class TokenService:
 
     async def authenticate(self, token: str) -> Principal:
         token_hash = digest(token)
-        row = await self.store.query(lambda conn: conn.execute(_BY_HASH, {"h": token_hash}).first())
-        if row is None or row.kind != "access":
+        row = await self.store.query(lambda conn: _BY_HASH.first(conn, {"h": token_hash}))
+        if row is None or row["kind"] != "access":
             raise invalid_token()
-        if row.revoked or row.expires_at <= time.time():
+        if row["revoked"] or row["expires_at"] <= time.time():
             raise expired_token()
         return Principal(
-            user_id=row.user_id, scope=row.scope, grant_id=row.grant_id, token_hash=token_hash,
-            client_id=row.client_id, credential_id=row.credential_id,
+            user_id=row["user_id"], scope=row["scope"], grant_id=row["grant_id"], token_hash=token_hash,
+            client_id=row["client_id"], credential_id=row["credential_id"],
         )
 
     async def revoke(self, conn: Conn, user_id: str, token: str) -> None:

@@ -22,6 +22,7 @@ from rssp.audit import write_record
 from rssp.auth.secrets import digest, new_secret
 from rssp.errors import invalid_request, invalid_sad, unknown_credential
 from rssp.store import Conn, Store
+from rssp.store.prepared import Prepared
 from rssp.store.schema import credentials, sad_hashes, sads
 
 
@@ -98,7 +99,7 @@ async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
 
 # Built once: constructing a Core statement costs more Python time than SQLite takes to run it.
 # Bind names must differ from column names (an UPDATE would read them as SET values).
-_SPEND = (
+_SPEND = Prepared(
     update(sads)
     .where(
         sads.c.sad_hash == bindparam("h"),
@@ -111,7 +112,7 @@ _SPEND = (
     .values(remaining=sads.c.remaining - bindparam("n"))
     .returning(sads.c.bound, sads.c.hash_algo)
 )
-_SPEND_HASHES = (
+_SPEND_HASHES = (  # PostgreSQL: the whole batch in one statement
     update(sad_hashes)
     .where(
         sad_hashes.c.sad_hash == bindparam("h"),
@@ -120,16 +121,22 @@ _SPEND_HASHES = (
     )
     .values(used=True)
 )
+_SPEND_ONE_HASH = Prepared(  # SQLite: one prepared statement per digest, no network in between
+    update(sad_hashes)
+    .where(sad_hashes.c.sad_hash == bindparam("h"), sad_hashes.c.digest == bindparam("d"),
+           sad_hashes.c.used.is_(False))
+    .values(used=True)
+)
 
 
 def _spend(sad_hash: str, spend: Spend, conn: Connection) -> None:
     n = len(spend.digests)
     params = {"h": sad_hash, "u": spend.user_id, "c": spend.credential_id, "now": time.time(), "n": n}
-    row = conn.execute(_SPEND, params).first()
+    row = _SPEND.first(conn, params)
     if row is None:
         raise _why_not_spendable(conn, sad_hash, spend.user_id, spend.credential_id, n)
-    if row.bound:
-        _spend_bound_hashes(conn, sad_hash, row.hash_algo, spend)
+    if row["bound"]:
+        _spend_bound_hashes(conn, sad_hash, row["hash_algo"], spend)
     write_record(
         conn, actor=spend.user_id, action="signature.sign", target=spend.credential_id, outcome="authorized",
         client_ip=spend.client_ip, detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]},
@@ -140,9 +147,15 @@ def _spend_bound_hashes(conn: Connection, sad_hash: str, hash_algo: str | None, 
     """Mark each requested digest used; any digest not authorized (or already used) aborts all."""
     if hash_algo != spend.hash_algo or len(set(spend.digests)) != len(spend.digests):
         raise invalid_request("Hash is not authorized by the SAD.")
-    result = conn.execute(_SPEND_HASHES, {"h": sad_hash, "ds": list(spend.digests)})
-    if result.rowcount != len(spend.digests):
+    if _mark_used(conn, sad_hash, spend.digests) != len(spend.digests):
         raise invalid_request("Hash is not authorized by the SAD.")
+
+
+def _mark_used(conn: Connection, sad_hash: str, digests: tuple[bytes, ...]) -> int:
+    """Mark the SAD's unused digests among ``digests`` used; how many were."""
+    if conn.dialect.name == "sqlite":
+        return sum(_SPEND_ONE_HASH.run(conn, {"h": sad_hash, "d": d}) for d in digests)
+    return int(conn.execute(_SPEND_HASHES, {"h": sad_hash, "ds": list(digests)}).rowcount)
 
 
 def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential_id: str, n: int) -> Exception:
