@@ -16,7 +16,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import ValidationError
 from pyhanko_certvalidator.errors import PathBuildingError
 
-from rssp.api.parse import decode_b64
+from rssp.api.parse import decode_certificates
 from rssp.errors import CSCError, invalid_param, invalid_request
 
 KEY_MISMATCH = "Certificate does not match the credential key"
@@ -29,20 +29,20 @@ MAX_CERTIFICATES = 10
 
 
 def parse_certificates(values: list[str]) -> list[asn1_x509.Certificate]:
-    """Base64 DER certificates, EE first; anything unparseable is an invalid ``certificates``."""
-    if not values or len(values) > MAX_CERTIFICATES:
+    """Base64 DER certificates, EE first; anything unparseable is an invalid ``certificates``.
+
+    The key-usage check reads certificates with pyca/cryptography too, so they must load there
+    as well.
+    """
+    if len(values) > MAX_CERTIFICATES:
         raise invalid_param("certificates")
-    out = []
-    for value in values:
-        der = decode_b64(value, error="Invalid parameter certificates")
-        try:
-            cert = asn1_x509.Certificate.load(der, strict=True)
-            cert.native  # parse everything now: a bad certificate is the caller's error, not a 500
-            cx509.load_der_x509_certificate(der)
-        except (ValueError, TypeError):
-            raise invalid_param("certificates") from None
-        out.append(cert)
-    return out
+    chain = decode_certificates(values, b64_error="Invalid parameter certificates")
+    try:
+        for cert in chain:
+            cx509.load_der_x509_certificate(cert.dump())
+    except ValueError:
+        raise invalid_param("certificates") from None
+    return chain
 
 
 def _check_key_usage(der: bytes) -> None:

@@ -26,7 +26,7 @@ from extensions.validates.pades import validate_pdf
 from extensions.validates.policy import Request
 from extensions.validates.report import etsi_report
 from extensions.validates.revocation import FetchLog
-from rssp.api.parse import Body, decode_b64, encode_b64
+from rssp.api.parse import Body, decode_b64, decode_certificates, encode_b64
 from rssp.api.registry import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
@@ -192,18 +192,7 @@ async def valid_sign(call: Call) -> web.Response:
 def parse_certificates(body: Body, limit: int) -> list[x509.Certificate]:
     values = body.string_list("certificates", required=True, max_items=limit)
     assert values is not None
-    if not values:
-        raise invalid_param("certificates")
-    certs = []
-    for value in values:
-        der = decode_b64(value, error="Invalid Base64 certificates parameter")
-        try:
-            cert = x509.Certificate.load(der, strict=True)
-            cert.native  # noqa: B018 - parse every field now: a broken one is a 400, not a crash later
-        except Exception:  # noqa: BLE001 - untrusted input
-            raise invalid_param("certificates") from None
-        certs.append(cert)
-    return certs
+    return decode_certificates(values, b64_error="Invalid Base64 certificates parameter")
 
 
 async def valid_cert(call: Call) -> web.Response:

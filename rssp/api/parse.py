@@ -11,6 +11,8 @@ import binascii
 import re
 from typing import Any
 
+from asn1crypto import x509
+
 from rssp.errors import invalid_param, invalid_request, missing_param
 
 _B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
@@ -122,3 +124,23 @@ def decode_b64(value: str, *, error: str = "Invalid Base64 hash string parameter
 
 def encode_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def decode_certificates(values: list[str], *, b64_error: str) -> list[x509.Certificate]:
+    """Base64 DER certificates (EE first), each parsed in full now.
+
+    asn1crypto parses lazily: a field broken deep inside would otherwise surface as an
+    exception later, in validation or path building, as a 500 instead of the caller's 400.
+    """
+    if not values:
+        raise invalid_param("certificates")
+    certificates = []
+    for value in values:
+        der = decode_b64(value, error=b64_error)
+        try:
+            certificate = x509.Certificate.load(der, strict=True)
+            certificate.native  # noqa: B018 - the full parse is the point
+        except Exception:  # noqa: BLE001 - untrusted input: any parse failure is the caller's
+            raise invalid_param("certificates") from None
+        certificates.append(certificate)
+    return certificates
