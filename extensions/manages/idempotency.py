@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -58,3 +59,22 @@ async def release(store: Store, ca_id: str, request_id: str) -> None:
         await conn.execute(delete(manage_requests).where(
             manage_requests.c.ca_id == ca_id, manage_requests.c.request_id == request_id,
             manage_requests.c.response.is_(None)))
+
+
+async def once(store: Store, ca_id: str, request_id: str | None, method: str, params: dict[str, Any],
+               work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``work`` once per ``(caID, requestID)``: a replay gets the first response back.
+
+    ``work`` stores its response with :func:`complete` in its own transaction; if it fails, the
+    reservation is released so the RA can retry. Without a requestID it simply runs.
+    """
+    if request_id is None:
+        return await work()
+    stored = await reserve(store, ca_id, request_id, method, params)
+    if stored is not None:
+        return stored
+    try:
+        return await work()
+    except BaseException:
+        await release(store, ca_id, request_id)
+        raise

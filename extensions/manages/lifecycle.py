@@ -110,16 +110,8 @@ async def generate_key(services: Services, caller: Caller, policy: CAPolicy, req
     if req.level not in policy.levels or req.level not in (1, 2):
         raise invalid_param("level")
     user_id = await _find_user_id(services, req.user)
-    if request_id is not None:
-        stored = await idempotency.reserve(services.store, caller.ca_id, request_id, "generateKey", req.params())
-        if stored is not None:
-            return stored
-    try:
-        return await _generate(services, caller, req, user_id, request_id)
-    except BaseException:
-        if request_id is not None:
-            await idempotency.release(services.store, caller.ca_id, request_id)
-        raise
+    return await idempotency.once(services.store, caller.ca_id, request_id, "generateKey", req.params(),
+                                  lambda: _generate(services, caller, req, user_id, request_id))
 
 
 async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id: str,
@@ -280,16 +272,8 @@ async def link_cert(services: Services, caller: Caller, policy: CAPolicy, creden
 async def delete_key(services: Services, caller: Caller, credential_id: str, reason: str | None,
                      request_id: str | None) -> dict[str, Any]:
     params = {"credentialID": credential_id, "reason": reason}
-    if request_id is not None:
-        stored = await idempotency.reserve(services.store, caller.ca_id, request_id, "deleteKey", params)
-        if stored is not None:
-            return stored
-    try:
-        return await _delete(services, caller, credential_id, reason, request_id)
-    except BaseException:
-        if request_id is not None:
-            await idempotency.release(services.store, caller.ca_id, request_id)
-        raise
+    return await idempotency.once(services.store, caller.ca_id, request_id, "deleteKey", params,
+                                  lambda: _delete(services, caller, credential_id, reason, request_id))
 
 
 async def _delete(services: Services, caller: Caller, credential_id: str, reason: str | None,
