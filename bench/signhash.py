@@ -15,9 +15,10 @@ What it does (see docs/benchmarks.md):
      connections out by a hash of the port numbers);
    * for n = 1 and n = 50 hashes per call: a warm-up, then a pool of SADs made with
      ``credentials/authorize`` (hashes bound; the argon2 PIN check costs 0.1-0.35 s per
-     authorize here, so this is outside the timed part), then ``signatures/signHash`` calls from concurrent aiohttp
-     tasks for a fixed time. Throughput counts signatures of successful calls only; latency
-     is the client-side time of each call.
+     authorize here, so this is outside the timed part), then ``signatures/signHash`` calls from concurrent
+     tasks (prepared requests on raw keep-alive connections, on uvloop when installed: see
+     :class:`Connection`) for a fixed time. Throughput counts signatures of successful calls
+     only; latency is the client-side time of each call.
 
 3. Prints one row per (key, workers, n) with the HTTP rate, the raw rate, their ratio, the
    target ratio, PASS/MISS (informational: the exit status is 0), p50/p99 latency; then a
@@ -247,30 +248,43 @@ def connection_owners(port: int) -> dict[int, int]:
     return {rport: owners[inode] for rport, inode in socks if inode in owners}
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of ``pid``."""
+# Server threads by name prefix (``thread_name_prefix`` of their executors).
+THREAD_ROLES = {"pkcs11": "hsm", "rssp-sqlite": "db", "rssp-verify": "verify"}
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Name and CPU seconds (user + system) of each thread of ``pid``."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (task / "stat").read_text()
         except OSError:
             continue
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return out
 
 
-def cpu_snapshot(pids: list[int]) -> dict[int, dict[int, float]]:
+def _role(pid: int, tid: int, name: str) -> str:
+    if tid == pid:
+        return "loop"
+    return next((role for prefix, role in THREAD_ROLES.items() if name.startswith(prefix)), "other")
+
+
+def cpu_snapshot(pids: list[int]) -> dict[int, dict[int, tuple[str, float]]]:
     return {pid: thread_cpu(pid) for pid in pids}
 
 
-def cpu_delta(before: dict[int, dict[int, float]], after: dict[int, dict[int, float]]) -> dict[str, Any]:
-    """Per worker: total CPU s, main (event loop) thread CPU s, busiest other thread CPU s."""
+def cpu_delta(before: dict[int, dict[int, tuple[str, float]]],
+              after: dict[int, dict[int, tuple[str, float]]]) -> dict[str, Any]:
+    """Per worker: total CPU s and CPU s by thread role (loop, hsm, db, verify, other)."""
     workers = []
     for pid, threads in after.items():
-        delta = {tid: cpu - before.get(pid, {}).get(tid, 0.0) for tid, cpu in threads.items()}
-        others = sorted((v for tid, v in delta.items() if tid != pid), reverse=True)
-        workers.append({"pid": pid, "total": sum(delta.values()), "main": delta.get(pid, 0.0),
-                        "busiest_other": others[0] if others else 0.0, "other": sum(others)})
+        roles = dict.fromkeys(("loop", "hsm", "db", "verify", "other"), 0.0)
+        for tid, (name, cpu) in threads.items():
+            roles[_role(pid, tid, name)] += cpu - before.get(pid, {}).get(tid, ("", 0.0))[1]
+        workers.append({"pid": pid, "total": sum(roles.values()), **roles})
     return {"workers": workers, "total": sum(w["total"] for w in workers)}
 
 
@@ -296,83 +310,94 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends prepared requests and reads the answers.
+
+    Why not aiohttp's client: the load generator runs on the same two cores as the server,
+    and aiohttp's client spent ~140 us of CPU per call, about a quarter of the server's own
+    per-request work; every microsecond here is taken from the server being measured. The
+    server always answers with Content-Length (aiohttp's ``json_response``), so a response is
+    a status line, headers up to the blank line, and that many bytes.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.port: int = writer.get_extra_info("sockname")[1]
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> "Connection":
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class Client:
-    """One aiohttp session per task (one keep-alive connection each), balanced over workers."""
+    """One connection per task, balanced over the workers."""
 
     def __init__(self, server: Server, token: str) -> None:
         self.server = server
-        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        self.sessions: list[Any] = []
+        self.token = token
+        self.connections: list[Connection] = []
+
+    def request(self, path: str, body: bytes) -> bytes:
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.server.port}\r\n"
+                f"Content-Type: application/json\r\nAuthorization: Bearer {self.token}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        return head.encode("ascii") + body
 
     async def open(self, tasks: int) -> dict[int, int]:
         """Open ``tasks`` connections with as equal a share per worker as possible."""
-        import aiohttp
-
         workers = self.server.worker_pids
         quota = {pid: tasks // len(workers) + (1 if i < tasks % len(workers) else 0) for i, pid in enumerate(workers)}
         count = dict.fromkeys(workers, 0)
         for _attempt in range(tasks * 20):
-            if len(self.sessions) == tasks:
+            if len(self.connections) == tasks:
                 break
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=600))
-            async with session.post(f"{self.server.base}/csc/v2/info", data=b"{}", headers=self.headers) as resp:
-                await resp.read()
-            owner = self._owner_of(session)
-            if owner is None and not self._local_ports(session):  # cannot tell: take it as it is
-                self.sessions.append(session)
+            conn = await Connection.open("127.0.0.1", self.server.port)
+            await conn.post(self.request("/csc/v2/info", b"{}"))  # accepted by now: its owner is known
+            owner = connection_owners(self.server.port).get(conn.port)
+            if owner is None:  # cannot tell: take it as it is
+                self.connections.append(conn)
             elif owner in count and count[owner] < quota[owner]:
                 count[owner] += 1
-                self.sessions.append(session)
+                self.connections.append(conn)
             else:
-                await session.close()
-        if len(self.sessions) != tasks:
+                conn.close()
+        if len(self.connections) != tasks:
             raise RuntimeError(f"could not spread {tasks} connections over {len(workers)} workers: {count}")
         return count
-
-    @staticmethod
-    def _local_ports(session: Any) -> set[int]:
-        """Local ports of the session's idle keep-alive connections (aiohttp internals; an
-        aiohttp that lays them out differently just gets no balancing)."""
-        ports = set()
-        try:
-            for conns in session.connector._conns.values():
-                for proto, _ in conns:
-                    sock = proto.transport.get_extra_info("socket") if proto.transport else None
-                    if sock is not None:
-                        ports.add(sock.getsockname()[1])
-        except (AttributeError, TypeError, ValueError):
-            return set()
-        return ports
-
-    def _owner_of(self, session: Any) -> int | None:
-        ports = self._local_ports(session)
-        if not ports:
-            return None
-        owners = connection_owners(self.server.port)
-        found = {owners.get(p) for p in ports}
-        return found.pop() if len(found) == 1 else None
 
     def distribution(self) -> dict[int, int]:
         owners = connection_owners(self.server.port)
         dist = dict.fromkeys(self.server.worker_pids, 0)
-        for session in self.sessions:
-            for port in self._local_ports(session):
-                if owners.get(port) in dist:
-                    dist[owners[port]] += 1
+        for conn in self.connections:
+            if owners.get(conn.port) in dist:
+                dist[owners[conn.port]] += 1
         return dist
 
     async def close(self) -> None:
-        for session in self.sessions:
-            await session.close()
-        self.sessions = []
+        for conn in self.connections:
+            conn.close()
+        self.connections = []
 
     async def run(self, url_path: str, bodies: list[bytes], seconds: float | None,
                   keep: int = 0) -> dict[str, Any]:
-        """Send ``bodies`` (each once) from all sessions until they run out or time is up."""
-        import aiohttp
-
-        url = f"{self.server.base}{url_path}"
-        it = iter(bodies)
+        """Send ``bodies`` (each once) from all connections until they run out or time is up."""
+        requests = iter([(body, self.request(url_path, body)) for body in bodies])  # built before the clock
         latencies: list[float] = []
         kept: list[tuple[bytes, bytes]] = []
         errors: list[str] = []
@@ -380,18 +405,17 @@ class Client:
         start = time.perf_counter()
         deadline = start + seconds if seconds is not None else math.inf
 
-        async def task(session: Any) -> None:
+        async def task(conn: Connection) -> None:
             while time.perf_counter() < deadline:
-                body = next(it, None)
-                if body is None:
+                item = next(requests, None)
+                if item is None:
                     state["exhausted"] = True
                     return
+                body, request = item
                 t0 = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers=self.headers) as resp:
-                        data = await resp.read()
-                        status = resp.status
-                except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    status, data = await conn.post(request)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
                     status, data = 0, f"{type(exc).__name__}: {exc}".encode()
                 t1 = time.perf_counter()
                 if status == 200:
@@ -403,9 +427,11 @@ class Client:
                     errors.append(f"{status} {data[:200].decode(errors='replace')}")
                 else:
                     errors.append("")
+                if status == 0:
+                    return  # the connection is gone
 
         cpu0 = time.process_time()
-        await asyncio.gather(*(task(s) for s in self.sessions))
+        await asyncio.gather(*(task(c) for c in self.connections))
         end = time.perf_counter()
         return {"ok": len(latencies), "errors": errors, "latencies": latencies, "kept": kept,
                 "elapsed": (state["last"] or end) - start, "wall": end - start,
@@ -522,8 +548,8 @@ class Row:
     server_cpu_pct: float = 0.0  # all workers together, % of one core (200 = both cores)
     server_cpu_us_per_call: float = 0.0
     server_cpu_us_per_sig: float = 0.0
-    event_loop_pct: list[float] = field(default_factory=list)  # per worker: main thread, % of one core
-    top_thread_pct: list[float] = field(default_factory=list)  # per worker: busiest other thread
+    # role (loop, hsm, db, verify, other) -> per worker: CPU of those threads, % of one core
+    thread_pct: dict[str, list[float]] = field(default_factory=dict)
     connections: list[int] = field(default_factory=list)  # per worker, after the phase
     foreign_cpu_pct: float = 0.0  # CPU used by other processes on the machine during the phase
     raw_foreign_cpu_pct: list[float] = field(default_factory=list)  # the same, during the raw runs
@@ -623,8 +649,8 @@ async def measure(inst: Instance, server: Server, case: KeyCase, n: int, raw_hin
         client_bound=client_pct >= CLIENT_BOUND_PCT,
         server_cpu_pct=100 * cpu["total"] / wall, server_cpu_us_per_call=1e6 * cpu["total"] / max(ok, 1),
         server_cpu_us_per_sig=1e6 * cpu["total"] / max(ok * n, 1),
-        event_loop_pct=[round(100 * w["main"] / wall, 1) for w in cpu["workers"]],
-        top_thread_pct=[round(100 * w["busiest_other"] / wall, 1) for w in cpu["workers"]],
+        thread_pct={role: [round(100 * w[role] / wall, 1) for w in cpu["workers"]]
+                    for role in ("loop", "hsm", "db", "verify", "other")},
         connections=connections,
         foreign_cpu_pct=max(0.0, 100 * (busy1 - busy0 - cpu["total"] - result["client_cpu"]) / wall),
         verified=verified, sads=len(pool), authorize_s=authorize_s, profiles=[str(p) for _, p in profilers],
@@ -678,7 +704,8 @@ def print_table(rows: list[Row]) -> None:
     print()
     print("Diagnostics of the timed phases: calls/s; c = client tasks (one connection each); client CPU (% of\n"
           "one core, us per call); server CPU of all workers (% of one core, per call, per signature); per worker:\n"
-          "event-loop thread % and busiest other thread % (PKCS#11 or SQLite thread), connections; other = CPU\n"
+          "CPU % of the event-loop thread, the PKCS#11 thread, the SQLite thread, the verifier threads and\n"
+          "any other threads, connections; other = CPU\n"
           "of unrelated processes on the machine (% of one core) during the HTTP phase and the raw runs; raw\n"
           "runs (sig/s); SADs made for the phase (seconds of credentials/authorize); signatures verified.")
     for r in rows:
@@ -692,7 +719,8 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.key:9} w={r.workers} n={r.hashes_per_call:<2d} {r.calls_per_s:6.0f} calls/s c={r.concurrency:<2d} "
               f"client {r.client_cpu_pct:3.0f}% {r.client_cpu_us_per_call:5.0f}us  "
               f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call {r.server_cpu_us_per_sig:5.0f}us/sig  "
-              f"loop {_fmt(r.event_loop_pct)}% top {_fmt(r.top_thread_pct)}% conns {_fmt(r.connections)}  "
+              + "".join(f"{role} {_fmt(pcts)}% " for role, pcts in r.thread_pct.items())
+              + f" conns {_fmt(r.connections)}  "
               f"other {r.foreign_cpu_pct:.0f}% (raw runs {_fmt(r.raw_foreign_cpu_pct)}%)  raw {_fmt(r.raw_runs)}  "
               f"SADs {r.sads} ({r.authorize_s:.0f}s)  verified {r.verified}"
               + (f"  [{'; '.join(flags)}]" if flags else ""))
@@ -713,6 +741,15 @@ async def _measure_server(inst: Instance, server: Server, case: KeyCase, raw_hin
     return rows
 
 
+def _loop_factory() -> Any:
+    """uvloop for the load generator too, when installed: it leaves more CPU to the server."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_case(inst: Instance, case: KeyCase, workers: int, args: argparse.Namespace) -> list[Row]:
     """raw, HTTP n=1 and n=50, raw again (not with --quick): the raw runs bracket the HTTP ones."""
     raws, foreign = [], []
@@ -723,7 +760,8 @@ def run_case(inst: Instance, case: KeyCase, workers: int, args: argparse.Namespa
     server = Server(inst, workers)
     server.start()
     try:
-        rows = asyncio.run(_measure_server(inst, server, case, rate, args))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            rows = runner.run(_measure_server(inst, server, case, rate, args))
     finally:
         server.stop()
     if not args.quick:

@@ -5,15 +5,50 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.credentials import own_credential, parse_digests
-from rssp.api.parse import decode_b64, encode_b64
-from rssp.api.registry import Call, Method, Registry, bearer_token
-from rssp.errors import invalid_param, missing_param, unknown_credential
+from rssp.api.middleware import client_ip
+from rssp.api.parse import Body, decode_b64, encode_b64
+from rssp.api.registry import Call, Method, Registry, bearer_token, method_body
+from rssp.errors import CSCError, invalid_param, missing_param, unknown_credential
 from rssp.sam.signing import SignRequest
+from rssp.services import Services
+
+_SCOPES = frozenset({"service", "credential"})
+_Fields = tuple[tuple[bytes, ...], str, str | None, bytes | None]  # digests, signAlgo, hash OID, params
 
 
 async def sign_hash(call: Call) -> web.Response:
-    body, services = call.body, call.services
     sad = _sad_or_credential_token(call)
+    fields = _signing_fields(call.body, call.services)
+    cred = await own_credential(call, enabled=True, key_only=True)
+    signatures = await call.services.signing.sign_hashes(SignRequest(cred, call.user.user_id, sad, *fields, call.ip))
+    return _response(signatures)
+
+
+async def sign_hash_in_one_hop(request: web.Request, services: Services) -> web.Response | None:
+    """signHash with the token checked inside the SAD spend's transaction: one database hop.
+
+    Why: single-hash signHash is bound by per-request work, and the token lookup was a hop of
+    its own. Only a request that will go through is served here: one without a SAD field,
+    malformed, for a credential not in the signing-key cache, or refused at the spend (a bad
+    token included) gets None with nothing spent or recorded, and :func:`sign_hash` then
+    serves it from the start, raising and auditing in its usual order.
+    """
+    try:
+        token = bearer_token(request)
+        body = await method_body(request, METHOD)
+        sad = body.string("SAD", max_len=256)
+        fields = _signing_fields(body, services)
+        cred = services.signing_keys.cached(body.required_string("credentialID", max_len=128))
+    except CSCError:
+        return None
+    if sad is None or cred is None:
+        return None
+    request_ = SignRequest(cred, cred.user_id, sad, *fields, client_ip(request))
+    signatures = await services.signing.sign_in_one_hop(token, _SCOPES, request_)
+    return None if signatures is None else _response(signatures)
+
+
+def _signing_fields(body: Body, services: Services) -> _Fields:
     digests = parse_digests(body, required=True, max_items=services.config.security.max_hashes_per_request)
     sign_algo = body.required_string("signAlgo", max_len=64)
     hash_oid = body.string("hashAlgorithmOID", max_len=64)
@@ -21,10 +56,10 @@ async def sign_hash(call: Call) -> web.Response:
     params = decode_b64(params_b64, error="Invalid parameter signAlgoParams") if params_b64 else None
     if body.choice("operationMode", ("S", "A"), "S") != "S":
         raise invalid_param("operationMode")  # asynchronous mode is not offered (info says so)
-    cred = await own_credential(call, enabled=True, key_only=True)
-    signatures = await services.signing.sign_hashes(
-        SignRequest(cred, call.user.user_id, sad, digests, sign_algo, hash_oid, params, call.ip)
-    )
+    return digests, sign_algo, hash_oid, params
+
+
+def _response(signatures: list[bytes]) -> web.Response:
     return web.json_response({"signatures": [encode_b64(s) for s in signatures]})
 
 
@@ -45,5 +80,8 @@ def _sad_or_credential_token(call: Call) -> str:
     return sad
 
 
+METHOD = Method("signatures/signHash", sign_hash, scopes=_SCOPES, fast_path=sign_hash_in_one_hop)
+
+
 def register(registry: Registry) -> None:
-    registry.add(Method("signatures/signHash", sign_hash, scopes=frozenset({"service", "credential"})))
+    registry.add(METHOD)

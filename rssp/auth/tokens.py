@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
@@ -115,16 +117,7 @@ class TokenService:
         return row.user_id, row.grant_id, row.scope
 
     async def authenticate(self, token: str) -> Principal:
-        token_hash = digest(token)
-        row = await self.store.query(lambda conn: _BY_HASH.first(conn, {"h": token_hash}))
-        if row is None or row["kind"] != "access":
-            raise invalid_token()
-        if row["revoked"] or row["expires_at"] <= time.time():
-            raise expired_token()
-        return Principal(
-            user_id=row["user_id"], scope=row["scope"], grant_id=row["grant_id"], token_hash=token_hash,
-            client_id=row["client_id"], credential_id=row["credential_id"],
-        )
+        return await self.store.query(partial(principal_for, digest(token)))
 
     async def revoke(self, conn: Conn, user_id: str, token: str) -> None:
         """Revoke one of the caller's own tokens; a refresh token takes its grant with it."""
@@ -139,6 +132,23 @@ class TokenService:
         else:
             query = query.where(tokens.c.token_hash == row.token_hash)
         await conn.execute(query)
+
+
+def principal_for(token_hash: str, conn: Connection) -> Principal:
+    """Who holds the access token with this digest; raises the CSC token errors.
+
+    Synchronous, to run inside a store transaction: signHash checks its token in the same
+    transaction that spends the SAD (:meth:`rssp.sam.signing.SigningService.sign_in_one_hop`).
+    """
+    row = _BY_HASH.first(conn, {"h": token_hash})
+    if row is None or row["kind"] != "access":
+        raise invalid_token()
+    if row["revoked"] or row["expires_at"] <= time.time():
+        raise expired_token()
+    return Principal(
+        user_id=row["user_id"], scope=row["scope"], grant_id=row["grant_id"], token_hash=token_hash,
+        client_id=row["client_id"], credential_id=row["credential_id"],
+    )
 
 
 async def _rotate(conn: Conn, refresh_token: str, client_id: str | None) -> Any:

@@ -35,6 +35,14 @@ class SigningKeyCache:
             self._items.move_to_end(credential_id)
         return cred if cred.user_id == user_id else None
 
+    def cached(self, credential_id: str) -> Credential | None:
+        """The enabled credential if it is in the cache, whoever owns it; no database hop.
+
+        For signHash's one-hop path, which checks the owner against the token inside the
+        spend transaction; a miss sends the request down the ordinary path, which fills the cache.
+        """
+        return self._items.get(credential_id)
+
     def _remember(self, cred: Credential) -> None:
         self._items[cred.id] = cred
         if len(self._items) > self.size:

@@ -44,6 +44,8 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
+from rssp.threads import named_pool
+
 from .types import GeneratedKey, HashName, HsmError, KeyNotFound, KeySpec, SignMechanism
 
 P = ParamSpec("P")
@@ -111,7 +113,7 @@ def hsm_executor() -> ThreadPoolExecutor:
     global _executor, _executor_pid
     with _executor_lock:
         if _executor is None or _executor_pid != os.getpid():
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkcs11")
+            _executor = named_pool("pkcs11", 1)
             _executor_pid = os.getpid()
         return _executor
 

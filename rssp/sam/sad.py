@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 
 from rssp.audit import write_record
 from rssp.auth.secrets import digest, new_secret
-from rssp.errors import invalid_request, invalid_sad, unknown_credential
+from rssp.auth.tokens import principal_for
+from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
 from rssp.store import Conn, Store
 from rssp.store.prepared import Prepared
 from rssp.store.schema import credentials, sad_hashes, sads
@@ -95,6 +96,27 @@ async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
     database thread, so the process's write lock is held as briefly as possible.
     """
     await store.transaction(partial(_spend, digest(sad), spend))
+
+
+async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], sad: str, spend: Spend) -> None:
+    """:func:`spend_sad`, with the Bearer token checked in the same transaction (one hop).
+
+    The token must be a live access token of ``spend.user_id`` (the credential's owner) with
+    one of ``scopes``; a credential-scoped token only for ``spend.credential_id``. Any
+    mismatch raises before anything is written.
+    """
+    await store.transaction(partial(_spend_for_token, digest(token), scopes, digest(sad), spend))
+
+
+def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
+    principal = principal_for(token_hash, conn)
+    if principal.scope not in scopes:
+        raise CSCError(401, "invalid_token", "The access token is not valid for this method")
+    if principal.user_id != spend.user_id:
+        raise unknown_credential()
+    if principal.scope == "credential" and principal.credential_id != spend.credential_id:
+        raise unknown_credential()
+    _spend(sad_hash, spend, conn)
 
 
 # Built once: constructing a Core statement costs more Python time than SQLite takes to run it.

@@ -1,8 +1,9 @@
 """Producing signature values for a credential: the SAM's signing path.
 
 The order is fixed: resolve the algorithm and check every digest (cheap, no state), spend the
-authorization (one database transaction), sign the whole batch in one HSM call, verify each
-value, return them in request order. Nothing is spent for a request that is malformed.
+authorization (one database transaction, which may also check the Bearer token), sign the
+whole batch in one HSM call, verify each value, return them in request order. Nothing is
+spent for a request that is malformed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from rssp.algorithms import check_digest, resolve_mechanism
 from rssp.audit import record
 from rssp.credentials import Credential
 from rssp.errors import CSCError
-from rssp.hsm import Hsm, HsmError
-from rssp.sam.sad import Spend, spend_sad
+from rssp.hsm import Hsm, HsmError, SignMechanism
+from rssp.sam.sad import Spend, spend_sad, spend_sad_for_token
 from rssp.sam.verify import all_signatures_valid
 from rssp.store import Store
 
@@ -39,16 +40,47 @@ class SigningService:
         self.hsm = hsm
 
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
+        mechanism = self._mechanism(req)
+        try:
+            await spend_sad(self.store, req.sad, self._spend(req, mechanism))
+        except CSCError as refused:
+            await self._record(req, "refused", refused.description)
+            raise
+        return await self._sign_spent(req, mechanism)
+
+    async def sign_in_one_hop(self, token: str, scopes: frozenset[str], req: SignRequest) -> list[bytes] | None:
+        """:meth:`sign_hashes` with the Bearer token checked in the spend's transaction.
+
+        Why: a single-hash call is bound by per-request work, and a database hop (thread
+        hand-off, transaction) is a large part of it. ``req.user_id`` is the credential's owner
+        as cached; the transaction checks that the token is theirs. Returns None, with nothing
+        spent and nothing recorded, whenever the request would not succeed before signing: the
+        caller then serves it the ordinary way, which raises and audits in its own order.
+        """
+        try:
+            mechanism = self._mechanism(req)
+            await spend_sad_for_token(self.store, token, scopes, req.sad, self._spend(req, mechanism))
+        except CSCError:
+            return None
+        return await self._sign_spent(req, mechanism)
+
+    @staticmethod
+    def _mechanism(req: SignRequest) -> SignMechanism:
+        """The HSM mechanism for the request, with every digest checked against its hash (no state)."""
         cred = req.credential
         mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params,
                                       key_bits=cred.key_len)
         for d in req.digests:
             check_digest(d, mechanism.hash)
-        try:
-            await spend_sad(self.store, req.sad, Spend(req.user_id, cred.id, mechanism.hash, req.digests, req.client_ip))
-        except CSCError as refused:
-            await self._record(req, "refused", refused.description)
-            raise
+        return mechanism
+
+    @staticmethod
+    def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:
+        return Spend(req.user_id, req.credential.id, mechanism.hash, req.digests, req.client_ip)
+
+    async def _sign_spent(self, req: SignRequest, mechanism: SignMechanism) -> list[bytes]:
+        """Sign and verify once the SAD is spent: from here a failure is a server error."""
+        cred = req.credential
         try:
             signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, list(req.digests))
         except HsmError:

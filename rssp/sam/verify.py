@@ -8,7 +8,6 @@ check; the loaded public key objects are cached because parsing them costs more 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from rssp.hsm.types import SignMechanism
+from rssp.threads import named_pool
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -29,7 +29,7 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 # pyca/cryptography releases the GIL while it verifies: a large batch checked on these threads
 # runs beside the event loop (and the HSM thread) instead of stalling it. A P-256 verify costs
 # more than the SoftHSM2 sign it checks, so on the loop it would halve a batch's throughput.
-_VERIFIERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rssp-verify")
+_VERIFIERS = named_pool("rssp-verify", 2)
 _INLINE_BELOW = 8  # fewer signatures than this: a thread hop costs more than the checks
 
 

@@ -13,7 +13,8 @@ be lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -73,14 +74,44 @@ def run_grouped(conn: Connection, fns: list[Work]) -> list[Outcome]:
     """
     if len(fns) == 1:
         return [(True, fns[0](conn))]
+    savepoint = _sqlite_savepoint if conn.dialect.name == "sqlite" else _savepoint
     outcomes: list[Outcome] = []
     for fn in fns:
         try:
-            with conn.begin_nested():
+            with savepoint(conn):
                 outcomes.append((True, fn(conn)))
         except Exception as exc:  # this unit's own failure: its savepoint is rolled back
             outcomes.append((False, exc))
     return outcomes
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    with conn.begin_nested():
+        yield
+
+
+@contextmanager
+def _sqlite_savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint issued on SQLite's own cursor.
+
+    Why: SQLAlchemy compiles and dispatches every SAVEPOINT and RELEASE afresh (~25 µs
+    each), which made a grouped spend cost as much as a lone one. The units run here never
+    open savepoints or end the transaction themselves, so SQLAlchemy's view of the enclosing
+    transaction stays true.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("SAVEPOINT rssp_unit")
+        try:
+            yield
+        except BaseException:
+            cursor.execute("ROLLBACK TO rssp_unit")
+            cursor.execute("RELEASE rssp_unit")
+            raise
+        cursor.execute("RELEASE rssp_unit")
+    finally:
+        cursor.close()
 
 
 def run_each(conn: Connection, fns: list[Work]) -> list[Outcome]:
