@@ -42,6 +42,11 @@ def invalid_token(description: str = "Invalid access token") -> CSCError:
     return CSCError(401, "invalid_token", description)
 
 
+def wrong_scope() -> CSCError:
+    """A live token whose scope does not cover the method (e.g. a credential token on credentials/list)."""
+    return invalid_token("The access token is not valid for this method")
+
+
 def expired_token(description: str = "The access token is expired or revoked") -> CSCError:
     return CSCError(401, "expired_token", description)
 

@@ -13,7 +13,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 _PR_SET_NAME = 15  # prctl(2); Linux truncates the name to 15 bytes
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if ctypes.util.find_library("c") else None
+_LIBC_NAME = ctypes.util.find_library("c")
+_libc = ctypes.CDLL(_LIBC_NAME, use_errno=True) if _LIBC_NAME else None
 
 
 def name_os_thread() -> None:

@@ -19,7 +19,7 @@ from rssp.api.auth import basic_credentials
 from rssp.api.registry import Call, MethodHandler
 from rssp.audit import record
 from rssp.ca_registry import CAPolicy, verify_manage_client
-from rssp.errors import CSCError, invalid_param
+from rssp.errors import CSCError, invalid_param, wrong_scope
 from rssp.hsm.types import KeySpec
 
 POLICIES = "manages.policies"  # Services.extras key: caID -> CAPolicy, built at start-up
@@ -56,7 +56,7 @@ def _caller(call: Call) -> Caller:
 def _policy(call: Call) -> CAPolicy:
     policy = call.services.extras[POLICIES].get(call.user.user_id)
     if policy is None:  # the CA was removed from rssp.toml: its tokens no longer work
-        raise CSCError(401, "invalid_token", "The access token is not valid for this method")
+        raise wrong_scope()
     return policy
 
 

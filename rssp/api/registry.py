@@ -16,7 +16,7 @@ from aiohttp import web
 from rssp.api.middleware import client_ip, read_body
 from rssp.api.parse import Body
 from rssp.auth.tokens import Principal
-from rssp.errors import CSCError, invalid_request, invalid_token
+from rssp.errors import CSCError, invalid_request, invalid_token, wrong_scope
 from rssp.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -118,7 +118,7 @@ def _dispatcher(method: Method, version: str) -> Callable[[web.Request], Awaitab
         if method.auth == "bearer":
             principal = await services.tokens.authenticate(bearer_token(request))
             if principal.scope not in method.scopes:
-                raise CSCError(401, "invalid_token", "The access token is not valid for this method")
+                raise wrong_scope()
         body = await method_body(request, method)
         return await method.handler(Call(request, body, services, version, principal))
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from rssp.audit import write_record
 from rssp.auth.secrets import digest, new_secret
 from rssp.auth.tokens import principal_for
-from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
+from rssp.errors import invalid_request, invalid_sad, unknown_credential, wrong_scope
 from rssp.store import Conn, Store
 from rssp.store.prepared import Prepared
 from rssp.store.schema import credentials, sad_hashes, sads
@@ -111,7 +111,7 @@ async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], 
 def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
     principal = principal_for(token_hash, conn)
     if principal.scope not in scopes:
-        raise CSCError(401, "invalid_token", "The access token is not valid for this method")
+        raise wrong_scope()
     if principal.user_id != spend.user_id:
         raise unknown_credential()
     if principal.scope == "credential" and principal.credential_id != spend.credential_id:

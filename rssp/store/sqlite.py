@@ -69,12 +69,10 @@ class ThreadConnection:
 
     def _execute(self, statement: Any, parameters: Any) -> BufferedResult:
         if self._conn is None:  # connect lazily: the first statement pays no extra hop
-            engine = self._store.sync_engine
             if self._write:
                 self._store.writer_lock.acquire()
-                engine = engine.execution_options(sqlite_immediate=True)
             try:
-                self._conn = engine.connect()
+                self._conn = self._store.engine(write=self._write).connect()
                 self._conn.begin()
             except BaseException:
                 self._release()
@@ -173,6 +171,10 @@ class SqliteStore:
 
         return await self.call(in_thread)
 
+    def engine(self, write: bool) -> Engine:
+        """The engine for a write transaction (BEGIN IMMEDIATE, see :func:`sqlite_begin`) or a read."""
+        return self.sync_engine.execution_options(sqlite_immediate=True) if write else self.sync_engine
+
     def _held_connection(self, write: bool) -> Connection:
         """The store thread's own connection for grouped work, kept open between batches.
 
@@ -182,8 +184,7 @@ class SqliteStore:
         """
         conn = self._held.get(write)
         if conn is None or conn.closed or conn.invalidated:
-            engine = self.sync_engine.execution_options(sqlite_immediate=True) if write else self.sync_engine
-            conn = self._held[write] = engine.connect()
+            conn = self._held[write] = self.engine(write).connect()
         return conn
 
     def _close_held(self) -> None:
