@@ -21,7 +21,9 @@ What it does (see docs/benchmarks.md):
      only; latency is the client-side time of each call.
 
 3. Prints one row per (key, workers, n) with the HTTP rate, the raw rate, their ratio, the
-   target ratio, PASS/MISS (informational: the exit status is 0), p50/p99 latency; then a
+   target ratio, PASS/MISS (informational: the exit status is 0), the bound (the highest
+   ratio a server that verifies every signature could reach here: :func:`ratio_bound`, from
+   the raw rate and :func:`verify_rate` measured in the same run), p50/p99 latency; then a
    diagnostics table (client and server CPU per call, event-loop share, connection
    balance). ``--out FILE`` writes the same as JSON.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import os
@@ -493,6 +496,50 @@ def sign_bodies(cred_id: str, sign_algo: str, pool: list[tuple[str, list[bytes]]
     return bodies
 
 
+def verify_rate(case: KeyCase, seconds: float) -> float:
+    """Signatures per second that one thread checks with rssp's own check, for this key type.
+
+    The server verifies every value it returns (rssp.sam.verify), so each signature costs it
+    at least a sign plus a verify: together with the raw rate this bounds the ratio any
+    verifying server could reach on this machine (:func:`ratio_bound`). A fresh key of the same
+    type stands in for the credential's: the cost depends on the type only.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    from rssp.sam.verify import signature_valid
+
+    digest = hashlib.sha256(b"rssp bench").digest()
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if case.mechanism.scheme == "ecdsa":
+        key = ec.generate_private_key(ec.SECP256R1())
+        signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(case.spec.split("-")[1]))
+        signature = key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            if not signature_valid(spki, case.mechanism, digest, signature):
+                raise RuntimeError("the benchmark's own signature did not verify")
+        count += 50
+    return count / (time.perf_counter() - start)
+
+
+def ratio_bound(raw: float, verify: float, workers: int, cores: int) -> float:
+    """The highest ratio a server that signs on the HSM and verifies each value can reach.
+
+    Each raw process keeps one core signing, so one signature costs ``workers / raw`` seconds
+    of CPU; the server adds ``1 / verify`` for its check. ``cores`` CPUs then give at most
+    ``cores / (workers / raw + 1 / verify)`` signatures/s, and never more than raw. HTTP, the
+    database and the audit record come on top, so real ratios stay below this.
+    """
+    return min(1.0, cores / (workers / raw + 1 / verify) / raw)
+
+
 def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> int:
     """Check the returned signature values of a few calls against the credential's key."""
     from cryptography.hazmat.primitives import hashes
@@ -533,6 +580,8 @@ class Row:
     raw_runs: list[float] = field(default_factory=list)
     ratio: float = math.nan
     target: float = math.nan
+    verify_per_s: float = math.nan  # one thread, rssp's check, same key type (verify_rate)
+    bound: float = math.nan  # ratio_bound: the most a verifying server can reach here
     verdict: str = ""
     p50_ms: float = math.nan
     p99_ms: float = math.nan
@@ -697,10 +746,17 @@ def _fmt(values: list[float]) -> str:
 def print_table(rows: list[Row]) -> None:
     print()
     print(f"{'key':9} {'workers':>7} {'hashes/call':>11} {'HTTP sig/s':>11} {'raw sig/s':>10} {'ratio':>6} "
-          f"{'target':>6} {'':4} {'p50 ms':>8} {'p99 ms':>8}")
+          f"{'target':>6} {'':4} {'bound':>6} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
         print(f"{r.key:9} {r.workers:7d} {r.hashes_per_call:11d} {r.http_sigs_per_s:11,.0f} {r.raw_sigs_per_s:10,.0f} "
-              f"{r.ratio:6.2f} {r.target:6.2f} {r.verdict:4} {r.p50_ms:8.1f} {r.p99_ms:8.1f}")
+              f"{r.ratio:6.2f} {r.target:6.2f} {r.verdict:4} {r.bound:6.2f} {r.p50_ms:8.1f} {r.p99_ms:8.1f}")
+    print()
+    print("bound = the highest ratio a server that verifies every signature could reach on this machine:\n"
+          "sign (workers / raw) plus one verify with rssp's check (one thread, same key type) per signature,\n"
+          "spread over all CPUs; HTTP and the database come on top of it.")
+    for spec in dict.fromkeys(r.key for r in rows):
+        rate = next(r.verify_per_s for r in rows if r.key == spec)
+        print(f"  {spec}: verify {rate:,.0f} sig/s on one thread")
     print()
     print("Diagnostics of the timed phases: calls/s; c = client tasks (one connection each); client CPU (% of\n"
           "one core, us per call); server CPU of all workers (% of one core, per call, per signature); per worker:\n"
@@ -769,10 +825,13 @@ def run_case(inst: Instance, case: KeyCase, workers: int, args: argparse.Namespa
         raws.append(rate)
         foreign.append(other)
         print(f"{case.name}: raw PKCS#11 with {workers} process(es), again: {rate:,.0f} sig/s", flush=True)
+    verify = verify_rate(case, min(args.raw_seconds, 2.0))
     for row in rows:
         row.raw_runs, row.raw_foreign_cpu_pct = raws, foreign
         row.raw_sigs_per_s = sum(raws) / len(raws)
         row.ratio = row.http_sigs_per_s / row.raw_sigs_per_s
+        row.verify_per_s = verify
+        row.bound = ratio_bound(row.raw_sigs_per_s, verify, workers, len(os.sched_getaffinity(0)))
         row.verdict = "PASS" if row.ratio >= row.target else "MISS"
     return rows
 

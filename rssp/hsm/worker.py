@@ -44,6 +44,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
+from rssp.coalesce import Coalescer, Outcome
 from rssp.threads import named_pool
 
 from .types import GeneratedKey, HashName, HsmError, KeyNotFound, KeySpec, SignMechanism
@@ -414,23 +415,7 @@ def _check_digests(mech: SignMechanism, digests: list[bytes]) -> None:
             raise HsmError(f"digest length does not match {mech.hash}")
 
 
-@dataclass
-class _SignJob:
-    """A queued sign request, waiting on the event loop for its batch to come back."""
-
-    key_id: str
-    mechanism: SignMechanism
-    digests: list[bytes]
-    future: asyncio.Future[list[bytes]]
-
-
-def _settle(future: asyncio.Future[list[bytes]], outcome: list[bytes] | BaseException) -> None:
-    if future.done():  # the caller was cancelled meanwhile
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+_SignJob = tuple[str, SignMechanism, list[bytes]]  # key ID, mechanism, digests
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,8 +438,7 @@ class Hsm:
         self._pin = user_pin
         self._conf = str(Path(softhsm2_conf).resolve()) if softhsm2_conf else None
         self._token: _TokenSession | None = None
-        self._pending: list[_SignJob] = []  # event-loop side only
-        self._drainer: asyncio.Task[None] | None = None
+        self._signer: Coalescer[_SignJob, list[bytes]] = Coalescer(self._run_jobs)
 
     def __repr__(self) -> str:
         return f"Hsm(module={self._module!r}, token={self._label!r})"  # never the PIN
@@ -501,8 +485,7 @@ class Hsm:
 
     async def close(self) -> None:
         """Release this object's share of the session (the last user logs out and unloads)."""
-        if self._drainer is not None:  # let queued signatures finish first
-            await asyncio.wait({self._drainer})
+        await self._signer.drained()  # let queued signatures finish first
         token, self._token = self._token, None
         if token is not None:
             await self._submit(_close_token, token)
@@ -540,34 +523,13 @@ class Hsm:
         hop. Nothing waits for a batch to fill, so an idle service keeps its latency; each
         request still gets its own result or its own exception.
         """
-        future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_SignJob(key_id, mechanism, list(digests), future))
-        if self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return await self._signer.submit((key_id, mechanism, list(digests)))
 
-    async def _drain(self) -> None:
-        """Feed queued sign jobs to the HSM thread, one hop per accumulated batch."""
-        jobs: list[_SignJob] = []
+    async def _run_jobs(self, jobs: list[_SignJob]) -> list[Outcome]:
         try:
-            while self._pending:
-                jobs, self._pending = self._pending, []
-                for job, outcome in zip(jobs, await self._run_jobs(jobs)):
-                    _settle(job.future, outcome)
-        except asyncio.CancelledError:
-            for job in jobs + self._pending:
-                job.future.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._drainer = None
-
-    async def _run_jobs(self, jobs: list[_SignJob]) -> list[list[bytes] | BaseException]:
-        work = [(job.key_id, job.mechanism, job.digests) for job in jobs]
-        try:
-            return await self._submit(self._sign_jobs_sync, work)
+            return await self._submit(self._sign_jobs_sync, jobs)
         except Exception as exc:  # the hop itself failed (e.g. interpreter shutting down)
-            return [HsmError(f"signing failed: {type(exc).__name__}") for _ in jobs]
+            return [(False, HsmError(f"signing failed: {type(exc).__name__}")) for _ in jobs]
 
     # -- secret data (e.g. TOTP seeds) ----------------------------------------------------------
 
@@ -656,16 +618,14 @@ class Hsm:
             sign = functools.partial(sign, mechanism_param=plan.param)
         return [plan.finish(sign(plan.prepare(d))) for d in digests]
 
-    def _sign_jobs_sync(
-        self, jobs: list[tuple[str, SignMechanism, list[bytes]]]
-    ) -> list[list[bytes] | BaseException]:
+    def _sign_jobs_sync(self, jobs: list[_SignJob]) -> list[Outcome]:
         """Run several independent sign jobs; one job's failure is returned, not raised."""
-        outcomes: list[list[bytes] | BaseException] = []
+        outcomes: list[Outcome] = []
         for key_id, mech, digests in jobs:
             try:
-                outcomes.append(self._sign_sync(key_id, mech, digests))
+                outcomes.append((True, self._sign_sync(key_id, mech, digests)))
             except Exception as exc:
-                outcomes.append(exc)
+                outcomes.append((False, exc))
         return outcomes
 
     def _secret_key(self, label: str) -> Any:

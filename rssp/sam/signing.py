@@ -16,7 +16,7 @@ from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError, SignMechanism
 from rssp.sam.sad import Spend, spend_sad, spend_sad_for_token
-from rssp.sam.verify import all_signatures_valid
+from rssp.sam.verify import Verifier
 from rssp.store import Store
 
 
@@ -38,6 +38,7 @@ class SigningService:
     def __init__(self, store: Store, hsm: Hsm) -> None:
         self.store = store
         self.hsm = hsm
+        self.verifier = Verifier()
 
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
         mechanism = self._mechanism(req)
@@ -86,7 +87,7 @@ class SigningService:
         except HsmError:
             await self._record(req, "hsm_error", "The HSM could not sign")
             raise CSCError(500, "server_error", "The signature could not be created") from None
-        if not await all_signatures_valid(cred.public_key, mechanism, list(req.digests), signatures):
+        if not await self.verifier.all_valid(cred.public_key, mechanism, list(req.digests), signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
         return signatures

@@ -20,8 +20,9 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 
+from rssp.coalesce import Coalescer, Outcome
 from rssp.store.db import sqlite_begin, sqlite_pragmas
-from rssp.store.group import GroupRunner, Outcome, Work, run_each, run_grouped
+from rssp.store.group import Work, run_each, run_grouped
 from rssp.store.writer_lock import WriterLock
 from rssp.threads import named_pool
 
@@ -110,8 +111,8 @@ class SqliteStore:
         event.listen(self.sync_engine, "begin", sqlite_begin)
         self.writer_lock = WriterLock(url)  # taken and released on the store's thread only
         self._write_lock: asyncio.Lock | None = None  # write transactions of this process queue here
-        self._writes: GroupRunner[Any] = GroupRunner(self._write_batch)
-        self._reads: GroupRunner[Any] = GroupRunner(self._read_batch)
+        self._writes: Coalescer[Work, Any] = Coalescer(self._write_batch)
+        self._reads: Coalescer[Work, Any] = Coalescer(self._read_batch)
         self._held: dict[bool, Connection] = {}  # store thread only: write? -> its connection
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
