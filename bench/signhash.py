@@ -23,7 +23,8 @@ What it does (see docs/benchmarks.md):
 3. Prints one row per (key, workers, n) with the HTTP rate, the raw rate, their ratio, the
    target ratio, PASS/MISS (informational: the exit status is 0), the bound (the highest
    ratio a server that verifies every signature could reach here: :func:`ratio_bound`, from
-   the raw rate and :func:`verify_rate` measured in the same run), p50/p99 latency; then a
+   the raw rate and :func:`verify_rate` measured in the same run), for single hashes the
+   http bound (:func:`http_floor`: ``info`` calls/s over the raw rate), p50/p99 latency; then a
    diagnostics table (client and server CPU per call, event-loop share, connection
    balance). ``--out FILE`` writes the same as JSON.
 
@@ -582,6 +583,8 @@ class Row:
     target: float = math.nan
     verify_per_s: float = math.nan  # one thread, rssp's check, same key type (verify_rate)
     bound: float = math.nan  # ratio_bound: the most a verifying server can reach here
+    info_calls_per_s: float = math.nan  # single-hash rows: http_floor on the same connections
+    http_bound: float = math.nan  # info_calls_per_s / raw: what single hashes reach at best here
     verdict: str = ""
     p50_ms: float = math.nan
     p99_ms: float = math.nan
@@ -657,6 +660,7 @@ async def measure(inst: Instance, server: Server, case: KeyCase, n: int, raw_hin
         if warm["errors"] or not warm["ok"]:
             raise RuntimeError(f"signHash failed during warm-up: {(warm['errors'] or ['no call'])[0]}")
         warm_rate = warm["ok"] / warm["elapsed"]  # calls/s
+        info_rate = await http_floor(client, seconds) if n == 1 else math.nan
         # The pool: a multiple of the warm-up rate (warm-up is the slow part; single-hash SADs
         # are cheap, 50 calls each) but never more than the raw rate allows, and never more
         # SADs than ``sad_budget`` seconds of authorize make.
@@ -690,7 +694,7 @@ async def measure(inst: Instance, server: Server, case: KeyCase, n: int, raw_hin
     return Row(
         key=case.name, workers=server.workers, hashes_per_call=n,
         http_sigs_per_s=ok * n / elapsed if elapsed > 0 else 0.0,
-        target=case.target_single if n == 1 else case.target_batch,
+        target=case.target_single if n == 1 else case.target_batch, info_calls_per_s=info_rate,
         p50_ms=percentile(lat, 0.50) * 1e3, p99_ms=percentile(lat, 0.99) * 1e3,
         calls=ok, calls_per_s=ok / elapsed if elapsed > 0 else 0.0, seconds=elapsed, concurrency=concurrency,
         errors=len(result["errors"]), pool_exhausted=result["exhausted"],
@@ -704,6 +708,21 @@ async def measure(inst: Instance, server: Server, case: KeyCase, n: int, raw_hin
         foreign_cpu_pct=max(0.0, 100 * (busy1 - busy0 - cpu["total"] - result["client_cpu"]) / wall),
         verified=verified, sads=len(pool), authorize_s=authorize_s, profiles=[str(p) for _, p in profilers],
     )
+
+
+async def http_floor(client: Client, seconds: float) -> float:
+    """Calls/s of ``info`` on the same connections: the cheapest CSC call (no token, database or HSM).
+
+    A single-hash signHash goes through the same HTTP parsing, middleware, dispatch and JSON
+    response on the event loop (with a smaller response) and then spends a SAD, signs and
+    verifies, so this rate over the raw sign rate (the ``http`` column) is about the most
+    single-hash calls can reach with this HTTP stack on this machine.
+    """
+    phase = min(seconds, 1.5)
+    result = await client.run("/csc/v2/info", [b"{}"] * int(40_000 * phase * client.server.workers), phase)
+    if result["errors"] or not result["ok"]:
+        raise RuntimeError(f"info failed: {(result['errors'] or ['no call'])[0]}")
+    return result["ok"] / result["elapsed"]
 
 
 def raw_rate(inst: Instance, case: KeyCase, seconds: float, processes: int) -> tuple[float, float]:
@@ -746,14 +765,16 @@ def _fmt(values: list[float]) -> str:
 def print_table(rows: list[Row]) -> None:
     print()
     print(f"{'key':9} {'workers':>7} {'hashes/call':>11} {'HTTP sig/s':>11} {'raw sig/s':>10} {'ratio':>6} "
-          f"{'target':>6} {'':4} {'bound':>6} {'p50 ms':>8} {'p99 ms':>8}")
+          f"{'target':>6} {'':4} {'bound':>6} {'http':>6} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
+        http = f"{r.http_bound:6.2f}" if not math.isnan(r.http_bound) else f"{'-':>6}"
         print(f"{r.key:9} {r.workers:7d} {r.hashes_per_call:11d} {r.http_sigs_per_s:11,.0f} {r.raw_sigs_per_s:10,.0f} "
-              f"{r.ratio:6.2f} {r.target:6.2f} {r.verdict:4} {r.bound:6.2f} {r.p50_ms:8.1f} {r.p99_ms:8.1f}")
+              f"{r.ratio:6.2f} {r.target:6.2f} {r.verdict:4} {r.bound:6.2f} {http} {r.p50_ms:8.1f} {r.p99_ms:8.1f}")
     print()
     print("bound = the highest ratio a server that verifies every signature could reach on this machine:\n"
           "sign (workers / raw) plus one verify with rssp's check (one thread, same key type) per signature,\n"
-          "spread over all CPUs; HTTP and the database come on top of it.")
+          "spread over all CPUs; HTTP and the database come on top of it. http (single hashes) = calls/s of\n"
+          "info, the cheapest CSC call (no token, database or HSM), on the same connections, over raw sig/s.")
     for spec in dict.fromkeys(r.key for r in rows):
         rate = next(r.verify_per_s for r in rows if r.key == spec)
         print(f"  {spec}: verify {rate:,.0f} sig/s on one thread")
@@ -772,6 +793,8 @@ def print_table(rows: list[Row]) -> None:
             flags.append(f"SAD pool ran out after {r.seconds:.1f}s")
         if r.client_bound:
             flags.append("client near saturation")
+        if not math.isnan(r.info_calls_per_s):
+            flags.append(f"info {r.info_calls_per_s:,.0f} calls/s")
         print(f"{r.key:9} w={r.workers} n={r.hashes_per_call:<2d} {r.calls_per_s:6.0f} calls/s c={r.concurrency:<2d} "
               f"client {r.client_cpu_pct:3.0f}% {r.client_cpu_us_per_call:5.0f}us  "
               f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call {r.server_cpu_us_per_sig:5.0f}us/sig  "
@@ -832,6 +855,7 @@ def run_case(inst: Instance, case: KeyCase, workers: int, args: argparse.Namespa
         row.ratio = row.http_sigs_per_s / row.raw_sigs_per_s
         row.verify_per_s = verify
         row.bound = ratio_bound(row.raw_sigs_per_s, verify, workers, len(os.sched_getaffinity(0)))
+        row.http_bound = row.info_calls_per_s / row.raw_sigs_per_s
         row.verdict = "PASS" if row.ratio >= row.target else "MISS"
     return rows
 
