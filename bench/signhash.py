@@ -916,7 +916,8 @@ def main() -> None:
                      "load_before": load_before, "load_after": load_after},
             "options": {"seconds": args.seconds, "quick": args.quick, "concurrency": args.concurrency,
                         "batch_concurrency": args.batch_concurrency, "sad_budget": args.sad_budget},
-            "rows": [asdict(r) for r in rows],
+            "rows": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(r).items()}
+                     for r in rows],  # JSON has no NaN: a figure that does not apply is null
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
