@@ -781,7 +781,7 @@ def print_table(rows: list[Row]) -> None:
     print()
     print("Diagnostics of the timed phases: calls/s; c = client tasks (one connection each); client CPU (% of\n"
           "one core, us per call); server CPU of all workers (% of one core, per call, per signature); per worker:\n"
-          "CPU % of the event-loop thread, the PKCS#11 thread, the SQLite thread, the verifier threads and\n"
+          "CPU % of the event-loop thread, the PKCS#11 thread, the SQLite thread, the verifier thread and\n"
           "any other threads, connections; other = CPU\n"
           "of unrelated processes on the machine (% of one core) during the HTTP phase and the raw runs; raw\n"
           "runs (sig/s); SADs made for the phase (seconds of credentials/authorize); signatures verified.")

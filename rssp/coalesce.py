@@ -1,6 +1,6 @@
 """Coalescing work for a dedicated thread: what arrives while one hop is out goes in the next.
 
-The HSM thread, the SQLite thread and the verifier threads are each reached by a hop off the
+The HSM thread, the SQLite thread and the verifier thread are each reached by a hop off the
 event loop, and a hop costs about as much as the work it carries (tens of µs of hand-off and
 wake-up on each side). Under load, the callers that queue up while a hop is out therefore
 share the next one: one hop per batch instead of one per caller. Nothing ever waits for a

@@ -1,4 +1,4 @@
-"""rssp.coalesce.Coalescer: the queue in front of the HSM, SQLite and verifier threads."""
+"""rssp.coalesce.Coalescer: the queue in front of the HSM, SQLite and verifier threads (one each per process)."""
 
 from __future__ import annotations
 

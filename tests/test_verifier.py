@@ -1,7 +1,7 @@
 """The SAM's check of every signature value before it leaves (rssp.sam.verify.Verifier).
 
 Real keys and real signatures from pyca/cryptography; the checks must give each caller its own
-verdict even when many callers share one hop to the verifier threads, and must never run on
+verdict even when many callers share one hop to the verifier thread, and must never run on
 the event loop.
 """
 
@@ -70,7 +70,7 @@ async def test_one_bad_value_in_a_large_batch_fails_the_batch(ec_key: ec.Ellipti
     digests = _digests(50)
     signatures = _ec_sign(ec_key, digests)
     assert await verifier.all_valid(_spki(ec_key), ECDSA, digests, signatures)
-    for bad in (0, 24, 25, 49):  # either half of the split, and its edges
+    for bad in (0, 24, 25, 49):
         tampered = list(signatures)
         tampered[bad] = _flip(tampered[bad])
         assert not await verifier.all_valid(_spki(ec_key), ECDSA, digests, tampered)
