@@ -4,11 +4,10 @@ Under concurrent signHash load each request spends a SAD in a short write transa
 SQLite every one of them paid a thread hop, a ``BEGIN IMMEDIATE`` and a WAL commit, one after
 the other behind the process's write lock. Here the requests that arrive while a transaction
 is running queue up (:class:`rssp.coalesce.Coalescer`), and the next hop runs all of them in
-one transaction, each inside its own
-SAVEPOINT: a request that fails (an exhausted SAD, a hash not authorized) rolls back only its
-own work and gets its own exception, while the others commit together. No caller's future
-resolves before the commit that holds its work, so nothing is reported done that could still
-be lost.
+one transaction, each inside its own SAVEPOINT: a request that fails (an exhausted SAD, a hash
+not authorized) rolls back only its own work and gets its own exception, while the others
+commit together. No caller's future resolves before the commit that holds its work, so
+nothing is reported done that could still be lost.
 """
 
 from __future__ import annotations

@@ -98,6 +98,9 @@ class ThreadConnection:
             self._store.writer_lock.release()
 
 
+_MAX_GROUP = 64  # units per grouped transaction: bounds how long one commit holds the writer lock
+
+
 class SqliteStore:
     """The :class:`~rssp.store.Store` interface over a file SQLite database."""
 
@@ -111,8 +114,8 @@ class SqliteStore:
         event.listen(self.sync_engine, "begin", sqlite_begin)
         self.writer_lock = WriterLock(url)  # taken and released on the store's thread only
         self._write_lock: asyncio.Lock | None = None  # write transactions of this process queue here
-        self._writes: Coalescer[Work, Any] = Coalescer(self._write_batch)
-        self._reads: Coalescer[Work, Any] = Coalescer(self._read_batch)
+        self._writes: Coalescer[Work, Any] = Coalescer(self._write_batch, max_batch=_MAX_GROUP)
+        self._reads: Coalescer[Work, Any] = Coalescer(self._read_batch, max_batch=_MAX_GROUP)
         self._held: dict[bool, Connection] = {}  # store thread only: write? -> its connection
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
