@@ -81,13 +81,13 @@ class SigningService:
 
     async def _sign_spent(self, req: SignRequest, mechanism: SignMechanism) -> list[bytes]:
         """Sign and verify once the SAD is spent: from here a failure is a server error."""
-        cred = req.credential
+        cred, digests = req.credential, list(req.digests)
         try:
-            signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, list(req.digests))
+            signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
         except HsmError:
             await self._record(req, "hsm_error", "The HSM could not sign")
             raise CSCError(500, "server_error", "The signature could not be created") from None
-        if not await self.verifier.all_valid(cred.public_key, mechanism, list(req.digests), signatures):
+        if not await self.verifier.all_valid(cred.public_key, mechanism, digests, signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
         return signatures
