@@ -1,12 +1,13 @@
 """The CAs registered for ``manages/*``: their enrollment policy and their management clients.
 
 Core keeps these so that ``rssp ca add`` (core CLI), ``rssp init`` and the manages extension
-share them. The client secret is shown once and stored only as an argon2id hash, in the
+share them. The client secret is shown once and stored only as its SHA-256, in the
 database, so a rotated secret takes effect in every server process without a restart.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,8 @@ from asn1crypto import pem
 from sqlalchemy import delete, select
 
 from rssp.audit import record
-from rssp.auth.passwords import hash_secret, verify_secret
-from rssp.auth.secrets import new_id, new_secret
+from rssp.auth.passwords import verify_login_secret
+from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.store.schema import manage_clients
 
 ALLOWED_KEYS_DEFAULT = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
@@ -54,7 +55,7 @@ def ca_policy(ca_id: str, settings: dict[str, Any], directory: Any) -> CAPolicy:
 async def register_manage_client(store: Any, ca_id: str, *, actor: str = "operator") -> tuple[str, str]:
     """Create the CA's management client, replacing any previous one; returns (client_id, secret)."""
     client_id, secret = f"ca-{new_id(8)}", new_secret()
-    secret_hash = await hash_secret(secret)
+    secret_hash = digest(secret)
     async with store.write() as conn:
         await conn.execute(delete(manage_clients).where(manage_clients.c.ca_id == ca_id))
         await conn.execute(manage_clients.insert().values(
@@ -65,8 +66,19 @@ async def register_manage_client(store: Any, ca_id: str, *, actor: str = "operat
 
 
 async def verify_manage_client(store: Any, client_id: str, secret: str) -> str | None:
-    """The caID the client manages if the secret is right, else None (constant work either way)."""
+    """The caID the client manages if the secret is right, else None.
+
+    A management client's secret is 256 random bits, stored as its SHA-256 like an OAuth
+    client's: argon2's cost protects low-entropy human secrets and here only gave anyone who
+    can reach ``manages/login`` a way to spend the server's CPU (#20). Secrets issued before
+    this change are argon2 hashes and are still checked as such, on the login pool.
+    """
     async with store.read() as conn:
         row = (await conn.execute(select(manage_clients).where(manage_clients.c.client_id == client_id))).first()
-    ok = await verify_secret(row.secret_hash if row else None, secret)
-    return row.ca_id if ok and row is not None else None
+    if row is None:
+        return None
+    if row.secret_hash.startswith("$argon2"):
+        ok = await verify_login_secret(row.secret_hash, secret)
+    else:
+        ok = hmac.compare_digest(row.secret_hash, digest(secret))
+    return row.ca_id if ok else None

@@ -51,6 +51,8 @@ class SecurityConfig:
     login_address_failures: int = 100  # ... and from one client address
     login_block_seconds: float = 60.0  # first block; doubles with each further failure
     login_max_block_seconds: float = 900.0
+    login_concurrency: int = 8  # unauthenticated login checks one worker runs or queues at once; more get 429
+    sad_max_lifetime_seconds: int = 3600  # a transaction's absolute lifetime: extendTransaction cannot pass it
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,8 @@ def invalid_authentication_data() -> CSCError:
 
 def credential_locked() -> CSCError:
     return invalid_request("Credential locked")
+
+
+def try_later(description: str, retry_after: int) -> CSCError:
+    """429 for a login refused by the throttle or the admission gate, with when to come back."""
+    return CSCError(429, "temporarily_unavailable", description, headers={"Retry-After": str(retry_after)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rssp.auth.admission import LoginGate
 from rssp.auth.password_login import PasswordLogin
 from rssp.auth.throttle import LoginThrottle, ThrottlePolicy
 from rssp.auth.tokens import TokenService
@@ -39,7 +40,8 @@ class Services:
             tokens=TokenService(store, config.security),
             signing=SigningService(store, hsm),
             signing_keys=SigningKeyCache(store),
-            logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config))),
+            logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config)),
+                                 LoginGate(config.security.login_concurrency)),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:

@@ -53,6 +53,7 @@ class Deployment:
     proc: subprocess.Popen | None = None
     port: int = 0
     log_path: Path | None = None
+    manage_clients: dict[str, tuple[str, str]] = field(default_factory=dict)  # caID -> (client_id, secret)
 
     @property
     def db_url(self) -> str:
@@ -129,15 +130,31 @@ class Deployment:
         self.proc = None
 
 
-def make_deployment(directory: Path, database_url: str | None) -> Deployment:
-    """Init an instance and populate it with the users and credentials the suite uses."""
+def _new_deployment(directory: Path, database_url: str | None) -> Deployment:
+    """``rssp init`` a fresh instance; its management clients are kept (they are shown once)."""
     env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
     if database_url:
         env["RSSP_DATABASE_URL"] = database_url
     if directory.exists():
         shutil.rmtree(directory)
     dep = Deployment(directory, database_url, env)
-    dep.rssp("init", str(directory))
+    summary = dep.rssp_json("init", str(directory))
+    dep.manage_clients = {ca: (c["client_id"], c["client_secret"])
+                          for ca, c in summary.get("manageClients", {}).items()}
+    return dep
+
+
+def make_deployment_minimal(directory: Path, database_url: str | None) -> Deployment:
+    """An instance of its own with one user, ``signer``, and one level-1 P-256 credential of the same name."""
+    dep = _new_deployment(directory, database_url)
+    dep.add_user("signer", "signer-password")
+    dep.add_credential("signer", "signer", "ec-p256", multisign=10)
+    return dep
+
+
+def make_deployment(directory: Path, database_url: str | None) -> Deployment:
+    """Init an instance and populate it with the users and credentials the suite uses."""
+    dep = _new_deployment(directory, database_url)
     dep.add_user("alice", "alice-password")
     dep.add_user("bob", "bob-password")
     dep.add_credential("rsa2048", "alice", "rsa-2048", multisign=100)

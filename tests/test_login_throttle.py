@@ -9,6 +9,7 @@ database.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -92,22 +93,31 @@ async def throttle(tmp_path):
 
 async def test_failures_from_one_address_block_it_across_usernames(throttle):
     for name in ("u1", "u2", "u3"):
-        await throttle.check(name, "192.0.2.7")
-        await throttle.failed(name, "192.0.2.7")
+        await throttle.begin("user", name, "192.0.2.7")  # each attempt is counted before it is checked
     with pytest.raises(LoginThrottled):
-        await throttle.check("u4", "192.0.2.7")  # a username never tried before: the address is blocked
-    await throttle.check("u4", "192.0.2.8")  # another address is not
-    await throttle.succeeded("u1")  # a success clears the username, not the address
+        await throttle.begin("user", "u4", "192.0.2.7")  # a username never tried before: the address is blocked
+    await throttle.begin("user", "u4", "192.0.2.8")  # another address is not
+    await throttle.succeeded("user", "u3", "192.0.2.7")  # a success takes back its own attempt, no more
+    await throttle.begin("user", "u5", "192.0.2.7")
     with pytest.raises(LoginThrottled):
-        await throttle.check("u1", "192.0.2.7")
+        await throttle.begin("user", "u6", "192.0.2.7")
 
 
 async def test_the_delay_doubles_with_each_failure_past_the_threshold(throttle):
     for _ in range(5):
-        await throttle.failed("v", None)
+        await throttle.begin("user", "v", None)
     with pytest.raises(LoginThrottled) as first:
-        await throttle.check("v", None)
-    await throttle.failed("v", None)
+        await throttle.begin("user", "v", None)
+    async with throttle.store.write() as conn:  # the first block has passed
+        await conn.execute(update(login_throttle).values(last_failure=time.time() - 61))
+    await throttle.begin("user", "v", None)  # allowed once more, and counted
     with pytest.raises(LoginThrottled) as second:
-        await throttle.check("v", None)
+        await throttle.begin("user", "v", None)
     assert first.value.retry_after <= 60 < second.value.retry_after <= 120
+
+
+async def test_concurrent_attempts_are_counted_before_any_is_checked(throttle):
+    """Fifty attempts at once for one name: exactly five go ahead, whatever the interleaving."""
+    outcomes = await asyncio.gather(*(throttle.begin("user", "w", None) for _ in range(50)), return_exceptions=True)
+    assert sum(o is None for o in outcomes) == 5
+    assert all(isinstance(o, LoginThrottled) for o in outcomes if o is not None)

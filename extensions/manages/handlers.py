@@ -18,8 +18,9 @@ from rssp.algorithms import CURVE_OIDS, EC_PUBLIC_KEY, RSA_ENCRYPTION
 from rssp.api.auth import basic_credentials
 from rssp.api.registry import Call, MethodHandler
 from rssp.audit import record
+from rssp.auth.password_login import LoginThrottled
 from rssp.ca_registry import CAPolicy, verify_manage_client
-from rssp.errors import CSCError, invalid_param, wrong_scope
+from rssp.errors import CSCError, invalid_param, try_later, wrong_scope
 from rssp.hsm.types import KeySpec
 
 POLICIES = "manages.policies"  # Services.extras key: caID -> CAPolicy, built at start-up
@@ -66,7 +67,11 @@ async def login(call: Call) -> web.Response:
         raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
     client_id, secret = basic_credentials(header)
     services = call.services
-    ca_id = await verify_manage_client(services.store, client_id[:64], secret)
+    try:
+        ca_id = await services.logins.guarded(
+            "client", client_id, call.ip, lambda: verify_manage_client(services.store, client_id[:64], secret))
+    except LoginThrottled as throttled:  # LoginBusy included; the throttle counted the failures already
+        raise try_later(throttled.description, throttled.retry_after) from None
     if ca_id is None or ca_id not in services.config.cas:
         async with services.store.write() as conn:
             await record(conn, actor=client_id[:128], action="manages.login", outcome="failed", client_ip=call.ip)

@@ -7,8 +7,8 @@ from aiohttp import web
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
 from rssp.auth.basic import MalformedBasic, NotBasic, split_basic
-from rssp.auth.password_login import LoginThrottled
-from rssp.errors import CSCError, invalid_request
+from rssp.auth.password_login import LoginBusy, LoginThrottled
+from rssp.errors import CSCError, invalid_request, try_later
 
 _LOGIN_FAILED = CSCError(400, "authentication_error", "An error occurred during authentication process")
 
@@ -34,11 +34,12 @@ async def login(call: Call) -> web.Response:
         username, password = basic_credentials(header)
         try:
             user = await services.logins.authenticate(username, password, call.ip)
+        except LoginBusy as busy:  # load shedding, not a security event: no audit write per refusal
+            raise try_later(busy.description, busy.retry_after) from None
         except LoginThrottled as throttled:
             async with services.store.write() as conn:
                 await record(conn, actor=username[:128], action="auth.login", outcome="throttled", client_ip=call.ip)
-            raise CSCError(429, "temporarily_unavailable", "Too many failed login attempts; try again later",
-                           headers={"Retry-After": str(throttled.retry_after)}) from None
+            raise try_later(throttled.description, throttled.retry_after) from None
         if user is None:
             async with services.store.write() as conn:
                 await record(conn, actor=username[:128], action="auth.login", outcome="failed", client_ip=call.ip)

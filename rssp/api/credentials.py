@@ -146,7 +146,7 @@ async def authorize(call: Call) -> web.Response:
     ttl = services.config.security.sad_ttl_seconds
     grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
     async with services.store.write() as conn:
-        sad = await insert_sad(conn, grant, ttl)
+        sad = await insert_sad(conn, grant, ttl, services.config.security.sad_max_lifetime_seconds)
         await record(conn, actor=call.user.user_id, action="credential.authorize", target=cred.id, outcome="ok",
                      client_ip=call.ip, detail={"numSignatures": num, "hashes": [d.hex() for d in digests]})
     return web.json_response({"SAD": sad, "expiresIn": ttl})
@@ -157,10 +157,9 @@ async def extend_transaction(call: Call) -> web.Response:
     sad = body.required_string("SAD", max_len=256)
     cred = await own_credential(call, enabled=True)
     hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request, call.version)
-    ttl = services.config.security.sad_ttl_seconds
-    grant = SadGrant(call.user.user_id, cred.id, 0, hash_name, digests)
-    new_sad = await extend_sad(services.store, sad, grant, ttl, call.ip)
-    return web.json_response({"SAD": new_sad, "expiresIn": ttl})
+    asked = SadGrant(call.user.user_id, cred.id, 0, hash_name, digests)
+    new_sad, expires_in = await extend_sad(services.store, sad, asked, services.config.security.sad_ttl_seconds, call.ip)
+    return web.json_response({"SAD": new_sad, "expiresIn": expires_in})
 
 
 def register(registry: Registry) -> None:

@@ -1,17 +1,30 @@
 """argon2id hashing for user passwords and credential PINs, run off the event loop.
 
-argon2 deliberately costs tens of milliseconds; running it in a worker thread keeps other
-requests flowing while one login or authorization is being checked.
+argon2 deliberately costs tens of milliseconds of CPU and 64 MiB. It runs on two small pools
+of its own, never on the default executor:
+
+- ``rssp-argon2-login``: checks for callers not yet authenticated (``auth/login``, the OAuth
+  login page). Anyone can send those, so they get one thread per process, behind the
+  admission gate of :mod:`rssp.auth.admission`: a burst of logins queues here, bounded, and
+  takes at most one core.
+- ``rssp-argon2``: work for callers already authenticated (a signer's PIN at
+  ``credentials/authorize``) and for operators. A flood of anonymous logins never delays a
+  signer's authorization behind it (#20: twelve login clients made one signature take 2-3 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rssp.threads import named_pool
+
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
+_signer_pool = named_pool("rssp-argon2", 1)
+_login_pool = named_pool("rssp-argon2-login", 1)
 
 
 def hash_secret_sync(secret: str) -> str:
@@ -19,7 +32,7 @@ def hash_secret_sync(secret: str) -> str:
 
 
 async def hash_secret(secret: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, secret)
+    return await asyncio.get_running_loop().run_in_executor(_signer_pool, _hasher.hash, secret)
 
 
 def _verify(stored: str, candidate: str) -> bool:
@@ -29,12 +42,20 @@ def _verify(stored: str, candidate: str) -> bool:
         return False
 
 
+async def _verify_on(pool: ThreadPoolExecutor, stored: str | None, candidate: str) -> bool:
+    """Constant work: a missing stored hash still burns a verification."""
+    ok = await asyncio.get_running_loop().run_in_executor(pool, _verify, stored or _DUMMY, candidate)
+    return ok and stored is not None
+
+
 async def verify_secret(stored: str | None, candidate: str) -> bool:
-    """Constant-work check; a missing stored hash still burns a verification."""
-    if stored is None:
-        await asyncio.to_thread(_verify, _DUMMY, candidate)
-        return False
-    return await asyncio.to_thread(_verify, stored, candidate)
+    """Check an authenticated caller's secret (a signer's PIN)."""
+    return await _verify_on(_signer_pool, stored, candidate)
+
+
+async def verify_login_secret(stored: str | None, candidate: str) -> bool:
+    """Check the secret of a caller not yet authenticated; run it behind the admission gate."""
+    return await _verify_on(_login_pool, stored, candidate)
 
 
 _DUMMY = _hasher.hash("rssp-dummy-secret")

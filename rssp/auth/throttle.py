@@ -1,27 +1,30 @@
-"""Password-login throttling per username and per client address (DESIGN §6).
+"""Login throttling per name and per client address (DESIGN §6).
 
-Credential factors already lock after five failures; the service password had no limit, so a
-client could guess passwords as fast as argon2 lets it. Failures are counted in the database
-(every worker process sees the same counts) under two keys: the username as typed, and the
-client's IP address. Past a threshold, further attempts are refused for a delay that doubles
-with each failure, up to a ceiling, without checking the password at all (no argon2 work is
-spent on a blocked key).
+Credential factors already lock after five failures; service passwords and management client
+secrets are throttled here. Attempts are counted in the database (every worker process and
+host sees the same counts) under two keys: the name as typed (a username, a management
+client ID) and the client's IP address. Past a threshold, further attempts are refused for a
+delay that doubles with each failure, up to a ceiling, without checking the secret at all.
 
-Unknown usernames are counted exactly like real ones, so the refusal does not reveal whether
-an account exists. A success clears its username's count, never the address's: otherwise one
-valid account would let an attacker reset the count for the address it guesses from. Counts
-that saw no failure for ``window`` seconds start over.
+Every attempt is counted *before* its secret is checked, in one write transaction that also
+decides whether it may go ahead (#20: counted after the check, 50 concurrent guesses were all
+evaluated and the right password got in as the 11th with a limit of 5). A success then takes
+its own attempt back: it clears its name's count and removes one from its address's, never
+more, so one valid account cannot reset the count of the address it guesses from.
 
-Keys are stored as SHA-256 digests: the table needs equality only, and a username typed into
-the password field by mistake must not be kept in clear.
+Unknown names are counted exactly like real ones, so the refusal does not reveal whether an
+account exists. Counts that saw no attempt for ``window`` seconds start over. Keys are stored
+as SHA-256 digests: the table needs equality only, and a password typed into the user field
+by mistake must not be kept in clear.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -40,15 +43,17 @@ class ThrottlePolicy:
 
 
 class LoginThrottled(Exception):
-    """Attempts for this username or from this address are refused for now."""
+    """Attempts for this name or from this address are refused for now."""
+
+    description = "Too many failed login attempts; try again later"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("login attempts throttled")
         self.retry_after = retry_after
 
 
-def _keys(username: str, address: str | None) -> list[tuple[str, str]]:
-    keys = [("user", digest("user:" + username))]
+def _keys(kind: str, name: str, address: str | None) -> list[tuple[str, str]]:
+    keys = [(kind, digest(f"{kind}:{name}"))]
     if address:
         keys.append(("address", digest("address:" + address)))
     return keys
@@ -60,7 +65,7 @@ class LoginThrottle:
         self.policy = policy
 
     def _threshold(self, kind: str) -> int:
-        return self.policy.user_failures if kind == "user" else self.policy.address_failures
+        return self.policy.address_failures if kind == "address" else self.policy.user_failures
 
     def _blocked_until(self, kind: str, failures: int, last_failure: float) -> float:
         over = failures - self._threshold(kind)
@@ -69,49 +74,53 @@ class LoginThrottle:
         delay = min(self.policy.block_seconds * 2 ** min(over, 30), self.policy.max_block_seconds)
         return last_failure + delay
 
-    async def check(self, username: str, address: str | None) -> None:
-        """Raise :class:`LoginThrottled` if either key is blocked now."""
-        keys = _keys(username, address)
+    async def begin(self, kind: str, name: str, address: str | None) -> None:
+        """Count one attempt under the name's and the address's keys, or raise :class:`LoginThrottled`.
 
-        def read(conn: Connection) -> list[tuple[str, int, float]]:
-            rows = conn.execute(
-                select(login_throttle).where(login_throttle.c.key.in_([k for _, k in keys]))
-            ).all()
-            kinds = dict((k, kind) for kind, k in keys)
-            return [(kinds[r.key], r.failures, r.last_failure) for r in rows]
+        Decided and counted in one write transaction (rows locked on PostgreSQL, the database
+        write lock on SQLite), so concurrent attempts in any process see each other's counts.
+        A refused attempt counts nothing.
+        """
+        keys = _keys(kind, name, address)
+        retry_after = await self.store.transaction(lambda conn: self._count(conn, keys, time.time()))
+        if retry_after:
+            raise LoginThrottled(retry_after)
 
-        now = time.time()
-        until = max((self._blocked_until(kind, n, last) for kind, n, last in await self.store.query(read)),
-                    default=0.0)
-        if until > now:
-            raise LoginThrottled(max(1, int(until - now + 0.999)))
-
-    async def failed(self, username: str, address: str | None) -> None:
-        """Count one failed attempt under both keys."""
-        keys = _keys(username, address)
+    def _count(self, conn: Connection, keys: list[tuple[str, str]], now: float) -> int:
+        """Count the attempt and return 0, or return the seconds to wait and count nothing."""
+        digests = [key for _kind, key in keys]
+        conn.execute(_insert(conn).values([{"key": k, "failures": 0, "last_failure": now} for k in digests])
+                     .on_conflict_do_nothing(index_elements=[login_throttle.c.key]))
+        rows = conn.execute(
+            select(login_throttle).where(login_throttle.c.key.in_(digests))
+            .order_by(login_throttle.c.key).with_for_update()  # one lock order: no deadlock between attempts
+        ).all()
+        kinds = {key: kind for kind, key in keys}
         window = self.policy.window_seconds
+        until = max((self._blocked_until(kinds[r.key], r.failures, r.last_failure) for r in rows
+                     if r.last_failure >= now - window), default=0.0)
+        if until > now:
+            return max(1, int(until - now + 0.999))
+        conn.execute(
+            update(login_throttle).where(login_throttle.c.key.in_(digests)).values(
+                failures=case((login_throttle.c.last_failure < now - window, 1), else_=login_throttle.c.failures + 1),
+                last_failure=now,
+            )
+        )
+        return 0
+
+    async def succeeded(self, kind: str, name: str, address: str | None) -> None:
+        """Take a successful attempt back: clear the name's count, remove one from the address's."""
+        (_kind, name_key), *address_keys = _keys(kind, name, address)
 
         def write(conn: Connection) -> None:
-            now = time.time()
-            for _kind, key in keys:
-                conn.execute(_upsert_failure(conn, key, now, window))
+            conn.execute(login_throttle.delete().where(login_throttle.c.key == name_key))
+            for _k, key in address_keys:
+                conn.execute(update(login_throttle).where(login_throttle.c.key == key, login_throttle.c.failures > 0)
+                             .values(failures=login_throttle.c.failures - 1))
 
         await self.store.transaction(write)
 
-    async def succeeded(self, username: str) -> None:
-        key = digest("user:" + username)
-        await self.store.transaction(lambda conn: conn.execute(
-            login_throttle.delete().where(login_throttle.c.key == key)))
 
-
-def _upsert_failure(conn: Connection, key: str, now: float, window: float):  # type: ignore[no-untyped-def]
-    """One statement, so two processes counting the same key at once cannot collide."""
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(login_throttle)
-    stmt = insert.values(key=key, failures=1, last_failure=now)
-    return stmt.on_conflict_do_update(
-        index_elements=[login_throttle.c.key],
-        set_={
-            "failures": case((login_throttle.c.last_failure < now - window, 1), else_=login_throttle.c.failures + 1),
-            "last_failure": now,
-        },
-    )
+def _insert(conn: Connection) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(login_throttle)

@@ -4,12 +4,21 @@ Level 1 asks for the PIN; level 2 asks for the PIN AND a TOTP code. Every failed
 counts toward the credential's lockout (JT2A 3.2.1.2: resistance to guessing); a locked
 credential refuses even correct factors until a privileged user unlocks it. A TOTP code is
 accepted once: the time step it belongs to is stored and must move forward.
+
+An attempt is counted *before* its factors are checked, by one conditional update that takes
+one of the attempts left (#20: counted after the check, 50 concurrent wrong PINs were all
+evaluated and the right PIN got in as the 6th). So however many requests race, in however
+many processes or hosts, at most ``max_failures`` attempts are ever checked between two
+successes; a success gives its attempt back by resetting the count, a failure keeps it and
+locks the credential once the count reaches the limit. An attempt whose process dies before
+its answer stays counted: the failure-safe side.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import pyotp
 from sqlalchemy import or_, update
@@ -60,13 +69,12 @@ async def check_factors(
 ) -> None:
     """Raise ``Credential locked`` or ``invalid_authentication_data``, or return if all factors hold."""
     if cred.locked:
-        async with store.write() as conn:
-            await record(conn, actor=actor, action="credential.authorize", target=cred.id,
-                         outcome="locked", client_ip=client_ip)
-        raise credential_locked()
+        await _refuse_locked(store, cred, actor, client_ip)
     if factors.pin is None or (cred.needs_totp and factors.otp is None):
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
+    if not await _take_attempt(store, cred, max_failures):
+        await _refuse_locked(store, cred, actor, client_ip)
     pin_ok = await verify_secret(cred.pin_hash, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if cred.needs_totp else 0
     if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
@@ -75,8 +83,27 @@ async def check_factors(
     raise invalid_authentication_data()
 
 
+async def _refuse_locked(store: Store, cred: Credential, actor: str, client_ip: str | None) -> NoReturn:
+    async with store.write() as conn:
+        await record(conn, actor=actor, action="credential.authorize", target=cred.id, outcome="locked",
+                     client_ip=client_ip)
+    raise credential_locked()
+
+
+async def _take_attempt(store: Store, cred: Credential, max_failures: int) -> bool:
+    """Count one attempt if the credential has one left; False if it is locked or has none."""
+    async with store.write() as conn:
+        result = await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == cred.id, credentials.c.locked.is_(False),
+                   credentials.c.failed_attempts < max_failures)
+            .values(failed_attempts=credentials.c.failed_attempts + 1, updated_at=time.time())
+        )
+    return bool(result.rowcount == 1)
+
+
 async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
-    """Reset the failure count and spend the OTP step, atomically; False if the step was used."""
+    """Reset the attempt count and spend the OTP step, atomically; False if locked or the step was used."""
     query = update(credentials).where(credentials.c.id == cred.id, credentials.c.locked.is_(False))
     if cred.needs_totp:
         query = query.where(credentials.c.totp_last_step < step)
@@ -89,15 +116,13 @@ async def _accept(store: Store, cred: Credential, step: int, actor: str, client_
 
 
 async def _count_failure(store: Store, cred: Credential, max_failures: int, actor: str, client_ip: str | None) -> None:
+    """The attempt is already counted: lock the credential if it was the last one left."""
     async with store.write() as conn:
         await conn.execute(
             update(credentials)
             .where(credentials.c.id == cred.id)
-            .values(
-                failed_attempts=credentials.c.failed_attempts + 1,
-                locked=or_(credentials.c.locked, credentials.c.failed_attempts + 1 >= max_failures),
-                updated_at=time.time(),
-            )
+            .values(locked=or_(credentials.c.locked, credentials.c.failed_attempts >= max_failures),
+                    updated_at=time.time())
         )
         await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="failed",
                      client_ip=client_ip)

@@ -24,7 +24,7 @@ from rssp.auth.tokens import principal_for
 from rssp.errors import invalid_request, invalid_sad, unknown_credential, wrong_scope
 from rssp.store import Conn, Store
 from rssp.store.prepared import Prepared
-from rssp.store.schema import credentials, sad_hashes, sads
+from rssp.store.schema import credentials, sad_hashes, sads, tokens
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,19 @@ class SadGrant:
         return bool(self.digests)
 
 
-def _sad_inserts(grant: SadGrant, ttl_seconds: int, value: str | None = None) -> tuple[str, list[tuple[Any, Any]]]:
-    """A new SAD value (or ``value``) and the statements that store it (its hash, and its bound digests)."""
+def _sad_inserts(grant: SadGrant, expires_at: float, not_after: float,
+                 value: str | None = None) -> tuple[str, list[tuple[Any, Any]]]:
+    """A new SAD value (or ``value``) and the statements that store it (its hash, and its bound digests).
+
+    ``not_after`` is the end of the whole transaction: no SAD extended from this one lives past it.
+    """
     value = value or new_secret()
     sad_hash = digest(value)
-    now = time.time()
     statements: list[tuple[Any, Any]] = [(
         sads.insert().values(
             sad_hash=sad_hash, credential_id=grant.credential_id, user_id=grant.user_id,
-            remaining=grant.count, expires_at=now + ttl_seconds, hash_algo=grant.hash_algo,
-            bound=grant.bound, created_at=now,
+            remaining=grant.count, expires_at=min(expires_at, not_after), not_after=not_after,
+            hash_algo=grant.hash_algo, bound=grant.bound, created_at=time.time(),
         ),
         None,
     )]
@@ -60,9 +63,14 @@ def _sad_inserts(grant: SadGrant, ttl_seconds: int, value: str | None = None) ->
     return value, statements
 
 
-async def insert_sad(conn: Conn, grant: SadGrant, ttl_seconds: int) -> str:
-    """Store a new SAD for ``grant`` in the caller's transaction and return its value."""
-    value, statements = _sad_inserts(grant, ttl_seconds)
+async def insert_sad(conn: Conn, grant: SadGrant, ttl_seconds: int, max_lifetime_seconds: int) -> str:
+    """Store a new SAD for ``grant`` in the caller's transaction and return its value.
+
+    The SAD expires after ``ttl_seconds``; extending it can go on for ``max_lifetime_seconds``
+    from now, never longer.
+    """
+    now = time.time()
+    value, statements = _sad_inserts(grant, now + ttl_seconds, now + max(ttl_seconds, max_lifetime_seconds))
     for statement, params in statements:
         await conn.execute(statement, params)
     return value
@@ -197,50 +205,68 @@ def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential
     return invalid_request("The credential identified by credentialID is disabled")
 
 
-async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None) -> str:
-    """Consume an unexpired SAD and issue a new one for what it had left.
+async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int,
+                     client_ip: str | None) -> tuple[str, int]:
+    """Consume an unexpired SAD and issue a new one for what it had left; the new value and its lifetime.
 
-    ``grant.digests``, when given, replace the binding; otherwise the unused digests carry over.
+    ``grant`` holds what the client asked for. The new SAD never carries more than the old one
+    had left: the same user, credential and hash algorithm, at most its remaining count, and,
+    when the old SAD was bound to hashes, only hashes among its unspent ones (#20: replacing
+    them let a client get a hash signed that the signer never authorized). Its expiry never
+    passes the transaction's ``not_after``, so extending cannot keep a SAD alive for ever.
     """
     return await store.transaction(partial(_extend, digest(sad), grant, ttl_seconds, client_ip))
 
 
-def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None, conn: Connection) -> str:
+def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None,
+            conn: Connection) -> tuple[str, int]:
+    if conn.execute(select(tokens.c.token_hash).where(tokens.c.token_hash == old_hash)).first() is not None:
+        # A credential token's grant is the token's: a SAD made from it would outlive its revocation.
+        raise invalid_sad()
     # Read before the delete: deleting the SAD cascades to its hashes.
     unused = conn.execute(
         select(sad_hashes.c.digest).where(sad_hashes.c.sad_hash == old_hash, sad_hashes.c.used.is_(False))
     ).scalars().all()
+    now = time.time()
     row = conn.execute(
         delete(sads)
-        .where(*_live(old_hash, grant.user_id, grant.credential_id), sads.c.remaining > 0)
-        .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound)
+        .where(*_live(old_hash, grant.user_id, grant.credential_id), sads.c.remaining > 0,
+               sads.c.not_after > now)
+        .returning(sads.c.remaining, sads.c.hash_algo, sads.c.bound, sads.c.not_after)
     ).first()
     if row is None:
         raise _why_not_spendable(conn, old_hash, grant.user_id, grant.credential_id, 0)
     conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
     new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
-    value, statements = _sad_inserts(new_grant, ttl_seconds)
+    value, statements = _sad_inserts(new_grant, now + ttl_seconds, row.not_after)
     for statement, params in statements:
         conn.execute(statement, params)
     write_record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
-                 client_ip=client_ip, detail={"remaining": new_grant.count})
-    return value
+                 client_ip=client_ip, detail={"remaining": new_grant.count,
+                                              "hashes": [d.hex() for d in new_grant.digests]})
+    return value, max(1, int(min(now + ttl_seconds, row.not_after) - now))
 
 
-def _carry_over(grant: SadGrant, remaining: int, hash_algo: str | None, unused: tuple[bytes, ...] | None) -> SadGrant:
-    """The new SAD's grant. ``unused`` is None when the old SAD was not bound to hashes.
+def _carry_over(asked: SadGrant, remaining: int, hash_algo: str | None, unused: tuple[bytes, ...] | None) -> SadGrant:
+    """The new SAD's grant: never wider than the old one. ``unused`` is None when it was not bound.
 
-    A bound SAD never turns into an unbound one: with no new hashes it keeps its unused ones.
+    A bound SAD keeps its unspent hashes, or narrows to those of them the client names; an
+    unbound one may be narrowed to hashes. Anything else is refused and nothing is consumed.
     """
-    if grant.digests:
-        if len(grant.digests) > remaining:
+    user, credential = asked.user_id, asked.credential_id
+    if unused is not None:
+        if not unused:
+            raise invalid_sad()
+        if not asked.digests:
+            return SadGrant(user, credential, min(remaining, len(unused)), hash_algo, unused)
+        if asked.hash_algo != hash_algo or not set(asked.digests) <= set(unused):
+            raise invalid_request("Hash is not authorized by the SAD.")
+        return SadGrant(user, credential, min(remaining, len(asked.digests)), hash_algo, asked.digests)
+    if asked.digests:
+        if len(asked.digests) > remaining:
             raise invalid_request("Numbers of signatures is too high")
-        return SadGrant(grant.user_id, grant.credential_id, remaining, grant.hash_algo, grant.digests)
-    if unused is None:
-        return SadGrant(grant.user_id, grant.credential_id, remaining)
-    if not unused:
-        raise invalid_sad()
-    return SadGrant(grant.user_id, grant.credential_id, min(remaining, len(unused)), hash_algo, unused)
+        return SadGrant(user, credential, len(asked.digests), asked.hash_algo, asked.digests)
+    return SadGrant(user, credential, remaining)
 
 
 async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, ttl_seconds: int) -> None:
@@ -249,6 +275,7 @@ async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, ttl_s
     The grant row is keyed by the token's digest, so ``signHash`` spends it through
     :func:`spend_sad` with the token as the SAD: the same atomic count, hash binding and audit.
     """
-    _value, statements = _sad_inserts(grant, ttl_seconds, access_token)
+    expires_at = time.time() + ttl_seconds  # the token's own expiry ends the transaction too
+    _value, statements = _sad_inserts(grant, expires_at, expires_at, access_token)
     for statement, params in statements:
         await conn.execute(statement, params)

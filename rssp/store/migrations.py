@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from rssp.store import schema
@@ -42,11 +42,20 @@ def _v4_login_throttle(conn: Connection) -> None:
     schema.login_throttle.create(conn, checkfirst=True)
 
 
+def _v6_sad_not_after(conn: Connection) -> None:
+    """The absolute end of a signing transaction (#20); SADs issued before it end with their expiry."""
+    if "not_after" not in {c["name"] for c in inspect(conn).get_columns("sads")}:
+        conn.exec_driver_sql("ALTER TABLE sads ADD COLUMN not_after FLOAT")
+    conn.execute(update(schema.sads).where(schema.sads.c.not_after.is_(None))
+                 .values(not_after=schema.sads.c.expires_at))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
     (3, _v3_manages),
     (4, _v4_login_throttle),
+    (6, _v6_sad_not_after),
 ]
 
 

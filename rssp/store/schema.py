@@ -71,6 +71,7 @@ sads = Table(
     Column("hash_algo", String(16)),
     Column("bound", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    Column("not_after", Float),  # end of the transaction: extendTransaction never passes it (NULL: not extendable)
 )
 
 sad_hashes = Table(

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy.pool import NullPool
 
 from rssp.coalesce import Coalescer, Outcome
 from rssp.store.db import sqlite_begin, sqlite_pragmas
@@ -57,30 +59,57 @@ class BufferedScalars:
         return list(self._values)
 
 
-class ThreadConnection:
-    """One transaction on one pooled connection, every call made on the store's thread."""
+class ReadConnection:
+    """What ``read()`` yields: each statement is one read on the store thread's own read connection.
 
-    def __init__(self, store: "SqliteStore", write: bool) -> None:
+    Nothing is checked out or held between statements, so no number of concurrent readers can
+    exhaust anything the store thread would then have to wait for (the pool deadlock of #20:
+    a pooled connection taken on the store thread could only be returned by a call queued
+    behind the one waiting for it). Every ``read()`` in rssp runs statements that need no
+    shared snapshot; a caller that does uses :meth:`SqliteStore.query` with one function.
+    """
+
+    def __init__(self, store: "SqliteStore") -> None:
         self._store = store
-        self._write = write
+
+    async def execute(self, statement: Any, parameters: Any = None) -> BufferedResult:
+        result: BufferedResult = await self._store.query(partial(_buffered, statement, parameters))
+        return result
+
+
+def _buffered(statement: Any, parameters: Any, conn: Connection) -> BufferedResult:
+    return BufferedResult(conn.execute(statement, parameters))
+
+
+class WriteTransaction:
+    """What ``write()`` yields: one transaction on the store thread's held write connection.
+
+    Only one is open per process at a time (the store's write lock), and grouped transactions
+    take the same lock, so the held connection is never shared. The inter-process writer lock
+    is taken at the first statement and released when the transaction ends.
+    """
+
+    def __init__(self, store: "SqliteStore") -> None:
+        self._store = store
         self._conn: Connection | None = None
 
     async def execute(self, statement: Any, parameters: Any = None) -> BufferedResult:
         return await self._store.call(self._execute, statement, parameters)
 
     def _execute(self, statement: Any, parameters: Any) -> BufferedResult:
-        if self._conn is None:  # connect lazily: the first statement pays no extra hop
-            if self._write:
-                self._store.writer_lock.acquire()
+        if self._conn is None:  # begin lazily: the first statement pays no extra hop
+            self._store.writer_lock.acquire()
             try:
-                self._conn = self._store.engine(write=self._write).connect()
-                self._conn.begin()
+                conn = self._store.held_connection(write=True)
+                conn.begin()
             except BaseException:
-                self._release()
+                self._store.writer_lock.release()
                 raise
+            self._conn = conn
         return BufferedResult(self._conn.execute(statement, parameters))
 
-    def _finish(self, commit: bool) -> None:
+    def finish(self, commit: bool) -> None:
+        """Commit or roll back (store thread); the writer lock is released whatever happens."""
         if self._conn is None:
             return
         try:
@@ -89,12 +118,9 @@ class ThreadConnection:
             else:
                 self._conn.rollback()
         finally:
-            self._conn.close()
+            if self._conn.in_transaction():  # a failed commit: never leave the held connection mid-transaction
+                self._conn.rollback()
             self._conn = None
-            self._release()
-
-    def _release(self) -> None:
-        if self._write:
             self._store.writer_lock.release()
 
 
@@ -108,8 +134,8 @@ class SqliteStore:
         self.url = url
         self._executor = named_pool("rssp-sqlite", 1)
         self.sync_engine: Engine = create_sync_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=8
-        )
+            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+        )  # no pool: the store thread holds its two connections for good (see held_connection)
         event.listen(self.sync_engine, "connect", sqlite_pragmas)
         event.listen(self.sync_engine, "begin", sqlite_begin)
         self.writer_lock = WriterLock(url)  # taken and released on the store's thread only
@@ -122,24 +148,25 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[ThreadConnection]:
-        conn = ThreadConnection(self, write=False)
-        try:
-            yield conn
-        finally:
-            await self.call(conn._finish, False)
+    async def read(self) -> AsyncIterator[ReadConnection]:
+        yield ReadConnection(self)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[ThreadConnection]:
-        """A transaction that commits on success and rolls back on any exception."""
+    async def write(self) -> AsyncIterator[WriteTransaction]:
+        """A transaction that commits on success and rolls back on any exception.
+
+        The end of the transaction is shielded: a caller cancelled inside the block must not
+        leave the held connection mid-transaction with the writer lock taken, which would stop
+        every later write of the process.
+        """
         async with self._lock():
-            conn = ThreadConnection(self, write=True)
+            conn = WriteTransaction(self)
             try:
                 yield conn
             except BaseException:
-                await self.call(conn._finish, False)
+                await asyncio.shield(self.call(conn.finish, False))
                 raise
-            await self.call(conn._finish, True)
+            await asyncio.shield(self.call(conn.finish, True))
 
     async def transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` as one write transaction, grouped with those waiting beside it.
@@ -157,7 +184,7 @@ class SqliteStore:
 
     async def _write_batch(self, fns: list[Work]) -> list[Outcome]:
         def in_thread() -> list[Outcome]:
-            conn = self._held_connection(write=True)
+            conn = self.held_connection(write=True)
             with self.writer_lock.held(), conn.begin():
                 return run_grouped(conn, fns)
 
@@ -166,7 +193,7 @@ class SqliteStore:
 
     async def _read_batch(self, fns: list[Work]) -> list[Outcome]:
         def in_thread() -> list[Outcome]:
-            conn = self._held_connection(write=False)
+            conn = self.held_connection(write=False)
             transaction = conn.begin()
             try:
                 return run_each(conn, fns)
@@ -179,7 +206,7 @@ class SqliteStore:
         """The engine for a write transaction (BEGIN IMMEDIATE, see :func:`sqlite_begin`) or a read."""
         return self.sync_engine.execution_options(sqlite_immediate=True) if write else self.sync_engine
 
-    def _held_connection(self, write: bool) -> Connection:
+    def held_connection(self, write: bool) -> Connection:
         """The store thread's own connection for grouped work, kept open between batches.
 
         Why: checking a connection out of the pool and back (with its reset) cost ~55 µs per
