@@ -237,3 +237,29 @@ class RA:
         status, out = await self.call(method, body)
         assert status == 200, (method, status, out)
         return out
+
+
+# --------------------------------------------------------------------------- the signer's side
+
+async def signer_signs(http: aiohttp.ClientSession, dep: Deployment, cred: Any) -> None:
+    """``cred`` (a ``deployment.Cred``) signs a hash over CSC, verified with its certificate."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    from client import CSC, ECDSA_SHA256, SHA256_RSA, digest
+
+    csc = CSC(http, dep)
+    token = await csc.token(cred.user)
+    status, info = await csc.call("credentials/info", {"credentialID": cred.id}, token)
+    assert status == 200, info
+    public = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0])).public_key()
+    h = digest(b"the signer's own document")
+    sad = await csc.sad(token, cred, hashes=[h] if cred.level == 2 else None)
+    is_ec = cred.key.startswith("ec")  # "ec" or a `credential create --key` name such as "ec-p256"
+    status, out = await csc.sign(token, cred, sad, [h], ECDSA_SHA256 if is_ec else SHA256_RSA)
+    assert status == 200, out
+    signature = base64.b64decode(out["signatures"][0])
+    if is_ec:
+        public.verify(signature, h, ec.ECDSA(Prehashed(hashes.SHA256())))
+    else:
+        public.verify(signature, h, padding.PKCS1v15(), Prehashed(hashes.SHA256()))

@@ -51,6 +51,8 @@ def audited(action: str) -> Callable[[MethodHandler], MethodHandler]:
 
 
 def _caller(call: Call) -> Caller:
+    """The acting CA; every method checks it is still configured (see :func:`_policy`)."""
+    _policy(call)
     return Caller(call.user.user_id, call.ip)
 
 

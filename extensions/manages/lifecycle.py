@@ -5,8 +5,13 @@ and no certificate (so it is not the signer's credential yet: not listed, not us
 ``linkEid`` sets the signer's factors; ``authorize`` gives the RA the CSR once (the proof of
 possession, signed inside rssp); ``linkCert`` checks the issued certificate and enables the
 credential; ``deleteKey`` marks it deleted and destroys the HSM objects. Each change writes its
-audit record in its own transaction. A CA reaches only credentials whose ``ca_id`` is its own;
-anything else looks unknown, exactly like an ID that does not exist.
+audit record in its own transaction.
+
+A CA reaches only the credentials its RA enrolled: those with a ``manage_enrollments`` row of
+its caID, which only ``generateKey`` writes. ``credentials.ca_id`` is not a scope: it names the
+CA that issues the certificate, and the operator's ``rssp credential create`` writes it too
+(``local`` by default) for credentials no RA enrolled. Anything else looks unknown, exactly
+like an ID that does not exist.
 """
 
 from __future__ import annotations
@@ -22,13 +27,12 @@ from typing import Any
 import pyotp
 from sqlalchemy import select, update
 
-from extensions.manages import idempotency
+from extensions.manages import idempotency, pinhash
 from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
 from rssp.api.parse import encode_b64
 from rssp.audit import record
-from rssp.auth.passwords import hash_secret
 from rssp.auth.secrets import new_id
 from rssp.ca_registry import CAPolicy
 from rssp.credentials.model import Credential, from_row
@@ -90,10 +94,12 @@ async def _find_user_id(services: Services, user: str) -> str:
     return row.id
 
 
-async def ca_credential(services: Services, ca_id: str, credential_id: str) -> Credential:
-    """The CA's own, not deleted credential; anything else is "Invalid parameter credentialID"."""
-    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.ca_id == ca_id,
-                                      credentials.c.status != "deleted")
+async def enrolled_credential(services: Services, ca_id: str, credential_id: str) -> Credential:
+    """A not deleted credential this CA's RA enrolled; anything else is "Invalid parameter credentialID"."""
+    query = (select(credentials)
+             .join(manage_enrollments, manage_enrollments.c.credential_id == credentials.c.id)
+             .where(credentials.c.id == credential_id, manage_enrollments.c.ca_id == ca_id,
+                    credentials.c.status != "deleted"))
     async with services.store.read() as conn:
         row = (await conn.execute(query)).first()
     if row is None:
@@ -163,7 +169,7 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
         kind, ref = entry.get("type"), entry.get("reference")
         if ref is not None and not isinstance(ref, str):
             raise invalid_param("eids")
-        if kind == "password" and pin is None and ref is not None and (_PIN.match(ref) or _is_argon2(ref)):
+        if kind == "password" and pin is None and ref is not None and (_PIN.match(ref) or pinhash.is_argon2(ref)):
             pin = ref
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
@@ -177,21 +183,17 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
     return Eids(pin, seed, totp)
 
 
-def _is_argon2(value: str) -> bool:
-    return value.startswith("$argon2id$") and len(value) < 255
-
-
 def _is_base32_seed(value: str) -> bool:
     return re.fullmatch(r"[A-Z2-7]{16,128}", value) is not None
 
 
 async def link_eid(services: Services, caller: Caller, credential_id: str, eids: Eids) -> dict[str, Any]:
-    cred = await ca_credential(services, caller.ca_id, credential_id)
+    cred = await enrolled_credential(services, caller.ca_id, credential_id)
     if cred.certificate is not None or cred.status != "disabled":
         raise _state_error()
     if cred.level >= 2 and not eids.totp:
         raise invalid_param("eids")
-    pin_hash = eids.pin if _is_argon2(eids.pin) else await hash_secret(eids.pin)
+    pin_hash = await pinhash.to_store(eids.pin)
     seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
     async with services.store.write() as conn:
@@ -214,7 +216,7 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
 # --- authorize (the CSR) --------------------------------------------------------------------
 
 async def authorize(services: Services, caller: Caller, credential_id: str, subject_dn: str) -> dict[str, Any]:
-    cred = await ca_credential(services, caller.ca_id, credential_id)
+    cred = await enrolled_credential(services, caller.ca_id, credential_id)
     if cred.certificate is not None or cred.status != "disabled":
         raise _state_error()
     try:
@@ -239,7 +241,7 @@ async def authorize(services: Services, caller: Caller, credential_id: str, subj
 
 async def link_cert(services: Services, caller: Caller, policy: CAPolicy, credential_id: str,
                     certificates: list[str]) -> dict[str, Any]:
-    cred = await ca_credential(services, caller.ca_id, credential_id)
+    cred = await enrolled_credential(services, caller.ca_id, credential_id)
     chain = parse_certificates(certificates)
     if cred.certificate is not None or cred.status != "disabled" or cred.pin_hash is None:
         raise _state_error()
@@ -278,7 +280,7 @@ async def delete_key(services: Services, caller: Caller, credential_id: str, rea
 
 async def _delete(services: Services, caller: Caller, credential_id: str, reason: str | None,
                   request_id: str | None) -> dict[str, Any]:
-    cred = await ca_credential(services, caller.ca_id, credential_id)
+    cred = await enrolled_credential(services, caller.ca_id, credential_id)
     out = {"credentialID": cred.id, "key": {"status": "deleted"}}
     now = time.time()
     async with services.store.write() as conn:

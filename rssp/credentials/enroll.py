@@ -4,6 +4,10 @@ JT2A 3.1.1.3/3.1.1.4: the key pair is generated inside the crypto module and the
 is bound to the signer before certification; the certificate is accepted only if it carries
 exactly that public key. If any step fails, the key is destroyed and nothing is recorded, so
 there is never a half-enrolled credential.
+
+The operator enrolls these credentials, not a CA's RA: ``credentials.ca_id`` records which CA
+issued the certificate, and no ``manage_enrollments`` row is written, so no RA can reach them
+through ``manages/*`` (issue #20, finding 7).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class EnrollRequest:
     multisign: int = 1
     description: str | None = None
     subject_dn: str | None = None
-    ca_id: str = "local"
+    ca_id: str = "local"  # the CA that issues the certificate; the operator, not its RA, enrolls
 
 
 @dataclass(frozen=True)

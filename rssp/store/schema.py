@@ -55,7 +55,7 @@ credentials = Table(
     Column("failed_attempts", Integer, nullable=False, default=0),
     Column("locked", Boolean, nullable=False, default=False),
     Column("totp_last_step", Integer, nullable=False, default=0),
-    Column("ca_id", String(64)),
+    Column("ca_id", String(64)),  # the CA that issues the certificate; never who may manage it (manage_enrollments)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -179,6 +179,9 @@ manage_clients = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# Who enrolled a credential: a manage_enrollments row, written only by manages/generateKey, names
+# the CA whose RA did; manages/* acts only on credentials with a row of the caller's caID. The
+# operator's `rssp credential create` writes none, so no RA can reach those.
 manage_enrollments = Table(
     "manage_enrollments",  # the RA-side state of a credential a CA enrolled through manages/*
     metadata,
