@@ -39,7 +39,8 @@ def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
     config = replace(config, server=replace(config.server, host=host, port=port))
     app = create_app(config)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, access_log=None,
-                handle_signals=True, ssl_context=tls_context(config.server), loop=new_event_loop())
+                handle_signals=True, ssl_context=tls_context(config.server), loop=new_event_loop(),
+                keepalive_timeout=config.server.keepalive_timeout_seconds)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
