@@ -11,7 +11,7 @@ from rssp import plugins
 from rssp.api import auth, credentials, info, signatures
 from rssp.api import oauth
 from rssp.api.info import INFO_EXTRAS, REGISTRY
-from rssp.api.middleware import csc_errors
+from rssp.api.middleware import complete_body, csc_errors
 from rssp.api.registry import SERVICES, Registry
 from rssp.config import Config
 from rssp.oauth.settings import OAuthSettings
@@ -30,7 +30,8 @@ async def _logo(_request: web.Request) -> web.Response:
 def create_app(config: Config, services: Services | None = None, *, start_services: bool = True) -> web.Application:
     """Build the app; with ``start_services`` the HSM session and database open on start-up."""
     services = services or Services.build(config)
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[csc_errors])
+    app = web.Application(client_max_size=config.server.max_body_bytes,
+                          middlewares=[csc_errors, complete_body(config.server.body_timeout_seconds)])
     app[SERVICES] = services
     app[INFO_EXTRAS] = {}
     registry = Registry()

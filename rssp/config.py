@@ -30,6 +30,8 @@ class ServerConfig:
     public_url: str = ""
     tls_certificate: str = ""  # PEM chain; with tls_key, serve HTTPS (TLS 1.2+) instead of HTTP
     tls_key: str = ""
+    body_timeout_seconds: float = 30.0  # a request body not complete this long after its headers: 408, closed
+    keepalive_timeout_seconds: float = 75.0  # an idle connection, or one still sending its headers, is closed
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
     server = ServerConfig(**raw)
     if bool(server.tls_certificate) != bool(server.tls_key):
         raise ValueError("[server] tls_certificate and tls_key go together")
+    for name in ("body_timeout_seconds", "keepalive_timeout_seconds"):
+        if not 0 < getattr(server, name) < float("inf"):
+            raise ValueError(f"[server] {name} must be a positive number of seconds")
     if server.tls_certificate:
         server = replace(server, tls_certificate=str(directory / server.tls_certificate),
                          tls_key=str(directory / server.tls_key))

@@ -3,10 +3,15 @@
 Nothing below the handlers formats HTTP errors: they raise :class:`~rssp.errors.CSCError`,
 and anything unexpected becomes a bare ``server_error`` here, logged without the request body
 (it may hold PINs or SADs) and never with a traceback in the response.
+
+Every request body is read whole, within a time limit, before any handler runs
+(:func:`complete_body`): a handler never sees a partial body, a client that leaves or stalls
+mid-body costs one log line and no work, and no route can forget the limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,11 +27,15 @@ log = logging.getLogger("rssp.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class UnreadableBody(CSCError):
-    """A body that cannot be read to its end (e.g. a Content-Encoding that does not decode)."""
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-    def __init__(self) -> None:
-        super().__init__(400, "invalid_request", "Malformed request body")
+
+class UnreadableBody(CSCError):
+    """A body that cannot be read to its end: a Content-Encoding that does not decode, a client
+    too slow to send it, or one that went away. The rest is not read: the connection closes."""
+
+    def __init__(self, status: int = 400, description: str = "Malformed request body") -> None:
+        super().__init__(status, "invalid_request", description)
 
 
 def error_response(err: CSCError) -> web.Response:
@@ -56,6 +65,44 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except Exception:
         log.exception("unhandled error on %s", request.path)
         return error_response(CSCError(500, "server_error", "Internal error"))
+
+
+def complete_body(timeout: float) -> Middleware:
+    """Read the whole body (cached by aiohttp for the handler) or give up after ``timeout`` seconds.
+
+    Why: aiohttp waits for a body as long as the client keeps the connection, and reports a
+    client that left mid-body as an exception from inside the handler. Here a stalled body is
+    a 408 and a closed connection; a departed client one log line (the body is never logged).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.can_read_body:
+            await _read_within(request, None if request.content.is_eof() else timeout)
+        return await handler(request)
+
+    return middleware
+
+
+async def _read_within(request: web.Request, timeout: float | None) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await request.read()
+    except web.RequestPayloadError:
+        raise UnreadableBody() from None
+    except TimeoutError:
+        log.info("request body incomplete after %ss, answered 408 and closing: %s", timeout, _progress(request))
+        raise UnreadableBody(408, "Request body not received in time") from None
+    except ConnectionError:  # aiohttp's ClientConnectionResetError is one
+        log.info("client left before its request body was complete: %s", _progress(request))
+        raise UnreadableBody(400, "Request body incomplete") from None
+
+
+def _progress(request: web.Request) -> str:
+    """Which request and how much of its body arrived (never the body; the path still %-encoded, as sent)."""
+    length = request.content_length if request.content_length is not None else "none (chunked)"
+    return (f"{request.method} {request.rel_url.raw_path[:200]}, {request.content.total_bytes} body bytes received, "
+            f"Content-Length {length}")
 
 
 async def read_body(request: web.Request, *, allow_empty: bool = False) -> Body:
