@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
+from rssp.audit import load_audit_key, typed_actor
 from rssp.auth.throttle import LoginThrottle, LoginThrottled, ThrottlePolicy
 from rssp.auth.secrets import digest
 from rssp.store import migrate, open_store
@@ -59,7 +60,8 @@ async def test_five_wrong_passwords_block_the_username_even_for_the_right_one(ht
     assert (await login(http, dep, "alice", dep.passwords["alice"]))[0] == 200  # others unaffected
 
     records = dep.rssp_json("audit", "list", str(dep.directory), "--limit", "2000")
-    mine = [r for r in records if r["action"] == "auth.login" and r["actor"] == user]
+    typed = typed_actor(load_audit_key(dep.directory), user)  # a failed login's actor: the typed name, keyed-hashed
+    mine = [r for r in records if r["action"] == "auth.login" and r["actor"] == typed]
     assert {r["outcome"] for r in mine} == {"failed", "throttled"}
     assert "right-password" not in json.dumps(records) and "wrong" not in json.dumps(mine)
 
