@@ -54,37 +54,45 @@ def typed_name(dep, name: str) -> str:
 
 # ---------------------------------------------------------------------------- finding 6: one revocation path
 
-async def test_credential_token_revoked_with_csc_auth_revoke_signs_no_more(http, dep, csc, sa):
+async def _revoke(route: str, token: str, service: str, http, dep, csc, sa) -> int:
+    """Revoke ``token`` the signer's way (CSC ``auth/revoke``) or the client's (``oauth2/revoke``)."""
+    if route == "auth/revoke":
+        return (await csc.call("auth/revoke", {"token": token, "token_type_hint": "access_token"}, service))[0]
+    return (await token_request(http, dep, sa, {"token": token}, endpoint="revoke"))[0]
+
+
+@pytest.mark.parametrize("route", ["auth/revoke", "oauth2/revoke"])
+async def test_a_revoked_credential_token_signs_no_more(route, http, dep, csc, sa):
     cred = dep.creds["p256"]
-    h1, h2 = (digest(f"csc revoke {i} {time.time()}".encode()) for i in range(2))
+    h1, h2 = (digest(f"{route} {i} {time.time()}".encode()) for i in range(2))
     token = (await credential_token(http, dep, sa, cred, [h1, h2]))["access_token"]
     service = await csc.token()
     # before: the credential token signs when sent as SAD beside any service token of its user
     status, body = await csc.sign(service, cred, token, [h1], ECDSA_SHA256)
     assert status == 200, body
-    status, _ = await csc.call("auth/revoke", {"token": token, "token_type_hint": "access_token"}, service)
-    assert status == 204
+    assert await _revoke(route, token, service, http, dep, csc, sa) == 204
     status, err = await csc.sign(service, cred, token, [h2], ECDSA_SHA256)
     assert (status, err["error_description"]) == (400, "Invalid parameter SAD")
-    status, _ = await csc.sign(token, cred, token, [h2], ECDSA_SHA256)  # and as Bearer
-    assert status == 401
     status, err = await csc.sign(await csc.token(), cred, token, [h2], ECDSA_SHA256)  # any other service token
-    assert status == 400
-
-
-async def test_credential_token_revoked_with_oauth2_revoke_signs_no_more(http, dep, csc, sa):
-    cred = dep.creds["p256"]
-    h1, h2 = (digest(f"oauth revoke {i} {time.time()}".encode()) for i in range(2))
-    token = (await credential_token(http, dep, sa, cred, [h1, h2]))["access_token"]
-    service = await csc.token()
-    status, body = await csc.sign(service, cred, token, [h1], ECDSA_SHA256)
-    assert status == 200, body
-    status, _ = await token_request(http, dep, sa, {"token": token}, endpoint="revoke")
-    assert status == 204
-    status, err = await csc.sign(service, cred, token, [h2], ECDSA_SHA256)
     assert (status, err["error_description"]) == (400, "Invalid parameter SAD")
-    status, _ = await csc.sign(token, cred, token, [h2], ECDSA_SHA256)
-    assert status == 401
+    status, err = await csc.sign(token, cred, token, [h2], ECDSA_SHA256)  # and as Bearer
+    assert (status, err["error"]) == (401, "expired_token")
+
+
+@pytest.mark.xfail(strict=True, reason="credentials/extendTransaction accepts a credential token as SAD and "
+                   "returns a plain SAD that outlives the token's revocation and expiry; the check belongs in "
+                   "rssp/sam/sad.py _extend (being reworked for finding 1)")
+async def test_nothing_extended_from_a_credential_token_outlives_its_revocation(http, dep, csc, sa):
+    cred = dep.creds["p256"]
+    h = digest(f"extend {time.time()}".encode())
+    token = (await credential_token(http, dep, sa, cred, [h]))["access_token"]
+    service = await csc.token()
+    status, extended = await csc.call("credentials/extendTransaction", {"credentialID": cred.id, "SAD": token},
+                                      service)
+    assert await _revoke("auth/revoke", token, service, http, dep, csc, sa) == 204
+    if status == 200:  # extending is allowed only if revoking the token takes the new SAD with it
+        status, _ = await csc.sign(service, cred, extended["SAD"], [h], ECDSA_SHA256)
+        assert status == 400
 
 
 async def test_credential_token_and_its_sad_row_expire_together(http, dep, sa):
