@@ -40,7 +40,7 @@ class Services:
             tokens=TokenService(store, config.security),
             signing=SigningService(store, hsm),
             signing_keys=SigningKeyCache(store),
-            logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config)),
+            logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
         )
 

@@ -200,3 +200,22 @@ class Callback:
     async def stop(self) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+
+async def credential_token(http: aiohttp.ClientSession, dep: Deployment, client: OAuthClient, cred: Cred,
+                           digests: list[bytes], num: int | None = None, **extra: str) -> dict[str, Any]:
+    """The whole code flow for scope ``credential``: the token endpoint's answer."""
+    verifier, challenge = pkce()
+    params = auth_params(client, challenge, **credential_params(cred, digests, num), **extra)
+    code = await get_code(dep, params, cred)
+    status, body = await exchange(http, dep, client, code, verifier)
+    assert status == 200, body
+    return body
+
+
+def session_cookie(browser: FormBrowser) -> str | None:
+    """The value of the authorization session cookie the browser holds now."""
+    for cookie in browser.session.cookie_jar:
+        if cookie.key == "rssp_oauth_session":
+            return cookie.value
+    return None

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
+from rssp.audit import load_audit_key, typed_actor
 from rssp.auth.throttle import LoginThrottle, LoginThrottled, ThrottlePolicy
-from rssp.auth.secrets import digest
 from rssp.store import migrate, open_store
 from rssp.store.schema import login_throttle
 
@@ -43,7 +43,7 @@ async def unblock(dep, username: str) -> None:
     store = open_store(dep.db_url)
     try:
         async with store.write() as conn:
-            await conn.execute(update(login_throttle).where(login_throttle.c.key == digest("user:" + username))
+            await conn.execute(update(login_throttle).where(login_throttle.c.key == typed_actor(load_audit_key(dep.directory), "user:" + username))
                                .values(last_failure=time.time() - 3600))
     finally:
         await store.close()
@@ -60,7 +60,8 @@ async def test_five_wrong_passwords_block_the_username_even_for_the_right_one(ht
     assert (await login(http, dep, "alice", dep.passwords["alice"]))[0] == 200  # others unaffected
 
     records = dep.rssp_json("audit", "list", str(dep.directory), "--limit", "2000")
-    mine = [r for r in records if r["action"] == "auth.login" and r["actor"] == user]
+    typed = typed_actor(load_audit_key(dep.directory), user)  # a failed login's actor: the typed name, keyed-hashed
+    mine = [r for r in records if r["action"] == "auth.login" and r["actor"] == typed]
     assert {r["outcome"] for r in mine} == {"failed", "throttled"}
     assert "right-password" not in json.dumps(records) and "wrong" not in json.dumps(mine)
 
@@ -87,7 +88,7 @@ async def test_the_block_ends_and_a_success_clears_the_count(http, dep):
 async def throttle(tmp_path):
     store = open_store(f"sqlite:///{tmp_path}/throttle.db")
     await migrate(store)
-    yield LoginThrottle(store, ThrottlePolicy(user_failures=5, address_failures=3, block_seconds=60))
+    yield LoginThrottle(store, ThrottlePolicy(user_failures=5, address_failures=3, block_seconds=60), tmp_path)
     await store.close()
 
 

@@ -20,6 +20,7 @@ from oauth_helpers import (
     FormBrowser, auth_params, credential_params, exchange, get_code, pkce, query_of, token_request,
     verify_signature,
 )
+from oauth_helpers import credential_token as _credential_token
 from rssp.auth.secrets import digest as secret_digest
 from rssp.store import open_store
 from rssp.store.schema import credentials, oauth_clients, tokens
@@ -49,15 +50,6 @@ async def _sign(csc, token, cred, digests, sad=None):
     if sad:
         body["SAD"] = sad
     return await csc.call("signatures/signHash", body, token)
-
-
-async def _credential_token(http, dep, client, cred, digests, num=None, **extra):
-    verifier, challenge = pkce()
-    params = auth_params(client, challenge, **credential_params(cred, digests, num), **extra)
-    code = await get_code(dep, params, cred)
-    status, body = await exchange(http, dep, client, code, verifier)
-    assert status == 200, body
-    return body
 
 
 # ---------------------------------------------------------------------------- discovery

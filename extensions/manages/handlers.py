@@ -17,7 +17,7 @@ from extensions.manages.lifecycle import Caller, KeyRequest
 from rssp.algorithms import CURVE_OIDS, EC_PUBLIC_KEY, RSA_ENCRYPTION
 from rssp.api.auth import basic_credentials
 from rssp.api.registry import Call, MethodHandler
-from rssp.audit import record
+from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginThrottled
 from rssp.ca_registry import CAPolicy, verify_manage_client
 from rssp.errors import CSCError, invalid_param, try_later, wrong_scope
@@ -76,7 +76,8 @@ async def login(call: Call) -> web.Response:
         raise try_later(throttled.description, throttled.retry_after) from None
     if ca_id is None or ca_id not in services.config.cas:
         async with services.store.write() as conn:
-            await record(conn, actor=client_id[:128], action="manages.login", outcome="failed", client_ip=call.ip)
+            await record(conn, actor=await typed_name_actor(services.config.directory, client_id),
+                         action="manages.login", outcome="failed", client_ip=call.ip)
         raise _LOGIN_FAILED
     ttl = services.config.security.access_token_ttl_seconds
     async with services.store.write() as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.registry import Call, Method, Registry
-from rssp.audit import record
+from rssp.audit import record, typed_name_actor
 from rssp.auth.basic import MalformedBasic, NotBasic, split_basic
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.errors import CSCError, invalid_request, try_later
@@ -37,12 +37,14 @@ async def login(call: Call) -> web.Response:
         except LoginBusy as busy:  # load shedding, not a security event: no audit write per refusal
             raise try_later(busy.description, busy.retry_after) from None
         except LoginThrottled as throttled:
+            actor = await typed_name_actor(services.config.directory, username)  # never the name in clear
             async with services.store.write() as conn:
-                await record(conn, actor=username[:128], action="auth.login", outcome="throttled", client_ip=call.ip)
+                await record(conn, actor=actor, action="auth.login", outcome="throttled", client_ip=call.ip)
             raise try_later(throttled.description, throttled.retry_after) from None
         if user is None:
+            actor = await typed_name_actor(services.config.directory, username)  # never the name in clear
             async with services.store.write() as conn:
-                await record(conn, actor=username[:128], action="auth.login", outcome="failed", client_ip=call.ip)
+                await record(conn, actor=actor, action="auth.login", outcome="failed", client_ip=call.ip)
             raise _LOGIN_FAILED
         async with services.store.write() as conn:
             issued = await services.tokens.issue(conn, user.id, remember)
@@ -50,9 +52,12 @@ async def login(call: Call) -> web.Response:
         return web.json_response(issued.body())
     assert refresh_token is not None
     async with services.store.write() as conn:
-        user_id, grant_id = await services.tokens.redeem_refresh(conn, refresh_token)
-        issued = await services.tokens.issue(conn, user_id, True, grant_id)
-        await record(conn, actor=user_id, action="auth.refresh", outcome="ok", client_ip=call.ip)
+        rotated = await services.tokens.rotate_refresh(conn, refresh_token, None, call.ip)
+        if rotated is not None:
+            issued = await services.tokens.issue(conn, rotated.user_id, True, rotated.grant_id)
+            await record(conn, actor=rotated.user_id, action="auth.refresh", outcome="ok", client_ip=call.ip)
+    if rotated is None:  # after the commit: a reused token's grant stays revoked
+        raise invalid_request("Invalid refresh_token")
     return web.json_response(issued.body())
 
 
@@ -64,8 +69,9 @@ async def revoke(call: Call) -> web.Response:
     if hint is not None and hint not in ("access_token", "refresh_token"):
         raise invalid_request("Invalid string parameter token_type_hint")
     async with call.services.store.write() as conn:
-        await call.services.tokens.revoke(conn, call.user.user_id, token)
-        await record(conn, actor=call.user.user_id, action="auth.revoke", outcome="ok", client_ip=call.ip)
+        kind = await call.services.tokens.revoke(conn, call.user.user_id, token)
+        await record(conn, actor=call.user.user_id, action="auth.revoke", outcome="ok", client_ip=call.ip,
+                     detail={"kind": kind})
     return web.Response(status=204)
 
 

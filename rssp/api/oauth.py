@@ -54,8 +54,14 @@ async def authorize(request: web.Request) -> web.Response:
         return _see_other(redirect.url)
     cookie, csrf = await open_session(services.store, req, settings.session_ttl_seconds)
     response = html_response(login_page(language(req.lang), f"{BASE}/login", csrf, client.name))
-    response.set_cookie(COOKIE, cookie, path=COOKIE_PATH, httponly=True, samesite="Lax",
-                        secure=request.secure, max_age=settings.session_ttl_seconds)
+    return _with_cookie(request, response, cookie)
+
+
+def _with_cookie(request: web.Request, response: web.Response, cookie: str) -> web.Response:
+    """Give the browser its session cookie (HttpOnly, SameSite=Lax, path-limited, Secure over HTTPS)."""
+    ttl = request.app[SETTINGS].session_ttl_seconds
+    response.set_cookie(COOKIE, cookie, path=COOKIE_PATH, httponly=True, samesite="Lax", secure=request.secure,
+                        max_age=ttl)
     return response
 
 
@@ -95,20 +101,27 @@ async def _consent_view(request: web.Request, session: AuthSession) -> tuple[Con
 
 
 async def _login_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
-    services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
+    services, req = request.app[SERVICES], session.request
     lang, csrf = language(req.lang), form["csrf"]
-    if session.user_id is None:
-        try:
-            user = await flow.login(services, form.get("username", ""), form.get("password", ""), client_ip(request))
-        except LoginThrottled:
-            return await _login_again(services, req, lang, csrf, "login_throttled", 429)
-        if user is None:
-            return await _login_again(services, req, lang, csrf, "login_failed", 400)
-        session = await set_user(services.store, session, user.id)
+    if session.user_id is not None:  # signed in already (a reload): the consent page again
+        return await _after_login(request, session, csrf)
+    try:
+        user = await flow.login(services, form.get("username", ""), form.get("password", ""), client_ip(request))
+    except LoginThrottled:
+        return await _login_again(services, req, lang, csrf, "login_throttled", 429)
+    if user is None:
+        return await _login_again(services, req, lang, csrf, "login_failed", 400)
+    signed_in = await set_user(services.store, session, user.id)  # new cookie and CSRF token: no fixation
+    return _with_cookie(request, await _after_login(request, signed_in.session, signed_in.csrf), signed_in.cookie)
+
+
+async def _after_login(request: web.Request, session: AuthSession, csrf: str) -> web.Response:
+    """Service scope: the code at once. Credential scope: the consent page."""
+    services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
     if req.scope == "service":
         return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
     view, _cred = await _consent_view(request, session)
-    return html_response(consent_page(lang, f"{BASE}/consent", csrf, view))
+    return html_response(consent_page(language(req.lang), f"{BASE}/consent", csrf, view))
 
 
 async def _login_again(services: Services, req: AuthorizationRequest, lang: str, csrf: str, error: str,

@@ -14,21 +14,23 @@ more, so one valid account cannot reset the count of the address it guesses from
 
 Unknown names are counted exactly like real ones, so the refusal does not reveal whether an
 account exists. Counts that saw no attempt for ``window`` seconds start over. Keys are stored
-as SHA-256 digests: the table needs equality only, and a password typed into the user field
-by mistake must not be kept in clear.
+keyed-hashed with the instance's audit key (:func:`rssp.audit.typed_actor`): the table needs
+equality only, and a password typed into the user field by mistake must be neither kept in
+clear nor recoverable by a dictionary over the table.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from rssp.auth.secrets import digest
+from rssp.audit import typed_name_actor
 from rssp.store import Store
 from rssp.store.schema import login_throttle
 
@@ -52,17 +54,17 @@ class LoginThrottled(Exception):
         self.retry_after = retry_after
 
 
-def _keys(kind: str, name: str, address: str | None) -> list[tuple[str, str]]:
-    keys = [(kind, digest(f"{kind}:{name}"))]
-    if address:
-        keys.append(("address", digest("address:" + address)))
-    return keys
-
-
 class LoginThrottle:
-    def __init__(self, store: Store, policy: ThrottlePolicy) -> None:
+    def __init__(self, store: Store, policy: ThrottlePolicy, directory: Path) -> None:
         self.store = store
         self.policy = policy
+        self.directory = directory  # where the instance's audit key is
+
+    async def _keys(self, kind: str, name: str, address: str | None) -> list[tuple[str, str]]:
+        keys = [(kind, await typed_name_actor(self.directory, f"{kind}:{name}"))]
+        if address:
+            keys.append(("address", await typed_name_actor(self.directory, "address:" + address)))
+        return keys
 
     def _threshold(self, kind: str) -> int:
         return self.policy.address_failures if kind == "address" else self.policy.user_failures
@@ -81,7 +83,7 @@ class LoginThrottle:
         write lock on SQLite), so concurrent attempts in any process see each other's counts.
         A refused attempt counts nothing.
         """
-        keys = _keys(kind, name, address)
+        keys = await self._keys(kind, name, address)
         retry_after = await self.store.transaction(lambda conn: self._count(conn, keys, time.time()))
         if retry_after:
             raise LoginThrottled(retry_after)
@@ -111,7 +113,7 @@ class LoginThrottle:
 
     async def succeeded(self, kind: str, name: str, address: str | None) -> None:
         """Take a successful attempt back: clear the name's count, remove one from the address's."""
-        (_kind, name_key), *address_keys = _keys(kind, name, address)
+        (_kind, name_key), *address_keys = await self._keys(kind, name, address)
 
         def write(conn: Connection) -> None:
             conn.execute(login_throttle.delete().where(login_throttle.c.key == name_key))

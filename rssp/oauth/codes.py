@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, select, update
 
 from rssp.audit import record
 from rssp.auth.secrets import digest, new_id, new_secret
+from rssp.auth.tokens import revoke_grant
 from rssp.oauth.request import AuthorizationRequest
 from rssp.store import Conn
-from rssp.store.schema import oauth_codes, sad_hashes, sads, tokens
+from rssp.store.schema import oauth_codes
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,3 @@ async def redeem_code(conn: Conn, code: str, client_ip: str | None) -> RedeemedC
         await record(conn, actor=replayed.client_id, action="oauth.code.replayed", target=replayed.grant_id,
                      outcome="revoked", client_ip=client_ip)
     return None
-
-
-async def revoke_grant(conn: Conn, grant_id: str) -> None:
-    """Revoke every token of a grant and drop the SADs of its credential tokens."""
-    hashes = (await conn.execute(select(tokens.c.token_hash).where(tokens.c.grant_id == grant_id))).scalars().all()
-    await conn.execute(update(tokens).where(tokens.c.grant_id == grant_id).values(revoked=True))
-    if hashes:
-        await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash.in_(hashes)))
-        await conn.execute(delete(sads).where(sads.c.sad_hash.in_(hashes)))

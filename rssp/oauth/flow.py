@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
-from rssp.audit import record
+from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginThrottled
 from rssp.credentials import Credential, get_credential, list_credentials
 from rssp.oauth import par
@@ -77,13 +77,15 @@ async def login(services: Services, username: str, password: str, ip: str | None
     try:
         user = await services.logins.authenticate(username[:128], password, ip)
     except LoginThrottled:
-        await _audit_login(services, username[:128], "throttled", ip)
+        await _audit_login(services, await typed_name_actor(services.config.directory, username), "throttled", ip)
         raise
-    await _audit_login(services, user.id if user else username[:128], "ok" if user else "failed", ip)
+    actor = user.id if user else await typed_name_actor(services.config.directory, username)
+    await _audit_login(services, actor, "ok" if user else "failed", ip)
     return user
 
 
 async def _audit_login(services: Services, actor: str, outcome: str, ip: str | None) -> None:
+    """A failed or throttled attempt's actor is the keyed hash of the typed name, never the name."""
     async with services.store.write() as conn:
         await record(conn, actor=actor, action="oauth.login", outcome=outcome, client_ip=ip)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import update
 
 from rssp.algorithms import hash_from_oid
 from rssp.audit import record
-from rssp.auth.tokens import IssuedTokens
+from rssp.auth.tokens import IssuedTokens, revoke_token
 from rssp.auth.secrets import digest, new_id
 from rssp.oauth.clients import Client
 from rssp.oauth.codes import RedeemedCode, redeem_code
@@ -26,7 +26,7 @@ from rssp.oauth.settings import OAuthSettings
 from rssp.sam.sad import SadGrant, insert_token_sad
 from rssp.services import Services
 from rssp.store import Conn
-from rssp.store.schema import sad_hashes, sads, tokens
+from rssp.store.schema import sads, tokens
 
 CLIENT_USER_PREFIX = "client:"  # the subject of a client_credentials token: the client itself
 
@@ -71,6 +71,7 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
         hash_name = hash_from_oid(cred.hash_oid) if cred.hash_oid else None
         grant = SadGrant(redeemed.user_id, redeemed.credential_id, cred.num_signatures, hash_name, cred.digests)
         await insert_token_sad(conn, issued.access_token, grant, settings.credential_token_ttl_seconds)
+        await _expire_with_token(conn, issued)
     else:
         refresh_ttl = settings.refresh_token_ttl_seconds if "refresh_token" in client.grant_types else None
         issued = await services.tokens.issue_scoped(
@@ -81,6 +82,16 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
                  outcome="ok", client_ip=ip, detail={"clientID": client.client_id, "scope": req.scope,
                                                      "grant": "authorization_code"})
     return issued
+
+
+async def _expire_with_token(conn: Conn, issued: IssuedTokens) -> None:
+    """Give the credential token's SAD row the token's own expiry, to the microsecond.
+
+    The two are written a moment apart, so the row would otherwise outlive the token: sent as
+    ``SAD`` beside a service token, the token could still sign after it expired as a Bearer.
+    """
+    await conn.execute(update(sads).where(sads.c.sad_hash == digest(issued.access_token))
+                       .values(expires_at=issued.expires_at))
 
 
 async def exchange_code(services: Services, settings: OAuthSettings, client: Client, form: dict[str, str],
@@ -120,15 +131,19 @@ async def refresh(services: Services, settings: OAuthSettings, client: Client, f
     if len(token) > 256:
         raise invalid_grant("Invalid parameter refresh_token")
     async with services.store.write() as conn:
-        user_id, grant_id, scope = await services.tokens.redeem_client_refresh(conn, token, client.client_id)
-        if scope != "service":  # only service tokens are ever refreshable (CSC §5.1)
-            raise invalid_grant("Invalid parameter refresh_token")
-        issued = await services.tokens.issue_scoped(
-            conn, user_id=user_id, scope="service", client_id=client.client_id, grant_id=grant_id,
-            ttl=settings.service_token_ttl_seconds, refresh_ttl=settings.refresh_token_ttl_seconds,
-        )
-        await record(conn, actor=user_id, action="oauth.token", outcome="ok", client_ip=ip,
-                     detail={"clientID": client.client_id, "scope": "service", "grant": "refresh_token"})
+        rotated = await services.tokens.rotate_refresh(conn, token, client.client_id, ip)
+        if rotated is not None:
+            if rotated.scope != "service":  # only service tokens are ever refreshable (CSC §5.1)
+                raise invalid_grant("Invalid parameter refresh_token")
+            issued = await services.tokens.issue_scoped(
+                conn, user_id=rotated.user_id, scope="service", client_id=client.client_id,
+                grant_id=rotated.grant_id, ttl=settings.service_token_ttl_seconds,
+                refresh_ttl=settings.refresh_token_ttl_seconds,
+            )
+            await record(conn, actor=rotated.user_id, action="oauth.token", outcome="ok", client_ip=ip,
+                         detail={"clientID": client.client_id, "scope": "service", "grant": "refresh_token"})
+    if rotated is None:  # after the commit: a reused token's grant stays revoked
+        raise invalid_grant("Invalid parameter refresh_token")
     return _token_body(issued, "service")
 
 
@@ -158,18 +173,9 @@ async def revoke(services: Services, client: Client, form: dict[str, str], ip: s
     hint = form.get("token_type_hint")
     if hint is not None and hint not in ("access_token", "refresh_token"):
         raise invalid_request("Invalid parameter token_type_hint")
-    if len(token) > 256:
-        return
-    token_hash = digest(token)
     async with services.store.write() as conn:
-        row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash,
-                                                       tokens.c.client_id == client.client_id))).first()
+        row = await revoke_token(conn, token, tokens.c.client_id == client.client_id)
         if row is None:  # unknown or another client's: nothing to do, nothing to reveal (§2.2)
             return
-        where = tokens.c.grant_id == row.grant_id if row.kind == "refresh" else tokens.c.token_hash == token_hash
-        hashes = (await conn.execute(select(tokens.c.token_hash).where(where))).scalars().all()
-        await conn.execute(update(tokens).where(where).values(revoked=True))
-        await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash.in_(hashes)))
-        await conn.execute(delete(sads).where(sads.c.sad_hash.in_(hashes)))
         await record(conn, actor=row.user_id, action="oauth.revoke", outcome="ok", client_ip=ip,
                      detail={"clientID": client.client_id, "kind": row.kind})

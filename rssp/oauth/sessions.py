@@ -6,6 +6,8 @@ pages render carries a second random value, the CSRF token, whose digest is in t
 a POST is accepted only with the cookie *and* the matching token, so another site can neither
 read the token nor make the browser send it (synchronizer-token pattern). The session is
 consumed when the code is issued (a DELETE that only one request can win), and expires.
+Logging in replaces both values (:func:`set_user`): a session id known before the login is
+worthless after it (no session fixation).
 """
 
 from __future__ import annotations
@@ -63,11 +65,31 @@ async def load_session(store: Store, cookie: str | None, csrf: str | None) -> Au
     return AuthSession(cookie_hash, AuthorizationRequest.from_json(row.request), row.user_id)
 
 
-async def set_user(store: Store, session: AuthSession, user_id: str) -> AuthSession:
+@dataclass(frozen=True)
+class SignedIn:
+    """The session after login, under a new cookie and CSRF token (both for the browser only)."""
+
+    session: AuthSession
+    cookie: str
+    csrf: str
+
+
+async def set_user(store: Store, session: AuthSession, user_id: str) -> SignedIn:
+    """Record who logged in, and give the session a new cookie and CSRF token.
+
+    The values the browser held before login (which someone else may have planted: session
+    fixation) stop working at that moment; only one request can make the switch.
+    """
+    cookie, csrf = new_secret(), new_secret()
     async with store.write() as conn:
-        await conn.execute(update(oauth_sessions).where(oauth_sessions.c.cookie_hash == session.cookie_hash)
-                           .values(user_id=user_id))
-    return AuthSession(session.cookie_hash, session.request, user_id)
+        result = await conn.execute(
+            update(oauth_sessions)
+            .where(oauth_sessions.c.cookie_hash == session.cookie_hash, oauth_sessions.c.user_id.is_(None))
+            .values(user_id=user_id, cookie_hash=digest(cookie), csrf_hash=digest(csrf))
+        )
+    if result.rowcount != 1:
+        raise SessionError("the session was signed in by another request")
+    return SignedIn(AuthSession(digest(cookie), session.request, user_id), cookie, csrf)
 
 
 async def close_session(conn: object, session: AuthSession) -> bool:
