@@ -79,9 +79,6 @@ async def test_a_revoked_credential_token_signs_no_more(route, http, dep, csc, s
     assert (status, err["error"]) == (401, "expired_token")
 
 
-@pytest.mark.xfail(strict=True, reason="credentials/extendTransaction accepts a credential token as SAD and "
-                   "returns a plain SAD that outlives the token's revocation and expiry; the check belongs in "
-                   "rssp/sam/sad.py _extend (being reworked for finding 1)")
 async def test_nothing_extended_from_a_credential_token_outlives_its_revocation(http, dep, csc, sa):
     cred = dep.creds["p256"]
     h = digest(f"extend {time.time()}".encode())

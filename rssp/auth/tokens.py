@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from rssp.audit import record
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.config import SecurityConfig
-from rssp.errors import CSCError, expired_token, invalid_request, invalid_token
+from rssp.errors import expired_token, invalid_request, invalid_token
 from rssp.store import Conn, Store
 from rssp.store.prepared import Prepared
 from rssp.store.schema import sad_hashes, sads, tokens

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
 
 from rssp.algorithms import hash_from_oid
 from rssp.audit import record
 from rssp.auth.tokens import IssuedTokens, revoke_token
-from rssp.auth.secrets import digest, new_id
+from rssp.auth.secrets import new_id
 from rssp.oauth.clients import Client
 from rssp.oauth.codes import RedeemedCode, redeem_code
 from rssp.oauth.errors import OAuthError, invalid_grant, invalid_request, invalid_scope, unauthorized_client
@@ -26,7 +25,7 @@ from rssp.oauth.settings import OAuthSettings
 from rssp.sam.sad import SadGrant, insert_token_sad
 from rssp.services import Services
 from rssp.store import Conn
-from rssp.store.schema import sads, tokens
+from rssp.store.schema import tokens
 
 CLIENT_USER_PREFIX = "client:"  # the subject of a client_credentials token: the client itself
 
@@ -70,8 +69,7 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
         )
         hash_name = hash_from_oid(cred.hash_oid) if cred.hash_oid else None
         grant = SadGrant(redeemed.user_id, redeemed.credential_id, cred.num_signatures, hash_name, cred.digests)
-        await insert_token_sad(conn, issued.access_token, grant, settings.credential_token_ttl_seconds)
-        await _expire_with_token(conn, issued)
+        await insert_token_sad(conn, issued.access_token, grant, issued.expires_at)
     else:
         refresh_ttl = settings.refresh_token_ttl_seconds if "refresh_token" in client.grant_types else None
         issued = await services.tokens.issue_scoped(
@@ -82,16 +80,6 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
                  outcome="ok", client_ip=ip, detail={"clientID": client.client_id, "scope": req.scope,
                                                      "grant": "authorization_code"})
     return issued
-
-
-async def _expire_with_token(conn: Conn, issued: IssuedTokens) -> None:
-    """Give the credential token's SAD row the token's own expiry, to the microsecond.
-
-    The two are written a moment apart, so the row would otherwise outlive the token: sent as
-    ``SAD`` beside a service token, the token could still sign after it expired as a Bearer.
-    """
-    await conn.execute(update(sads).where(sads.c.sad_hash == digest(issued.access_token))
-                       .values(expires_at=issued.expires_at))
 
 
 async def exchange_code(services: Services, settings: OAuthSettings, client: Client, form: dict[str, str],

@@ -269,13 +269,14 @@ def _carry_over(asked: SadGrant, remaining: int, hash_algo: str | None, unused: 
     return SadGrant(user, credential, remaining)
 
 
-async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, ttl_seconds: int) -> None:
+async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, expires_at: float) -> None:
     """Make a credential-scoped OAuth access token its own SAD (CSC v2: no SAD with such a token).
 
     The grant row is keyed by the token's digest, so ``signHash`` spends it through
     :func:`spend_sad` with the token as the SAD: the same atomic count, hash binding and audit.
+    It expires with the token, to the microsecond (``expires_at`` is the token's): sent as
+    ``SAD`` beside a service token, it must not sign after the token expired as a Bearer.
     """
-    expires_at = time.time() + ttl_seconds  # the token's own expiry ends the transaction too
     _value, statements = _sad_inserts(grant, expires_at, expires_at, access_token)
     for statement, params in statements:
         await conn.execute(statement, params)
