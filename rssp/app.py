@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import plugins
-from rssp.api import auth, credentials, info, signatures
+from rssp.api import auth, credentials, info, signatures, signdoc
 from rssp.api import oauth
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
@@ -30,12 +30,13 @@ async def _logo(_request: web.Request) -> web.Response:
 def create_app(config: Config, services: Services | None = None, *, start_services: bool = True) -> web.Application:
     """Build the app; with ``start_services`` the HSM session and database open on start-up."""
     services = services or Services.build(config)
-    app = web.Application(client_max_size=config.server.max_body_bytes,
-                          middlewares=[csc_errors, complete_body(config.server.body_timeout_seconds)])
+    app = web.Application(client_max_size=config.max_request_bytes,
+                          middlewares=[csc_errors, complete_body(config.server.body_timeout_seconds,
+                                                                 config.server.max_body_bytes)])
     app[SERVICES] = services
     app[INFO_EXTRAS] = {}
     registry = Registry()
-    for module in (info, auth, credentials, signatures):
+    for module in (info, auth, credentials, signatures, signdoc):
         module.register(registry)
     for setup in plugins.extensions():
         setup(app, registry, services)

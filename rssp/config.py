@@ -58,6 +58,14 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class DocumentsConfig:
+    """``[documents]``: signatures/signDoc."""
+
+    max_document_bytes: int = 8 * 1024 * 1024  # decoded, all documents of one request together
+    revocation_timeout_seconds: float = 10.0  # per OCSP/CRL fetch when B-LT/B-LTA embeds revocation data
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     """What ``info`` says about this RSSP."""
 
@@ -76,6 +84,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     security: SecurityConfig = SecurityConfig()
     service: ServiceInfo = ServiceInfo()
+    documents: DocumentsConfig = DocumentsConfig()
     cas: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_ca: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # every table, for plug-ins' own sections
@@ -84,6 +93,11 @@ class Config:
         """A plug-in's own top-level table of rssp.toml (empty if absent)."""
         value = self.raw.get(name, {})
         return value if isinstance(value, dict) else {}
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest body any method accepts: a signDoc call with its documents in Base64."""
+        return max(self.server.max_body_bytes, self.documents.max_document_bytes * 4 // 3 + 64 * 1024)
 
     @property
     def public_url(self) -> str:
@@ -137,6 +151,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         server=_server(directory, raw.get("server", {})),
         security=SecurityConfig(**raw.get("security", {})),
         service=ServiceInfo(**raw.get("service", {})),
+        documents=DocumentsConfig(**raw.get("documents", {})),
         cas=cas,
         default_ca=raw.get("ca", {}).get("default", next(iter(cas), "")),
         raw=raw,

@@ -12,6 +12,7 @@ from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
+from rssp.documents.service import DocumentService
 from rssp.hsm import Hsm
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
@@ -26,6 +27,7 @@ class Services:
     signing: SigningService
     signing_keys: SigningKeyCache
     logins: PasswordLogin
+    documents: DocumentService
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +44,7 @@ class Services:
             signing_keys=SigningKeyCache(store),
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
+            documents=DocumentService(config.documents.revocation_timeout_seconds),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:
@@ -56,8 +59,10 @@ class Services:
     async def start(self) -> None:
         await migrate(self.store)
         await self.hsm.start()
+        await self.documents.start()
 
     async def close(self) -> None:
+        await self.documents.close()
         await self.hsm.close()
         await self.store.close()
 

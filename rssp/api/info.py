@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rssp.algorithms import HASH_DISPLAY, SIGN_ALGOS
 from rssp.api.registry import Call, Method, Registry
+from rssp.api.signdoc_request import ENVELOPES, FORMATS
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 INFO_EXTRAS: web.AppKey[dict[str, Any]] = web.AppKey("info_extras", dict)
@@ -28,10 +29,10 @@ async def info(call: Call) -> web.Response:
         "authType": ["basic"],
         "methods": app[REGISTRY].names(),
         "asynchronousOperationMode": False,
-        "validationInfo": False,
+        "validationInfo": True,
         "signAlgorithms": {"algos": list(SIGN_ALGOS)},
-        "signature_formats": {"formats": [], "envelope_properties": []},
-        "conformance_levels": [],
+        "signature_formats": {"formats": list(FORMATS), "envelope_properties": [list(ENVELOPES[f]) for f in FORMATS]},
+        "conformance_levels": ["Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"],
         "supportedHashTypes": list(HASH_DISPLAY.values()),
         "extensions": {"jt2a": "1"},
     }

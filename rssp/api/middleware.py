@@ -67,18 +67,27 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(CSCError(500, "server_error", "Internal error"))
 
 
-def complete_body(timeout: float) -> Middleware:
+def complete_body(timeout: float, max_bytes: int) -> Middleware:
     """Read the whole body (cached by aiohttp for the handler) or give up after ``timeout`` seconds.
 
     Why: aiohttp waits for a body as long as the client keeps the connection, and reports a
     client that left mid-body as an exception from inside the handler. Here a stalled body is
     a 408 and a closed connection; a departed client one log line (the body is never logged).
+
+    Bodies are limited to ``max_bytes``, except on the routes that take whole documents (their
+    handler says ``large_body``), which the application-wide limit bounds instead. A declared
+    length over the limit is refused before anything is read.
     """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        large = getattr(request.match_info.handler, "large_body", False)
+        if not large and (request.content_length or 0) > max_bytes:
+            raise UnreadableBody(413, "Request body too large")
         if request.can_read_body:
             await _read_within(request, None if request.content.is_eof() else timeout)
+            if not large and len(await request.read()) > max_bytes:
+                raise UnreadableBody(413, "Request body too large")
         return await handler(request)
 
     return middleware

@@ -59,6 +59,7 @@ class Method:
     scopes: frozenset[str] = frozenset({"service"})
     empty_body: bool = False
     fast_path: FastPath | None = None  # must have no effect when it returns None
+    large_body: bool = False  # takes whole documents: bodies up to Config.max_request_bytes
 
 
 @dataclass
@@ -76,7 +77,9 @@ class Registry:
     def mount(self, app: web.Application) -> None:
         for method in self.methods.values():
             for version in ("v1", "v2"):
-                app.router.add_post(f"/csc/{version}/{method.name}", _dispatcher(method, version))
+                handler = _dispatcher(method, version)
+                handler.large_body = method.large_body  # type: ignore[attr-defined]  # read by complete_body
+                app.router.add_post(f"/csc/{version}/{method.name}", handler)
 
 
 def _apply_v1_aliases(name: str, body: Body) -> None:

@@ -12,7 +12,7 @@ from rssp.errors import CSCError, invalid_param, missing_param, unknown_credenti
 from rssp.sam.signing import SignRequest
 from rssp.services import Services
 
-_SCOPES = frozenset({"service", "credential"})
+SCOPES = _SCOPES = frozenset({"service", "credential"})
 _Fields = tuple[tuple[bytes, ...], str, str | None, bytes | None]  # digests, signAlgo, hash OID, params
 
 
@@ -70,9 +70,15 @@ def _sad_or_credential_token(call: Call) -> str:
     is spent like a SAD's (:func:`rssp.sam.sad.insert_token_sad`). A service token never
     authorizes signing by itself.
     """
+    return sad_or_credential_token(call, call.body.required_string("credentialID", max_len=128)
+                                   if call.user.scope == "credential" else None)
+
+
+def sad_or_credential_token(call: Call, credential_id: str | None) -> str:
+    """:func:`_sad_or_credential_token` for ``credential_id`` (signDoc may name it by qualifier)."""
     sad = call.body.string("SAD", max_len=256)
     if call.user.scope == "credential":
-        if call.body.required_string("credentialID", max_len=128) != call.user.credential_id:
+        if credential_id != call.user.credential_id:
             raise unknown_credential()
         return sad or bearer_token(call.request)
     if sad is None:

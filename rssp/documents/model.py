@@ -10,6 +10,8 @@ from pyhanko.sign.signers import Signer
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
+from rssp.hsm import SignMechanism
+
 Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
 LEVELS: tuple[Level, ...] = ("B-B", "B-T", "B-LT", "B-LTA")
 
@@ -23,6 +25,19 @@ class DocumentOptions:
     digest_algorithm: str  # asn1crypto name: sha256, sha384, sha512
     signed_props: tuple[tuple[str, str | None], ...] = ()  # CSC signed_props: (attribute_name, attribute_value)
     field_name: str | None = None  # PAdES only: None picks a fresh one
+
+
+@dataclass(frozen=True)
+class Output:
+    """One signature to produce: from a whole document (``data``) or from a digest the client made."""
+
+    format: str
+    options: DocumentOptions
+    mechanism: SignMechanism
+    params: bytes | None  # signAlgoParams DER (PSS)
+    authorized: bytes  # what the SAD must cover
+    data: bytes | None = None
+    digest: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,29 @@ def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential
     return invalid_request("The credential identified by credentialID is disabled")
 
 
+async def refund_sad(store: Store, sad: str, spend: Spend) -> None:
+    """Undo a spend whose signatures were never delivered (see :func:`rssp.sam.documents.give_back`).
+
+    Only what ``spend`` reserved comes back: the count, and the bound digests among those it
+    marked used. A SAD that expired or was deleted meanwhile stays gone.
+    """
+    await store.transaction(partial(_refund, digest(sad), spend))
+
+
+def _refund(sad_hash: str, spend: Spend, conn: Connection) -> None:
+    row = conn.execute(
+        update(sads).where(*_live(sad_hash, spend.user_id, spend.credential_id))
+        .values(remaining=sads.c.remaining + len(spend.digests)).returning(sads.c.bound)
+    ).first()
+    if row is None:
+        return
+    if row.bound:
+        conn.execute(update(sad_hashes).where(sad_hashes.c.sad_hash == sad_hash,
+                                              sad_hashes.c.digest.in_(list(spend.digests))).values(used=False))
+    write_record(conn, actor=spend.user_id, action="signature.giveback", target=spend.credential_id, outcome="ok",
+                 client_ip=spend.client_ip, detail={"hashes": [d.hex() for d in spend.digests]})
+
+
 async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int,
                      client_ip: str | None) -> tuple[str, int]:
     """Consume an unexpired SAD and issue a new one for what it had left; the new value and its lifetime.

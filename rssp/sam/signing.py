@@ -47,7 +47,7 @@ class SigningService:
         except CSCError as refused:
             await self._record(req, "refused", refused.description)
             raise
-        return await self._sign_spent(req, mechanism)
+        return await self.sign_spent(req, mechanism)
 
     async def sign_in_one_hop(self, token: str, scopes: frozenset[str], req: SignRequest) -> list[bytes] | None:
         """:meth:`sign_hashes` with the Bearer token checked in the spend's transaction.
@@ -63,7 +63,7 @@ class SigningService:
             await spend_sad_for_token(self.store, token, scopes, req.sad, self._spend(req, mechanism))
         except CSCError:
             return None
-        return await self._sign_spent(req, mechanism)
+        return await self.sign_spent(req, mechanism)
 
     @staticmethod
     def _mechanism(req: SignRequest) -> SignMechanism:
@@ -79,7 +79,7 @@ class SigningService:
     def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:
         return Spend(req.user_id, req.credential.id, mechanism.hash, req.digests, req.client_ip)
 
-    async def _sign_spent(self, req: SignRequest, mechanism: SignMechanism) -> list[bytes]:
+    async def sign_spent(self, req: SignRequest, mechanism: SignMechanism) -> list[bytes]:
         """Sign and verify once the SAD is spent: from here a failure is a server error."""
         cred, digests = req.credential, list(req.digests)
         try:
@@ -94,7 +94,11 @@ class SigningService:
 
     async def _record(self, req: SignRequest, outcome: str, reason: str) -> None:
         """Audit a signing attempt that did not produce signatures (the spend rolled back)."""
+        await self.record_refusal(req.user_id, req.credential.id, req.digests, req.client_ip, reason, outcome)
+
+    async def record_refusal(self, user_id: str, credential_id: str, digests: tuple[bytes, ...],
+                             client_ip: str | None, reason: str, outcome: str = "refused") -> None:
         async with self.store.write() as conn:
-            await record(conn, actor=req.user_id, action="signature.sign", target=req.credential.id,
-                         outcome=outcome, client_ip=req.client_ip,
-                         detail={"reason": reason, "hashes": [d.hex() for d in req.digests]})
+            await record(conn, actor=user_id, action="signature.sign", target=credential_id,
+                         outcome=outcome, client_ip=client_ip,
+                         detail={"reason": reason, "hashes": [d.hex() for d in digests]})

@@ -1,0 +1,106 @@
+"""Producing the outputs of a ``signatures/signDoc`` call once its SAD is spent.
+
+Each output is built by its engine (:mod:`rssp.documents.pades`, :mod:`rssp.documents.cades`) on
+the documents thread (:class:`~rssp.loop_thread.LoopThread`), with pyHanko objects over the SAM
+permit, the TSA pool and a revocation fetcher (:mod:`rssp.documents.tools`). A call gives all its
+outputs or none: when a TSA or responder fails, the outputs not delivered go back to the SAD
+(:func:`rssp.sam.documents.give_back`) and the caller gets 503, so it can retry with the same SAD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from asn1crypto import x509
+
+from rssp.credentials import Credential
+from rssp.documents import cades, pades
+from rssp.documents.model import DocumentError, Output, SignedOutput, SigningTools, UpstreamUnavailable
+from rssp.documents.preflight import preflight
+from rssp.documents.tools import (
+    HsmSigner, PoolTimeStamper, fetcher_backend, signed_digest_algorithm, tsa_anchors, validation_context_factory,
+)
+from rssp.errors import CSCError, invalid_request
+from rssp.loop_thread import LoopThread
+from rssp.sam.documents import SignaturePermit
+from rssp.tsa import TimestampAuthority
+
+_UNAVAILABLE = CSCError(503, "temporarily_unavailable", "A timestamp or revocation service is unavailable; retry")
+
+
+class DocumentService:
+    def __init__(self, revocation_timeout_seconds: float = 10.0) -> None:
+        self.loop = LoopThread("rssp-documents")
+        self._backend = fetcher_backend(revocation_timeout_seconds)
+
+    async def start(self) -> None:
+        self.loop.start()
+
+    async def close(self) -> None:
+        await self.loop.close(self._backend.close)
+
+    async def check(self, outputs: list[Output]) -> None:
+        """Refuse, before anything is spent, inputs that cannot be signed (off the event loop)."""
+        for output in outputs:
+            await self.loop.run(lambda o=output: _preflight(o))  # type: ignore[misc]
+
+    async def sign(self, outputs: list[Output], permit: SignaturePermit, cred: Credential,
+                   pool: TimestampAuthority | None, timestamp_id: str | None) -> list[SignedOutput]:
+        """Every output, in order; raises 503 (after giving back the unsent outputs) or 400."""
+        chain = _chain(cred)
+        done: list[SignedOutput] = []
+        for index, output in enumerate(outputs):
+            tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
+            try:
+                done.append(await self.loop.run(lambda o=output, t=tools: _engine(o, t)))  # type: ignore[misc]
+            except UpstreamUnavailable:
+                await permit.give_back(range(index, len(outputs)))
+                raise _UNAVAILABLE from None
+            except DocumentError as exc:
+                await permit.give_back(range(index, len(outputs)))
+                raise invalid_request(exc.description) from None
+        return done
+
+    def _tools(self, output: Output, index: int, permit: SignaturePermit, cred: Credential,
+               chain: list[x509.Certificate], pool: TimestampAuthority | None,
+               timestamp_id: str | None) -> SigningTools:
+        level = output.options.level
+
+        def sign(digest: bytes) -> Awaitable[bytes]:
+            return self.loop.on_main(permit.sign(index, digest))
+
+        signer = HsmSigner(chain[0], chain, signed_digest_algorithm(output.mechanism, output.params), sign,
+                           cred.key_len, cred.key_kind)
+        stamper = PoolTimeStamper(pool, self.loop, timestamp_id) if level != "B-B" and pool is not None else None
+        contexts = (validation_context_factory(chain, tsa_anchors(pool), self._backend)
+                    if level in ("B-LT", "B-LTA") else None)
+        return SigningTools(signer, stamper, contexts)
+
+
+def _chain(cred: Credential) -> list[x509.Certificate]:
+    if cred.certificate is None:
+        raise invalid_request("The credential has no certificate")
+    return [x509.Certificate.load(cred.certificate), *(x509.Certificate.load(c) for c in cred.chain)]
+
+
+async def _preflight(output: Output) -> None:
+    try:
+        preflight(output.format, output.options, output.data)
+    except DocumentError as exc:
+        raise invalid_request(exc.description) from None
+
+
+async def _engine(output: Output, tools: SigningTools) -> SignedOutput:
+    opts = output.options
+    result: Any
+    if output.format == "P":
+        result = (await pades.sign_pdf(output.data, opts, tools) if output.data is not None
+                  else await pades.sign_pdf_digest(output.digest, opts, tools))  # type: ignore[arg-type]
+    elif output.data is None:
+        result = await cades.sign_digest(output.digest, opts, tools)  # type: ignore[arg-type]
+    elif opts.envelope == "Parallel":
+        result = await cades.add_parallel(output.data, None, opts, tools)
+    else:
+        result = await cades.sign_data(output.data, opts, tools)
+    return result  # type: ignore[no-any-return]
