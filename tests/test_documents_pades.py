@@ -244,6 +244,33 @@ async def test_revision_keeps_earlier_signature_valid(pki, level):
     await assert_level(pki, out.document, level)
 
 
+@pytest.mark.parametrize("digest", ["sha384", "sha512"])
+async def test_digest_algorithms(pki, digest):
+    options = DocumentOptions(level="B-LTA", envelope="Revision", digest_algorithm=digest)
+    out = await sign_pdf(simple_pdf(), options, tools(pki))
+    [status] = await statuses(pki, out.document)
+    assert status.bottom_line and status.md_algorithm == digest
+    await assert_level(pki, out.document, "B-LTA")
+
+
+class RefusingSigner(CountingSigner):
+    """The lead's signer when the SAD allows no more signatures: its own exception must reach the handler."""
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+        if not dry_run:
+            raise PermissionError("the SAD authorizes no more signatures")
+        return await super().async_sign_raw(data, digest_algorithm, dry_run)
+
+
+async def test_signer_errors_pass_through(pki):
+    signer = RefusingSigner(signing_cert=pki.cert("good"), signing_key=pki.key("good"),
+                            cert_registry=SimpleCertificateStore.from_certs(pki.chain("good")))
+    with pytest.raises(PermissionError):
+        await sign_pdf(simple_pdf(), opts("B-LT"), tools(pki, signer))
+    with pytest.raises(PermissionError):
+        await sign_pdf_digest(bytes(32), opts("B-T"), tools(pki, signer))
+
+
 async def test_lta_on_lta_document(pki):
     """A B-LTA added to a B-LTA document: both signatures keep passing the long-term validation offline."""
     earlier = (await sign_pdf(simple_pdf(), opts("B-LTA"), tools(pki, counting(pki, "crl-only")))).document

@@ -55,7 +55,7 @@ FIELD_SIGNED = "The requested signature field is already signed"
 FIELD_NOT_SIGNATURE = "The requested field is not a signature field"
 FIELD_NAME = "The requested signature field name is not valid for a new field"
 
-HEADER_WINDOW = 1024  # ISO 32000 lets the header start anywhere in the first 1024 bytes
+HEADER_WINDOW = 1024  # readers accept a header anywhere in the first 1024 bytes
 EOF_WINDOW = 1024
 MAX_FIELD_NAME = 127
 

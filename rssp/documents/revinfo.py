@@ -60,8 +60,9 @@ def _revinfo_missing(exc: BaseException) -> bool:
 async def signer_path(signer: Signer, vc: ValidationContext) -> ValidationPath:
     """The signer's path, validated online (which fetches its revocation data into ``vc``).
 
-    No key usage is required here: the CA decides the key usage; B-LT needs the chain and its
-    revocation data. pyHanko's own pre-signing check does the same with its default usage.
+    No key usage is required here: the CA decides the key usage, and B-LT needs the chain and its
+    revocation data (pyHanko's own pre-signing check asks for non-repudiation by default, which
+    would refuse a digitalSignature-only credential for no reason of the document's).
     """
     validator = CertificateValidator(signer.signing_cert, intermediate_certs=signer.cert_registry,
                                      validation_context=vc)
