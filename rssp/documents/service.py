@@ -86,7 +86,7 @@ def _chain(cred: Credential) -> list[x509.Certificate]:
 
 async def _preflight(output: Output) -> None:
     try:
-        preflight(output.format, output.options, output.data)
+        preflight(output)
     except DocumentError as exc:
         raise invalid_request(exc.description) from None
 
