@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, pem
+from asn1crypto import cms, core, pem
 from cades_checks import (
     B_B_ATTRIBUTES,
     Parts,
@@ -208,8 +208,17 @@ async def test_parallel_on_ber_indefinite_length(env):
     await env.check(out.document, "B-T", attached=True)
 
 
+def with_unsigned(encoded: bytes, oid: str) -> bytes:
+    """The CMS with an unsigned attribute of type ``oid`` (an empty OCTET STRING value) on its signer."""
+    info = cms.ContentInfo.load(encoded)
+    signer_info = info["content"]["signer_infos"][0]
+    signer_info["unsigned_attrs"] = [*(signer_info["unsigned_attrs"] or []),
+                                     cms.CMSAttribute({"type": oid, "values": [core.OctetString(b"")]})]
+    return info.dump(force=True)
+
+
 @pytest.mark.parametrize("case", ["garbage", "truncated", "not-signed-data", "wrong-shape", "detached-no-data",
-                                  "other-data"])
+                                  "other-data", "archive-time-stamp-v2", "other-content"])
 async def test_parallel_refuses_malformed_cms(env, case):
     good = await env.pki.sign_cms("crl-only", TEXT, detached=False, timestamp=False)
     detached = await env.pki.sign_cms("crl-only", TEXT, detached=True, timestamp=False)
@@ -220,11 +229,14 @@ async def test_parallel_refuses_malformed_cms(env, case):
         "wrong-shape": (b"\x30\x10" + cms.ContentType("signed_data").dump() + b"\xa0\x03\x02\x01\x00", None),
         "detached-no-data": (detached, None),
         "other-data": (detached, TEXT + b"!"),
+        "archive-time-stamp-v2": (with_unsigned(good, "1.2.840.113549.1.9.16.2.48"), None),
+        "other-content": (good, TEXT + b"!"),
     }[case]
     signer = CountingSigner(env.pki, "good")
-    with pytest.raises(DocumentError):
+    with pytest.raises(DocumentError) as refused:
         await cades.add_parallel(existing, data, options("B-B", "Parallel"), env.tools(signer))
     assert signer.calls == 0
+    assert ("archive time-stamp" in refused.value.description) is (case == "archive-time-stamp-v2")
 
 
 # ====================================================================== failures upstream

@@ -28,7 +28,7 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator import ValidationContext
 
 from rssp.documents.archive_timestamp import add_unsigned, archive_attribute, hash_index, message_imprint
-from rssp.documents.cades_envelope import Envelope, split
+from rssp.documents.cades_envelope import Envelope, attribute_types, split
 from rssp.documents.cades_ltv import Collected, collect, collect_timestamp, session
 from rssp.documents.cades_props import signed_attributes
 from rssp.documents.model import (
@@ -43,9 +43,10 @@ from rssp.documents.model import (
 RANK = {"B-B": 0, "B-T": 1, "B-LT": 2, "B-LTA": 3}
 DIGESTS = ("sha256", "sha384", "sha512")
 TSA_FAILED = "the time-stamping authority failed"
-# Archive time-stamps older than v3 cover SignedData.certificates and .crls as a whole: a new
-# signer (its certificate, its validation data) would break them (EN 319 122-1 5.5.3).
-WHOLESALE_ARCHIVE_TIMESTAMPS = {"1.2.840.113549.1.9.16.2.27", "1.2.840.113549.1.9.16.2.48"}
+# Archive time-stamps older than v3 (ATS, ATSv2) and the long-term-validation attribute cover
+# SignedData.certificates and .crls as a whole: a new signer (its certificate, its validation
+# data) would break them, and EN 319 122-1 5.5.3 then forbids touching those fields.
+WHOLESALE_ARCHIVE_TIMESTAMPS = {"1.2.840.113549.1.9.16.2.27", "1.2.840.113549.1.9.16.2.48", "0.4.0.1733.2.2"}
 
 
 async def sign_data(data: bytes, opts: DocumentOptions, tools: SigningTools) -> SignedOutput:
@@ -199,17 +200,17 @@ def _content(base: Envelope, data: bytes | None) -> tuple[bytes, bool]:
 
 def _check_existing(base: Envelope, content: bytes) -> None:
     """Refuse what a parallel signature would break or contradict: wholesale archive time-stamps,
-    and content that is not what the existing signers signed."""
+    and content that is not what the existing signers signed (one hash per algorithm, however
+    many signers)."""
+    digests: dict[str, bytes | None] = {}
     for signer_info in base.parsed:
-        unsigned = signer_info["unsigned_attrs"]
-        if not isinstance(unsigned, core.Void) and {a["type"].dotted for a in unsigned} & WHOLESALE_ARCHIVE_TIMESTAMPS:
+        if set(attribute_types(signer_info, "unsigned_attrs")) & WHOLESALE_ARCHIVE_TIMESTAMPS:
             raise DocumentError("the CMS has an archive time-stamp that another signer would invalidate")
         signed = signer_info["signed_attrs"]
-        digests = [] if isinstance(signed, core.Void) else \
+        claimed = [] if isinstance(signed, core.Void) else \
             [a["values"][0].native for a in signed if a["type"].native == "message_digest"]
-        try:
-            expected = hashlib.new(signer_info["digest_algorithm"]["algorithm"].native, content).digest()
-        except (ValueError, TypeError):  # a digest we do not know: nothing to compare
-            continue
-        if digests and digests[0] != expected:
+        algorithm = signer_info["digest_algorithm"]["algorithm"].native
+        if algorithm not in digests:
+            digests[algorithm] = _digest(algorithm, content) if algorithm in hashlib.algorithms_available else None
+        if claimed and digests[algorithm] is not None and claimed[0] != digests[algorithm]:
             raise DocumentError("the document does not match the existing signatures")

@@ -28,6 +28,7 @@ from asn1crypto import cms, crl, keys, ocsp, x509
 from pyhanko.sign.general import extract_certificate_info
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
+    CertificateFetchError,
     InsufficientRevinfoError,
     PathBuildingError,
     PathValidationError,
@@ -107,7 +108,7 @@ async def _validate(vc: ValidationContext, cert: x509.Certificate, others: list[
     validator = CertificateValidator(cert, intermediate_certs=others, validation_context=vc)
     try:
         return await validator.async_validate_usage(key_usage=set())
-    except InsufficientRevinfoError as exc:  # a hard-fail policy saw a responder fail
+    except (InsufficientRevinfoError, CertificateFetchError) as exc:  # a responder or AIA fetch failed
         raise UpstreamUnavailable(REVOCATION_FAILED) from exc
     except RevokedError as exc:
         raise DocumentError("a certificate of the chain is revoked") from exc
