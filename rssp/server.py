@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 import ssl
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,19 +106,53 @@ def _serve(config: Config, host: str, port: int, workers: int) -> None:
     if workers <= 1:
         _run_worker(str(config.directory), host, port, False)
         return
+    _supervise(config, host, port, workers)
+
+
+_STOP_GRACE_SECONDS = 75.0  # aiohttp's own shutdown timeout (60 s) and some margin
+_MIN_UPTIME_SECONDS = 10.0  # a worker that dies sooner is failing to start: do not respawn it
+
+
+def _supervise(config: Config, host: str, port: int, workers: int) -> None:
+    """Run ``workers`` processes; respawn one that dies while serving; stop them all on SIGTERM/SIGINT.
+
+    A worker that does not exit within the grace period after the stop is killed, so the
+    command always returns (a worker stuck in a blocked thread must not hold the port for ever).
+    """
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_run_worker, args=(str(config.directory), host, port, True)) for _ in range(workers)]
-    for proc in procs:
+    args = (str(config.directory), host, port, True)
+    procs = {i: ctx.Process(target=_run_worker, args=args) for i in range(workers)}
+    started = {i: time.monotonic() for i in procs}
+    for proc in procs.values():
         proc.start()
+    stopping: list[float] = []
 
     def stop(_signum: int, _frame: object) -> None:
-        for proc in procs:
+        stopping.append(time.monotonic())
+        for proc in procs.values():
             if proc.is_alive():
                 proc.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for proc in procs:
-        proc.join()
-    clean = all(proc.exitcode in (0, -signal.SIGTERM) for proc in procs)
+    failed = False
+    while any(proc.is_alive() for proc in procs.values()) or (not stopping and not failed):
+        for i, proc in list(procs.items()):
+            proc.join(0.2)
+            if proc.is_alive() or stopping or failed:
+                continue
+            if time.monotonic() - started[i] < _MIN_UPTIME_SECONDS:
+                print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
+                failed = True
+                stop(signal.SIGTERM, None)
+                continue
+            print(f"rssp: worker {proc.pid} exited with {proc.exitcode}; starting another", flush=True)
+            procs[i] = ctx.Process(target=_run_worker, args=args)
+            started[i] = time.monotonic()
+            procs[i].start()
+        if stopping and time.monotonic() - stopping[0] > _STOP_GRACE_SECONDS:
+            for proc in procs.values():
+                if proc.is_alive():
+                    proc.kill()
+    clean = not failed and all(proc.exitcode in (0, -signal.SIGTERM) for proc in procs.values())
     sys.exit(0 if clean else 1)

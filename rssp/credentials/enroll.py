@@ -84,6 +84,7 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
             raise EnrollmentError("the CA returned a certificate for another key")
         seed = pyotp.random_base32() if req.totp else None
         sealed = await hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), credential_id.encode()) if seed else None
+        pin_hash = await hash_secret(req.pin)  # before the transaction: argon2 must not hold the write lock
         now = time.time()
         async with store.write() as conn:
             await conn.execute(
@@ -92,7 +93,7 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                     key_kind=req.key_spec.kind, key_len=req.key_spec.length, curve=req.key_spec.curve or None,
                     hsm_key_id=key.key_id, public_key=key.public_key_der, certificate=issued.certificate,
                     chain=json.dumps([base64.b64encode(c).decode() for c in issued.chain]), status="enabled",
-                    multisign=req.multisign, pin_hash=await hash_secret(req.pin), totp_secret=sealed,
+                    multisign=req.multisign, pin_hash=pin_hash, totp_secret=sealed,
                     failed_attempts=0, locked=False, totp_last_step=0, ca_id=req.ca_id,
                     created_at=now, updated_at=now,
                 )

@@ -10,7 +10,7 @@ import time
 from urllib.parse import urlencode
 
 from rssp.audit import record, typed_name_actor
-from rssp.auth.password_login import LoginThrottled
+from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import Credential, get_credential, list_credentials
 from rssp.oauth import par
 from rssp.oauth.clients import Client, get_client
@@ -72,10 +72,14 @@ async def start(services: Services, settings: OAuthSettings, params: dict[str, s
 async def login(services: Services, username: str, password: str, ip: str | None) -> User | None:
     """The signer, checked by the same throttled password check as ``auth/login``.
 
-    Raises :class:`LoginThrottled` while the username or the address is blocked.
+    Raises :class:`LoginThrottled` while the username or the address is blocked, and
+    :class:`LoginBusy` (not audited: load shedding, not a security event) when the process
+    has no place for another login check.
     """
     try:
         user = await services.logins.authenticate(username[:128], password, ip)
+    except LoginBusy:
+        raise
     except LoginThrottled:
         await _audit_login(services, await typed_name_actor(services.config.directory, username), "throttled", ip)
         raise

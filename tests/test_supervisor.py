@@ -1,0 +1,61 @@
+"""``rssp serve --workers N`` keeps N workers: one that dies while serving is replaced.
+
+A worker killed outright (SIGKILL: no clean-up at all) must not leave the deployment a worker
+short for good, and the stop on SIGTERM must still be clean afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+from deployment import make_deployment_minimal
+from rssp.server import _MIN_UPTIME_SECONDS
+
+
+def _workers(pid: int) -> set[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    out = set()
+    for child in children:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                if b"spawn_main" in fh.read():
+                    out.add(int(child))
+        except OSError:
+            pass
+    return out
+
+
+def _info_ok(base: str) -> bool:
+    req = urllib.request.Request(f"{base}/csc/v2/info", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status == 200
+
+
+def test_a_killed_worker_is_replaced_and_the_stop_stays_clean(tmp_path):
+    dep = make_deployment_minimal(tmp_path / "instance", None)
+    dep.start(workers=2)
+    try:
+        time.sleep(_MIN_UPTIME_SECONDS + 1)  # past start-up: a death now is a crash, not a failed start
+        before = _workers(dep.proc.pid)
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = _workers(dep.proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and victim not in now, now
+        assert all(_info_ok(dep.base) for _ in range(10))
+        assert f"worker {victim} exited" in dep.server_log()
+    finally:
+        os.killpg(dep.proc.pid, signal.SIGTERM)
+        code = dep.proc.wait(timeout=90)
+        dep.proc = None
+    assert code == 0
