@@ -14,7 +14,7 @@ from aiohttp import web
 from rssp.api.info import INFO_EXTRAS
 from rssp.api.middleware import client_ip
 from rssp.api.registry import SERVICES
-from rssp.auth.password_login import LoginBusy, LoginThrottled
+from rssp.auth.password_login import LoginThrottled
 from rssp.errors import CSCError
 from rssp.oauth import flow, grants, par
 from rssp.oauth.clients import authenticate_client, get_client
