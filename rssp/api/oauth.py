@@ -14,7 +14,7 @@ from aiohttp import web
 from rssp.api.info import INFO_EXTRAS
 from rssp.api.middleware import client_ip
 from rssp.api.registry import SERVICES
-from rssp.auth.password_login import LoginThrottled
+from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.errors import CSCError
 from rssp.oauth import flow, grants, par
 from rssp.oauth.clients import authenticate_client, get_client
@@ -107,6 +107,8 @@ async def _login_step(request: web.Request, session: AuthSession, form: dict[str
         return await _after_login(request, session, csrf)
     try:
         user = await flow.login(services, form.get("username", ""), form.get("password", ""), client_ip(request))
+    except LoginBusy:
+        return await _login_again(services, req, lang, csrf, "login_busy", 429)
     except LoginThrottled:
         return await _login_again(services, req, lang, csrf, "login_throttled", 429)
     if user is None:
