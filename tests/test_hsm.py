@@ -475,8 +475,10 @@ async def test_ensure_aes_key_is_idempotent_and_keys_differ(hsm: Hsm) -> None:
         await hsm.encrypt("missing-key", b"secret", b"aad")
 
     def count(label: str) -> int:
-        from rssp.hsm.worker import _find_aes
-        return len(_find_aes(hsm._require().session, label))
+        from pkcs11 import KeyType
+
+        from rssp.hsm.worker import _find_secret
+        return len(_find_secret(hsm._require().session, label, KeyType.AES))
 
     assert await hsm._submit(count, AES_LABEL) == 1
     assert await hsm._submit(count, "other-key") == 1
@@ -496,3 +498,30 @@ async def test_aes_key_is_not_extractable(hsm: Hsm) -> None:
     got = await hsm._submit(read)
     assert got[Attribute.SENSITIVE] is True and got[Attribute.EXTRACTABLE] is False
     assert got[Attribute.VALUE_LEN] == 32 and got[Attribute.VALUE] is False
+
+
+async def test_mac_key_is_secret_and_macs_are_hmac_sha256(hsm: Hsm) -> None:
+    """A SAM MAC key: created once however often it is ensured, never readable, one HMAC per message."""
+    await hsm.ensure_mac_key("test-mac")
+    await hsm.ensure_mac_key("test-mac")
+    await hsm.ensure_mac_key("test-mac-2")
+    first, second = await hsm.mac_many("test-mac", [b"row 1", b"row 2"])
+    assert len(first) == 32 and first != second
+    assert await hsm.mac("test-mac", b"row 1") == first  # deterministic: verifiable later
+    assert await hsm.mac("test-mac-2", b"row 1") != first  # keyed
+    with pytest.raises(KeyNotFound):
+        await hsm.mac("missing-mac-key", b"x")
+
+    def read() -> dict[Attribute, bool]:
+        from pkcs11 import KeyType
+        key = hsm._secret_key("test-mac", KeyType.GENERIC_SECRET)
+        got = key.get_attributes([Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.ENCRYPT])
+        try:
+            key[Attribute.VALUE]
+        except p11e.AttributeSensitive:
+            got[Attribute.VALUE] = False
+        return got
+
+    got = await hsm._submit(read)
+    assert got[Attribute.SENSITIVE] is True and got[Attribute.EXTRACTABLE] is False
+    assert got[Attribute.ENCRYPT] is False and got[Attribute.VALUE] is False

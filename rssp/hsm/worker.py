@@ -550,6 +550,20 @@ class Hsm:
         """Reverse :meth:`encrypt`; wrong key, wrong aad or tampering → :class:`HsmError`."""
         return await self._submit(self._decrypt_sync, label, blob, aad)
 
+    # -- MACs (SAM integrity keys: SAD rows, audit chain, configuration) -------------------------
+
+    async def ensure_mac_key(self, label: str) -> None:
+        """Create the HMAC-SHA-256 token key ``label`` (256-bit generic secret, sensitive,
+        non-extractable) unless it exists; processes racing to create it converge on one."""
+        await self._submit(self._ensure_secret_sync, label, KeyType.GENERIC_SECRET)
+
+    async def mac_many(self, label: str, messages: list[bytes]) -> list[bytes]:
+        """HMAC-SHA-256 of each message inside the HSM with key ``label``, in one hop."""
+        return await self._submit(self._mac_sync, label, messages)
+
+    async def mac(self, label: str, message: bytes) -> bytes:
+        return (await self.mac_many(label, [message]))[0]
+
     # -- HSM-thread implementations -----------------------------------------------------------
 
     @_guard("key generation")
@@ -628,33 +642,42 @@ class Hsm:
                 outcomes.append((False, exc))
         return outcomes
 
-    def _secret_key(self, label: str) -> Any:
-        """The AES key ``label`` from the cache or found once on the token."""
+    def _secret_key(self, label: str, kind: KeyType = KeyType.AES) -> Any:
+        """The secret key ``label`` (AES, or a generic secret for HMAC) from the cache or the token."""
         shared = self._require()
         key = shared.secret_keys.get(label)
         if key is None:
-            found = _find_aes(shared.session, label)
+            found = _find_secret(shared.session, label, kind)
             if len(found) != 1:
-                raise KeyNotFound("no AES key with that label") if not found else _ambiguous()
+                raise KeyNotFound("no secret key with that label") if not found else _ambiguous()
             key = shared.secret_keys[label] = found[0]
         return key
 
     @_guard("AES key creation")
     def _ensure_aes_sync(self, label: str) -> None:
+        self._ensure_secret_sync(label, KeyType.AES)
+
+    @_guard("secret key creation")
+    def _ensure_secret_sync(self, label: str, kind: KeyType) -> None:
         """Find or create the key; if another process created one at the same moment, the one
         who sees two keys destroys its own, so all processes converge on a single key."""
         shared = self._require()
         for _ in range(AES_CREATE_ATTEMPTS):
-            if _find_aes(shared.session, label):
-                self._secret_key(label)
+            if _find_secret(shared.session, label, kind):
+                self._secret_key(label, kind)
                 return
-            mine = _generate_aes(shared.session, label)
-            if len(_find_aes(shared.session, label)) == 1:
+            mine = _generate_secret(shared.session, label, kind)
+            if len(_find_secret(shared.session, label, kind)) == 1:
                 shared.secret_keys[label] = mine
                 return
             mine.destroy()
             time.sleep(random.uniform(0.01, 0.1))
-        raise HsmError("could not create a unique AES key (concurrent creation)")
+        raise HsmError("could not create a unique secret key (concurrent creation)")
+
+    @_guard("MAC")
+    def _mac_sync(self, label: str, messages: list[bytes]) -> list[bytes]:
+        key = self._secret_key(label, KeyType.GENERIC_SECRET)
+        return [bytes(key.sign(bytes(m), mechanism=Mechanism.SHA256_HMAC)) for m in messages]
 
     @_guard("encryption")
     def _encrypt_sync(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
@@ -721,19 +744,17 @@ def _generate_pair(session: Any, spec: KeySpec, raw_id: bytes, label: str) -> tu
     )
 
 
-def _find_aes(session: Any, label: str) -> list[Any]:
-    return _find_all(
-        session, ObjectClass.SECRET_KEY, {Attribute.KEY_TYPE: KeyType.AES, Attribute.LABEL: label}
-    )
+def _find_secret(session: Any, label: str, kind: KeyType) -> list[Any]:
+    return _find_all(session, ObjectClass.SECRET_KEY, {Attribute.KEY_TYPE: kind, Attribute.LABEL: label})
 
 
-def _generate_aes(session: Any, label: str) -> Any:
-    return session.generate_key(
-        KeyType.AES,
-        256,
-        id=secrets.token_bytes(KEY_ID_BYTES),
-        label=label,
-        store=True,
-        capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
-        template=dict(_SECRET_TEMPLATE),
-    )
+def _generate_secret(session: Any, label: str, kind: KeyType) -> Any:
+    """AES-256 for encryption, or a 256-bit generic secret that can only compute HMACs."""
+    if kind == KeyType.AES:
+        capabilities, template = MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT, dict(_SECRET_TEMPLATE)
+    else:
+        capabilities = MechanismFlag.SIGN | MechanismFlag.VERIFY
+        template = {**_SECRET_TEMPLATE, Attribute.ENCRYPT: False, Attribute.DECRYPT: False,
+                    Attribute.SIGN: True, Attribute.VERIFY: True}
+    return session.generate_key(kind, 256, id=secrets.token_bytes(KEY_ID_BYTES), label=label, store=True,
+                                capabilities=capabilities, template=template)
