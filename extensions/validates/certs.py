@@ -100,7 +100,7 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     context = ValidationContext(
         trust_roots=list(anchors), other_certs=others, moment=req.moment,
         revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=req.moment is not None),
-        allow_fetching=True, fetchers=req.cache.fetchers(req.log),
+        allow_fetching=True, fetchers=req.fetchers(),
     )
     validator = CertificateValidator(leaf, intermediate_certs=others, validation_context=context)
 
