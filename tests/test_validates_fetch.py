@@ -19,20 +19,16 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 from certomancer.integrations.aiohttp_animator import build_animator_app
 from client import CSC
-from cryptography import x509 as cx509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from deployment import Deployment
 from tsa_helpers import HttpServer, ServerThread
-from validation_corpus import TEXT, ValidationPki, b64, run_apart, validation_instance
+from validation_corpus import TEXT, ValidationPki, b64, named_cert, run_apart, validation_instance
 
 from rssp.devpki import free_port
 
@@ -63,20 +59,6 @@ class Listener:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _chain_cert(key: ec.EllipticCurvePrivateKey, subject: str, issuer: str, next_url: str) -> bytes:
-    """A CA certificate claiming to be issued by ``issuer``, whose caIssuers URL is ``next_url``."""
-    now = datetime.now(UTC)
-    name = lambda cn: cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    aia = cx509.AuthorityInformationAccess([cx509.AccessDescription(
-        AuthorityInformationAccessOID.CA_ISSUERS, cx509.UniformResourceIdentifier(next_url))])
-    cert = (cx509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-            .public_key(key.public_key()).serial_number(cx509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(aia, critical=False).sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 @dataclass
@@ -126,11 +108,11 @@ class Helper:
     async def chain(self, request: web.Request) -> web.Response:
         """Certificate n claims to be issued by n+1, whose certificate is one URL further: no end."""
         n = int(request.match_info["n"])
-        body = _chain_cert(self.key, f"chain {n}", f"chain {n + 1}", f"{self.base}/chain/{n + 1}.crt")
-        return web.Response(body=body, content_type="application/pkix-cert")
+        cert = named_cert(self.key, f"chain {n}", f"chain {n + 1}", ca_issuers=f"{self.base}/chain/{n + 1}.crt")
+        return web.Response(body=cert.dump(), content_type="application/pkix-cert")
 
     def leaf(self) -> bytes:
-        return _chain_cert(self.key, "chain leaf", "chain 0", f"{self.base}/chain/0.crt")
+        return named_cert(self.key, "chain leaf", "chain 0", ca_issuers=f"{self.base}/chain/0.crt").dump()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""validates/validSign under load: bounded work per PDF, and no caller starving the others (issue #20, finding 5).
+"""validates/validSign under load: bounded work per document, and no caller starving the others (issue #20, finding 5).
 
 A PDF with thousands of small incremental updates (4,000 make a 480 KB file) cost pyHanko's
 history lookups quadratic time: 72 s for one, and three of them held every other validation
@@ -9,6 +9,7 @@ and the gate keeps one thread for a caller with nothing running and turns away (
 
 The instance here lifts the revision cap (5,000) so that the 4,000-update PDF is really
 validated — seconds of CPU — while another user's ordinary validations must finish first.
+The same kind of bound holds for path building over the certificates a signature carries.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from certomancer.integrations.aiohttp_animator import build_animator_app
 from client import CSC
 from deployment import Deployment
 from tsa_helpers import HttpServer, ServerThread
-from validation_corpus import ValidationPki, b64, many_updates, run_apart, validation_instance
+from validation_corpus import ValidationPki, b64, ladder_cms, many_updates, run_apart, validation_instance
 
 from rssp.devpki import free_port
 
 UPDATES = 4000
 PER_CALLER = 4
+LADDER = 23  # levels of two certificates each: 2**23 candidate paths
+SAFETY_SECONDS = 90  # a safety net only: a bounded path search answers within a second or two
 
 
 @dataclass
@@ -102,3 +105,17 @@ async def test_4000_updates_refused_by_default_while_others_proceed(csc, dep, le
     assert f"{UPDATES + 2} revisions" in body["error_description"] and "at most 500" in body["error_description"], body
     # the development instance does not trust the corpus root: an indication, not an error
     assert all(s == 200 and b["indication"] == "INDETERMINATE" for s, b, _ in others), others
+
+
+async def test_path_building_is_bounded(http, lenv):
+    """A 23 KB CMS signature carrying two CA certificates per name over 23 levels: 2**23 candidate
+    paths (minutes of CPU, and every dead end kept in memory). Path building gives up after a
+    bounded number of steps: no path, an indication."""
+    csc = CSC(http, lenv.dep)
+    token = await csc.token("alice")
+    cms = run_apart(ladder_cms(LADDER))
+    status, body = await asyncio.wait_for(csc.call("validates/validSign", {"document": b64(cms)}, token),
+                                          SAFETY_SECONDS)
+    assert status == 200, body
+    assert (body["indication"], body["signatures"][0]["subIndication"]) == \
+        ("INDETERMINATE", "NO_CERTIFICATE_CHAIN_FOUND"), body

@@ -22,6 +22,7 @@ test PKI listens on loopback). Only ``http`` and ``https``; no user info in URLs
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from yarl import URL
 
 from extensions.validates.settings import ValidationSettings
 
+log = logging.getLogger("extensions.validates")
 SCHEMES = ("http", "https")
 
 
@@ -99,7 +101,13 @@ class FetchPolicy:
     """The operator's allow list, and the check every URL (and every redirect) goes through."""
 
     def __init__(self, allow: tuple[str, ...], *, allow_public: bool) -> None:
-        self.prefixes = tuple(_prefix(value) for value in dict.fromkeys(allow))
+        prefixes = []
+        for value in dict.fromkeys(allow):  # fetch_allow is checked at load; an anchor may declare anything
+            try:
+                prefixes.append(_prefix(value))
+            except FetchRefused:
+                log.warning("[validation]: %r is no URL prefix; not allowed", value[:300])
+        self.prefixes = tuple(prefixes)
         self.named_hosts = frozenset((p.host, p.port) for p in self.prefixes)
         self.allow_public = allow_public
 

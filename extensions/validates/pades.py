@@ -44,6 +44,7 @@ from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome
 from extensions.validates.pdfhistory import index_history
 from extensions.validates.policy import REVOCATION, Request
 from extensions.validates.settings import ValidationSettings
+from extensions.validates.trust import BoundedTrust
 
 
 @dataclass
@@ -125,7 +126,7 @@ def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_
 
 async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | None) -> Timestamp:
     context = ValidationContext(
-        trust_roots=list(req.settings.tsa_anchors), moment=req.moment,
+        trust_manager=BoundedTrust(req.settings.tsa_anchors), moment=req.moment,
         revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
         allow_fetching=True, fetchers=req.fetchers())
     kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"

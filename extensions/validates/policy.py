@@ -3,7 +3,8 @@
 One place decides what "valid" means here: the configured anchors (signers and TSAs apart),
 revocation checked for every certificate that declares a source (OCSP or CRL, hard-fail:
 a declared source that cannot be reached makes the answer ``TRY_LATER``, never a silent
-pass), pyHanko's algorithm policy (weak hashes refused), and the key usages a signer needs.
+pass), pyHanko's algorithm policy (weak hashes refused), and the key usages a signer needs;
+path building is bounded (:mod:`.trust`).
 Whatever is fetched goes through rssp's own fetchers (:mod:`.fetchers`: the operator's fetch
 policy and the request's budget; OCSP and CRLs through the process-wide cache), recorded in
 the request's :class:`~extensions.validates.revocation.FetchLog`; pyHanko never gets a
@@ -26,12 +27,12 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
-from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from extensions.validates.fetchers import policy_fetchers
 from extensions.validates.outbound import Outbound
 from extensions.validates.revocation import FetchLog, RevocationCache
 from extensions.validates.settings import ValidationSettings
+from extensions.validates.trust import BoundedTrust
 
 SIGNER_KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False)
 TSA_KEY_USAGE = KeyUsageConstraints(extd_key_usage={"time_stamping"})
@@ -82,7 +83,7 @@ class Request:
     def cert_policy(self, *, tsa: bool = False) -> CertValidationPolicySpec:
         anchors = self.settings.tsa_anchors if tsa else self.settings.trust_anchors
         return CertValidationPolicySpec(
-            trust_manager=SimpleTrustManager.build(trust_roots=anchors),
+            trust_manager=BoundedTrust(anchors),
             revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=self.moment is not None),
         )
 

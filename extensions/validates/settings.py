@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from asn1crypto import pem, x509
+from yarl import URL
 from pyhanko_certvalidator.fetchers.common_utils import enumerate_delivery_point_urls, gather_aia_issuer_urls
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps
 
@@ -127,6 +128,16 @@ def _strings(section: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _prefixes(section: dict[str, Any]) -> tuple[str, ...]:
+    """``fetch_allow``: absolute http(s) URLs with a host (a prefix names at least a host)."""
+    values = _strings(section, "fetch_allow")
+    for value in values:
+        url = URL(value)
+        if url.scheme not in ("http", "https") or not url.host or url.user is not None:
+            raise ConfigError(f"[validation] fetch_allow: {value!r} is not an http(s) URL prefix with a host")
+    return values
+
+
 def load_settings(config: Config) -> ValidationSettings:
     section = config.section("validation")
     anchors = _read_anchor_paths(config.directory, list(_strings(section, "trust_anchors")), "trust_anchors")
@@ -146,5 +157,5 @@ def load_settings(config: Config) -> ValidationSettings:
         raise ConfigError("[validation] limits must be positive")
     all_anchors = _unique(anchors + tsa_anchors)
     return ValidationSettings(trust_anchors=_unique(anchors), tsa_anchors=_unique(tsa_anchors),
-                              fetch_allow=_strings(section, "fetch_allow"),
+                              fetch_allow=_prefixes(section),
                               fetch_defaults=default_fetch_urls(config, all_anchors), **numbers)
