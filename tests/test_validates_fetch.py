@@ -28,7 +28,8 @@ from client import CSC
 from cryptography.hazmat.primitives.asymmetric import ec
 from deployment import Deployment
 from tsa_helpers import HttpServer, ServerThread
-from validation_corpus import TEXT, ValidationPki, b64, named_cert, run_apart, validation_instance
+from validation_corpus import TEXT, ValidationPki, b64, run_apart, validation_instance
+from validation_hostile import named_cert
 
 from rssp.devpki import free_port
 

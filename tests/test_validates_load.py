@@ -23,7 +23,8 @@ from certomancer.integrations.aiohttp_animator import build_animator_app
 from client import CSC
 from deployment import Deployment
 from tsa_helpers import HttpServer, ServerThread
-from validation_corpus import ValidationPki, b64, ladder_cms, many_updates, run_apart, validation_instance
+from validation_corpus import ValidationPki, b64, run_apart, validation_instance
+from validation_hostile import ladder_cms, many_updates
 
 from rssp.devpki import free_port
 
