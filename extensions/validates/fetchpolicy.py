@@ -11,9 +11,9 @@ scanner). So nothing is fetched unless the operator allowed it:
   instance's test PKI); a prefix is matched on scheme, host, port and whole path segments,
   so ``http://ca.example/ocsp`` allows neither ``http://ca.example.evil/...`` nor
   ``http://ca.example/ocsp-admin``;
-- or ``fetch_allow_public = true`` and every address the host has is public (global
-  unicast), checked on the URL for an IP literal and by :class:`PolicyResolver` on what DNS
-  answers, at connection time, so a DNS answer cannot bring 127.0.0.1 back.
+- or ``fetch_allow_public = true``, and then only public (global unicast) addresses are
+  connected to: checked on the URL for an IP literal and by :class:`PolicyResolver` on what
+  DNS answers, at connection time, so a DNS answer cannot bring 127.0.0.1 back.
 
 A host named by an allowed prefix may be on any address: the operator named it (the dev
 test PKI listens on loopback). Only ``http`` and ``https``; no user info in URLs.

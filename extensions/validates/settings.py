@@ -44,7 +44,7 @@ class ValidationSettings:
     revocation_cache_entries: int = 10_000  # OCSP responses and CRLs kept per process (least recently used go)
     # what a request may fetch on the caller's behalf (see fetchpolicy.py)
     fetch_allow: tuple[str, ...] = ()  # URL prefixes the operator allows, besides fetch_defaults
-    fetch_allow_public: bool = False  # any http(s) URL whose host has only public addresses
+    fetch_allow_public: bool = False  # any http(s) URL, connecting to public addresses only
     fetch_defaults: tuple[str, ...] = ()  # computed: the anchors' own URLs and the dev PKI's prefix
     max_fetches: int = 16  # network fetches per request (OCSP, CRL, certificates; each redirect counts)
     max_fetch_bytes: int = 4 * 1024 * 1024  # one answer; the rest is not read
