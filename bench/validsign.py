@@ -199,7 +199,7 @@ def make_instance(directory: Path, pki: ValidationPki, workers: int) -> Deployme
     raw = tomllib.loads(path.read_text())
     raw["server"]["max_body_bytes"] = 4 * 1024 * 1024
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
-                         "max_document_bytes": 2 * 1024 * 1024}
+                         "max_document_bytes": 2 * 1024 * 1024, "fetch_allow": [f"{pki.prefix}/"]}
     path.write_text(tomli_w.dumps(raw))
     dep.start(workers=workers)
     return dep

@@ -89,7 +89,9 @@ def venv(tmp_path_factory):
         config_path = dep.directory / "rssp.toml"
         raw = tomllib.loads(config_path.read_text())
         raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
-                             "max_document_bytes": MAX_DOCUMENT}
+                             "max_document_bytes": MAX_DOCUMENT,
+                             # the corpus PKI and the 'offline' signer's sources are on loopback: allow exactly them
+                             "fetch_allow": [f"http://127.0.0.1:{port}/", f"{pki.dead_url}/"]}
         config_path.write_text(tomli_w.dumps(raw))
         dep.start(workers=1)
         corpus.wait_for_late_revocation()

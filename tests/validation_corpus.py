@@ -26,14 +26,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import time
+import tomllib
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import tomli_w
 from asn1crypto import cms, pem, x509
 from certomancer.registry import CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
 from pyhanko.pdf_utils import generic
@@ -45,6 +49,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from deployment import Deployment
 from rssp.devpki import free_port, write_keys
 
 ARCH, ROGUE = "val", "rogue"
@@ -54,6 +59,7 @@ KEYS = {name: "ec" for name in ("root", "interm", "ocsp", "tsa", *SIGNERS, "rogu
                                 REVOKED_CA, UNDER_REVOKED_CA)}
 LATE_DELAY = 6.0  # seconds between making the PKI and revoking "revoked-late" (its documents are signed first)
 TEXT = b"The quick brown fox signs the lazy dog. rssp validation corpus."
+T = TypeVar("T")
 
 
 def _stamp(moment: datetime) -> str:
@@ -85,7 +91,20 @@ def _dead_urls(url: str) -> list[dict[str, Any]]:
     ]
 
 
-def pki_config(prefix: str, dead_url: str, now: datetime) -> dict[str, Any]:
+def source_urls(base: str) -> list[dict[str, Any]]:
+    """caIssuers, OCSP and CRL all under ``base`` (raw extension values: any URL, any port)."""
+    def uri(path: str) -> x509.GeneralName:
+        return x509.GeneralName(name="uniform_resource_identifier", value=f"{base}/{path}")
+
+    return [
+        {"id": "crl_distribution_points", "value": [{"distribution_point": {"full_name": [uri("crl")]}}]},
+        {"id": "authority_information_access", "value": [
+            {"access_method": "ca_issuers", "access_location": uri("issuer.crt")},
+            {"access_method": "ocsp", "access_location": uri("ocsp")}]},
+    ]
+
+
+def pki_config(prefix: str, dead_url: str, now: datetime, sources: dict[str, str] | None = None) -> dict[str, Any]:
     always = {"valid-from": _stamp(now - timedelta(days=30)), "valid-to": _stamp(now + timedelta(days=3650))}
     ca = [{"id": "basic_constraints", "critical": True, "value": {"ca": True}},
           _ku("digital_signature", "key_cert_sign", "crl_sign")]
@@ -117,11 +136,15 @@ def pki_config(prefix: str, dead_url: str, now: datetime) -> dict[str, Any]:
         REVOKED_CA: {"issuer": "interm", "validity": always, "extensions": [*ca, _crl("interm"), _ocsp("interm")],
                      "revocation": {"revoked-since": _stamp(now - timedelta(days=10)), "reason": "ca_compromise"}},
         UNDER_REVOKED_CA: signer(issuer=REVOKED_CA, extensions=[_ku("digital_signature", "non_repudiation")]),
+        # signers whose caIssuers, OCSP and CRL URLs are wherever a test says (fetch policy tests)
+        **{label: signer(extensions=[_ku("digital_signature", "non_repudiation"), *source_urls(base)])
+           for label, base in (sources or {}).items()},
     }
     defaults = {"country-name": "JP", "organization-name": "rssp validation corpus"}
     return {
         "external-url-prefix": prefix,
-        "keysets": {"val": {"path-prefix": ".", "keys": {k: {"path": f"{k}.key.pem"} for k in KEYS}}},
+        "keysets": {"val": {"path-prefix": ".",
+                            "keys": {k: {"path": f"{k}.key.pem"} for k in (*KEYS, *(sources or {}))}}},
         "pki-architectures": {
             ARCH: {
                 "keyset": "val", "entity-defaults": defaults,
@@ -197,12 +220,15 @@ class Corpus:
 class ValidationPki:
     """The corpus PKI with freshly generated keys, its URLs pointing at ``prefix``."""
 
-    def __init__(self, key_dir: Path, prefix: str) -> None:
-        write_keys(key_dir, KEYS)
+    def __init__(self, key_dir: Path, prefix: str, sources: dict[str, str] | None = None) -> None:
+        """``sources``: extra signers (label -> base URL of their caIssuers, OCSP and CRL)."""
+        write_keys(key_dir, {**KEYS, **{label: "ec" for label in sources or {}}})
+        self.prefix = prefix  # where the animator serves OCSP, CRLs and certificates (allow it: fetch_allow)
         self.now = datetime.now(UTC).replace(microsecond=0)
         self.created = time.time()
         self.dead_url = f"http://127.0.0.1:{free_port()}"
-        self.config = CertomancerConfig(pki_config(prefix, self.dead_url, self.now), key_search_dir=str(key_dir))
+        self.config = CertomancerConfig(pki_config(prefix, self.dead_url, self.now, sources),
+                                        key_search_dir=str(key_dir))
         self.arch = self.config.get_pki_arch(ARCH)
         self.rogue = self.config.get_pki_arch(ROGUE)
 
@@ -225,8 +251,9 @@ class ValidationPki:
         above = [self.cert(REVOKED_CA)] if label == UNDER_REVOKED_CA else []
         return [*above, self.cert("interm"), self.cert("root")]
 
-    def signer(self, label: str) -> signers.SimpleSigner:
-        chain = self.chain(label)
+    def signer(self, label: str, *, with_chain: bool = True) -> signers.SimpleSigner:
+        """``with_chain=False``: only the signer's certificate is embedded (a validator must look for its issuer)."""
+        chain = self.chain(label) if with_chain else []
         return signers.SimpleSigner(signing_cert=self.cert(label), signing_key=self.key(label),
                                     cert_registry=SimpleCertificateStore.from_certs(chain))
 
@@ -241,7 +268,7 @@ class ValidationPki:
 
     # ------------------------------------------------------------------ signing
 
-    async def sign_pdf(self, label: str, level: str, pdf: bytes | None = None) -> bytes:
+    async def sign_pdf(self, label: str, level: str, pdf: bytes | None = None, *, with_chain: bool = True) -> bytes:
         meta = signers.PdfSignatureMetadata(
             field_name="Signature1" if pdf is None else "Signature2", subfilter=fields.SigSeedSubFilter.PADES,
             embed_validation_info=level in ("B-LT", "B-LTA"), use_pades_lta=level == "B-LTA",
@@ -249,11 +276,13 @@ class ValidationPki:
         stamper = self.timestamper() if level != "B-B" else None
         out = BytesIO()
         writer = IncrementalPdfFileWriter(BytesIO(pdf or simple_pdf()))
-        await signers.PdfSigner(meta, self.signer(label), timestamper=stamper).async_sign_pdf(writer, output=out)
+        signer = self.signer(label, with_chain=with_chain)
+        await signers.PdfSigner(meta, signer, timestamper=stamper).async_sign_pdf(writer, output=out)
         return out.getvalue()
 
-    async def sign_cms(self, label: str, data: bytes, *, detached: bool, timestamp: bool) -> bytes:
-        signed = await self.signer(label).async_sign_general_data(
+    async def sign_cms(self, label: str, data: bytes, *, detached: bool, timestamp: bool, with_chain: bool = True
+                       ) -> bytes:
+        signed = await self.signer(label, with_chain=with_chain).async_sign_general_data(
             data, "sha256", detached=detached, use_cades=True, timestamper=self.timestamper() if timestamp else None)
         return signed.dump()
 
@@ -342,10 +371,32 @@ def flip_signature(signed: bytes) -> bytes:
     return info.dump(force=True)
 
 
-def build_corpus(pki: ValidationPki) -> Corpus:
+def run_apart(coro: Coroutine[Any, Any, T]) -> T:
     """pyHanko's signers are async; run them on a loop of their own (the test loop may be running)."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, pki.build()).result(timeout=300)
+        return pool.submit(asyncio.run, coro).result(timeout=300)
+
+
+def build_corpus(pki: ValidationPki) -> Corpus:
+    return run_apart(pki.build())
+
+
+def validation_instance(directory: Path, pki: ValidationPki, validation: dict[str, Any],
+                        users: tuple[str, ...] = ("alice",)) -> Deployment:
+    """A started production instance (SQLite, one worker) trusting the corpus root, with more
+    ``[validation]`` settings; each user's password is ``<name>-password``."""
+    env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
+    dep = Deployment(directory, None, env)
+    dep.rssp("init", str(directory), "--production")
+    for user in users:
+        dep.add_user(user, f"{user}-password")
+    pki.write_root(directory / "corpus-root.pem")
+    config_path = directory / "rssp.toml"
+    raw = tomllib.loads(config_path.read_text())
+    raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"], **validation}
+    config_path.write_text(tomli_w.dumps(raw))
+    dep.start(workers=1)
+    return dep
 
 
 def b64(data: bytes) -> str:

@@ -1,12 +1,15 @@
 """JT2A "Validation" (DESIGN §3.2): ``validates/validSign`` and ``validates/validCert``.
 
 ``setup`` reads the ``[validation]`` table of rssp.toml (:mod:`.settings`: trust anchors,
-TSA anchors, the anchors of the configured CAs, size limits, revocation cache), starts the
-validation engine (:mod:`.engine`: its own event loop in a thread, holding the revocation
-cache shared by every request of the process) for the life of the app, and registers both
-methods. The modules, one concept each: :mod:`.policy` (what valid means here),
-:mod:`.revocation` (OCSP/CRL fetch and cache), :mod:`.certs` (validCert), :mod:`.pades` and
-:mod:`.cades` (validSign), :mod:`.indications` (EN 319 102-1), :mod:`.outcome` (answer
+TSA anchors, the anchors of the configured CAs, what may be fetched, size and work limits,
+revocation cache), starts the validation engine (:mod:`.engine`: validation threads, each
+with its own event loop, behind :mod:`.gate`; the revocation cache shared by every request
+of the process) for the life of the app, and registers both methods. The modules, one
+concept each: :mod:`.policy` (what valid means here), :mod:`.fetchpolicy` (which URLs may
+be fetched), :mod:`.outbound` (the HTTP client every fetch goes through), :mod:`.fetchers`
+(OCSP, CRL and caIssuers for pyhanko-certvalidator), :mod:`.revocation` (the cache),
+:mod:`.certs` (validCert), :mod:`.pades` and :mod:`.cades` (validSign), :mod:`.pdfhistory`
+(PDF revision history index), :mod:`.indications` (EN 319 102-1), :mod:`.outcome` (answer
 shape), :mod:`.report` (TS 119 102-2 XML), :mod:`.handlers` (request parsing).
 """
 

@@ -24,6 +24,7 @@ from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
 from extensions.validates import indications
 from extensions.validates.names import gtime, subject_dn
 from extensions.validates.policy import REVOCATION, SIGNER_KEY_USAGE, TSA_KEY_USAGE, Request
+from extensions.validates.trust import BoundedTrust
 
 USAGES = ("signature", "timestamp")
 _STATUS = {
@@ -98,9 +99,9 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     tsa = usage == "timestamp"
     anchors = req.settings.tsa_anchors if tsa else req.settings.trust_anchors
     context = ValidationContext(
-        trust_roots=list(anchors), other_certs=others, moment=req.moment,
+        trust_manager=BoundedTrust(anchors), other_certs=others, moment=req.moment,
         revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=req.moment is not None),
-        allow_fetching=True, fetchers=req.cache.fetchers(req.log),
+        allow_fetching=True, fetchers=req.fetchers(),
     )
     validator = CertificateValidator(leaf, intermediate_certs=others, validation_context=context)
 

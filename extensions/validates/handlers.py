@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from asn1crypto import x509
 
 from extensions.validates import indications, names
 from extensions.validates.cades import HASHES, Detached, validate_cms
-from extensions.validates.certs import USAGES, validate_cert, validation_info
-from extensions.validates.engine import ValidationEngine
+from extensions.validates.certs import USAGES, CertResult, validate_cert, validation_info
+from extensions.validates.engine import Lane, ValidationEngine
 from extensions.validates.errors import BadDocument
+from extensions.validates.gate import RETRY_AFTER_SECONDS, Busy
 from extensions.validates.outcome import SignatureOutcome
 from extensions.validates.pades import validate_pdf
 from extensions.validates.policy import Request
 from extensions.validates.report import etsi_report
-from extensions.validates.revocation import FetchLog
 from rssp.api.parse import Body, decode_b64, decode_certificates, encode_b64
 from rssp.api.registry import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
@@ -33,6 +34,7 @@ from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 log = logging.getLogger("extensions.validates")
 
 ENGINE = "validates.engine"  # key in Services.extras
+T = TypeVar("T")
 REPORTS = ("none", "simple", "etsi")
 
 
@@ -156,22 +158,32 @@ def _certificates(outcomes: list[SignatureOutcome]) -> list[x509.Certificate]:
     return out
 
 
-def _request(engine: ValidationEngine, moment: datetime | None) -> Request:
-    return Request(engine.settings, engine.cache, moment, FetchLog())
+def busy() -> CSCError:
+    return CSCError(503, "temporarily_unavailable", "Too many validations in progress; try again later",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def run(call: Call, work: Callable[[Lane], Awaitable[T]]) -> T:
+    """``work`` on a validation thread, admitted per caller (the token's user); 503 when there is no room."""
+    caller = call.principal.user_id if call.principal is not None else (call.ip or "")
+    try:
+        return await _engine(call).run(caller, work)
+    except Busy:
+        raise busy() from None
 
 
 async def valid_sign(call: Call) -> web.Response:
     engine = _engine(call)
     parsed = parse_valid_sign(call.body, engine.settings.max_document_bytes)
-    req = _request(engine, parsed.moment)
 
-    async def work() -> tuple[list[SignatureOutcome], bytes | None, dict[str, Any]]:
+    async def work(lane: Lane) -> tuple[list[SignatureOutcome], bytes | None, dict[str, Any]]:
+        req = engine.request(lane, parsed.moment)
         outcomes = await _run_sign(req, parsed)
         report = etsi_report(outcomes) if parsed.report == "etsi" else None
         return outcomes, report, validation_info(req, _certificates(outcomes)) if parsed.with_info else {}
 
     try:
-        outcomes, report, info = await engine.run(work)
+        outcomes, report, info = await run(call, work)
     except BadDocument as exc:
         raise invalid_request(str(exc)) from None
     except CSCError:
@@ -202,9 +214,14 @@ async def valid_cert(call: Call) -> web.Response:
     usage = body.choice("usage", USAGES, "signature")
     body.string("lang", max_len=35)
     certs = parse_certificates(body, engine.settings.max_certificates)
-    req = _request(engine, moment)
+
+    async def work(lane: Lane) -> CertResult:
+        return await validate_cert(engine.request(lane, moment), certs[0], certs[1:], usage)
+
     try:
-        result = await engine.run(lambda: validate_cert(req, certs[0], certs[1:], usage))
+        result = await run(call, work)
+    except CSCError:
+        raise
     except Exception:  # noqa: BLE001 - a certificate certvalidator chokes on is the client's problem, not a 500
         log.exception("validCert: validation failed on malformed input")
         raise invalid_param("certificates") from None

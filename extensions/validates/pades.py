@@ -41,7 +41,10 @@ from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
 from extensions.validates import indications
 from extensions.validates.errors import BadDocument
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, Timestamp, timestamp_of
+from extensions.validates.pdfhistory import index_history
 from extensions.validates.policy import REVOCATION, Request
+from extensions.validates.settings import ValidationSettings
+from extensions.validates.trust import BoundedTrust
 
 
 @dataclass
@@ -54,17 +57,33 @@ class Signatures:
     broken: list[str]
 
 
-def open_pdf(data: bytes) -> Signatures:
+def _bounded(count: int, limit: int, what: str) -> None:
+    """The work per document grows with revisions times signatures: refuse past the operator's caps."""
+    if count > limit:
+        raise BadDocument(f"the PDF has {count} {what}; this service validates at most {limit}")
+
+
+def open_pdf(data: bytes, settings: ValidationSettings) -> Signatures:
     """Parse the PDF and each signature field on its own (pyHanko's collector stops at the first bad one).
 
     A file that is not a readable PDF is a bad request; a readable PDF with a signature whose
-    CMS is garbage is a validation outcome for that signature (``FORMAT_FAILURE``).
+    CMS is garbage is a validation outcome for that signature (``FORMAT_FAILURE``). Reading
+    the cross-reference sections is linear in the file; the revisions are counted before any
+    other work (and their history indexed: :mod:`.pdfhistory`), the signature fields before
+    any of them is examined.
     """
     try:
         reader = PdfFileReader(BytesIO(data), strict=False)
+        revisions = reader.xrefs.total_revisions
+    except Exception as exc:  # noqa: BLE001 - untrusted input: any parse failure is a bad document
+        raise BadDocument(f"not a readable PDF: {type(exc).__name__}") from None
+    _bounded(revisions, settings.max_pdf_revisions, "revisions (incremental updates)")
+    index_history(reader)
+    try:
         fields = list(enumerate_sig_fields(reader, filled_status=True))
     except Exception as exc:  # noqa: BLE001 - untrusted input: any parse failure is a bad document
         raise BadDocument(f"not a readable PDF: {type(exc).__name__}") from None
+    _bounded(len(fields), settings.max_pdf_signatures, "signature fields")
     good, broken = [], []
     for fq_name, _sig_obj, field in fields:
         try:
@@ -107,9 +126,9 @@ def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_
 
 async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | None) -> Timestamp:
     context = ValidationContext(
-        trust_roots=list(req.settings.tsa_anchors), moment=req.moment,
+        trust_manager=BoundedTrust(req.settings.tsa_anchors), moment=req.moment,
         revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
-        allow_fetching=True, fetchers=req.cache.fetchers(req.log))
+        allow_fetching=True, fetchers=req.fetchers())
     kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"
     try:
         status = await async_validate_pdf_timestamp(ts, validation_context=context)
@@ -165,7 +184,7 @@ async def _signature(req: Request, sig: EmbeddedPdfSignature, index: int, doc_st
 
 
 async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
-    found = open_pdf(data)
+    found = open_pdf(data, req.settings)
     sigs, doc_ts = found.regular, found.doc_ts
     if not sigs and not doc_ts and not found.broken:
         raise BadDocument("the PDF holds no signature")

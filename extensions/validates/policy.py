@@ -3,9 +3,12 @@
 One place decides what "valid" means here: the configured anchors (signers and TSAs apart),
 revocation checked for every certificate that declares a source (OCSP or CRL, hard-fail:
 a declared source that cannot be reached makes the answer ``TRY_LATER``, never a silent
-pass), pyHanko's algorithm policy (weak hashes refused), and the key usages a signer needs.
-Revocation data comes through the process-wide cache, recorded in the request's
-:class:`~extensions.validates.revocation.FetchLog`.
+pass), pyHanko's algorithm policy (weak hashes refused), and the key usages a signer needs;
+path building is bounded (:mod:`.trust`).
+Whatever is fetched goes through rssp's own fetchers (:mod:`.fetchers`: the operator's fetch
+policy and the request's budget; OCSP and CRLs through the process-wide cache), recorded in
+the request's :class:`~extensions.validates.revocation.FetchLog`; pyHanko never gets a
+fetcher backend of its own.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
-from pyhanko_certvalidator.registry import SimpleTrustManager
 
+from extensions.validates.fetchers import policy_fetchers
+from extensions.validates.outbound import Outbound
 from extensions.validates.revocation import FetchLog, RevocationCache
 from extensions.validates.settings import ValidationSettings
+from extensions.validates.trust import BoundedTrust
 
 SIGNER_KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False)
 TSA_KEY_USAGE = KeyUsageConstraints(extd_key_usage={"time_stamping"})
@@ -35,16 +40,16 @@ REVOCATION = RevocationCheckingPolicy(ee_certificate_rule=RevocationCheckingRule
                                       intermediate_ca_cert_rule=RevocationCheckingRule.CHECK_IF_DECLARED)
 
 
-class CachedBackend(FetcherBackend):
-    """Hands pyHanko the process-wide cache, seen through one request's log."""
+class PolicyBackend(FetcherBackend):
+    """Hands pyHanko one request's fetchers (policy, budget, cache)."""
 
-    def __init__(self, cache: RevocationCache, fetch_log: FetchLog) -> None:
-        self.cache, self.log = cache, fetch_log
+    def __init__(self, request: Request) -> None:
+        self.request = request
 
     def get_fetchers(self) -> Fetchers:
-        return self.cache.fetchers(self.log)
+        return self.request.fetchers()
 
-    async def close(self) -> None:  # the cache outlives the request
+    async def close(self) -> None:  # the session and the cache outlive the request
         return None
 
 
@@ -54,6 +59,7 @@ class Request:
 
     settings: ValidationSettings
     cache: RevocationCache
+    net: Outbound  # the HTTP session of the validation thread this request runs on
     moment: datetime | None  # validationTime; None = now
     log: FetchLog
 
@@ -68,13 +74,16 @@ class Request:
     def fetch_failed(self) -> bool:
         return bool(self.log.failures)
 
-    def backend(self) -> CachedBackend:
-        return CachedBackend(self.cache, self.log)
+    def fetchers(self) -> Fetchers:
+        return policy_fetchers(self.net, self.cache, self.log, self.settings.max_issuer_depth)
+
+    def backend(self) -> PolicyBackend:
+        return PolicyBackend(self)
 
     def cert_policy(self, *, tsa: bool = False) -> CertValidationPolicySpec:
         anchors = self.settings.tsa_anchors if tsa else self.settings.trust_anchors
         return CertValidationPolicySpec(
-            trust_manager=SimpleTrustManager.build(trust_roots=anchors),
+            trust_manager=BoundedTrust(anchors),
             revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=self.moment is not None),
         )
 
