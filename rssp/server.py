@@ -111,6 +111,7 @@ def _serve(config: Config, host: str, port: int, workers: int) -> None:
 
 _STOP_GRACE_SECONDS = 75.0  # aiohttp's own shutdown timeout (60 s) and some margin
 _MIN_UPTIME_SECONDS = 10.0  # a worker that dies sooner is failing to start: do not respawn it
+_STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)  # exit codes of a worker that was stopped, not one that crashed
 
 
 def _supervise(config: Config, host: str, port: int, workers: int) -> None:
@@ -141,6 +142,9 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> None:
             proc.join(0.2)
             if proc.is_alive() or stopping or failed:
                 continue
+            if proc.exitcode in _STOPPED:  # told to stop (e.g. the group's SIGTERM reached it first)
+                stop(signal.SIGTERM, None)
+                continue
             if time.monotonic() - started[i] < _MIN_UPTIME_SECONDS:
                 print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
                 failed = True
@@ -154,5 +158,5 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> None:
             for proc in procs.values():
                 if proc.is_alive():
                     proc.kill()
-    clean = not failed and all(proc.exitcode in (0, -signal.SIGTERM) for proc in procs.values())
+    clean = not failed and all(proc.exitcode in _STOPPED for proc in procs.values())
     sys.exit(0 if clean else 1)
