@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import plugins
-from rssp.api import auth, credentials, info, signatures
+from rssp.api import auth, credentials, info, polling, signatures
 from rssp.api import oauth
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
@@ -35,7 +35,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     app[SERVICES] = services
     app[INFO_EXTRAS] = {}
     registry = Registry()
-    for module in (info, auth, credentials, signatures):
+    for module in (info, auth, credentials, signatures, polling):
         module.register(registry)
     for setup in plugins.extensions():
         setup(app, registry, services)

@@ -13,6 +13,7 @@ from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
 from rssp.hsm import Hsm
+from rssp.jobs.runner import JobRunner
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
 
@@ -26,6 +27,7 @@ class Services:
     signing: SigningService
     signing_keys: SigningKeyCache
     logins: PasswordLogin
+    jobs: JobRunner
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +44,7 @@ class Services:
             signing_keys=SigningKeyCache(store),
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
+            jobs=JobRunner(store, config.asynchronous, config.directory),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:
@@ -56,8 +59,10 @@ class Services:
     async def start(self) -> None:
         await migrate(self.store)
         await self.hsm.start()
+        self.jobs.start(self)
 
     async def close(self) -> None:
+        await self.jobs.stop()  # first: running jobs give their claims back while the store is open
         await self.hsm.close()
         await self.store.close()
 

@@ -27,7 +27,7 @@ async def info(call: Call) -> web.Response:
         "description": service.description,
         "authType": ["basic"],
         "methods": app[REGISTRY].names(),
-        "asynchronousOperationMode": False,
+        "asynchronousOperationMode": True,  # operationMode "A" and signatures/signPolling (rssp.jobs)
         "validationInfo": False,
         "signAlgorithms": {"algos": list(SIGN_ALGOS)},
         "signature_formats": {"formats": [], "envelope_properties": []},
