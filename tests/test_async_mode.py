@@ -460,3 +460,46 @@ async def test_a_job_whose_worker_is_killed_completes_once_on_another(csc, inst)
     finally:
         dep.stop()
         dep.start(workers=2)
+
+
+# ---------------------------------------------------------------------------- configuration and schema
+
+@pytest.mark.parametrize("bad", [
+    "max_validity_period_ms = 1000\ndefault_validity_period_ms = 2000", "lease_seconds = 0",
+    'response_uri_hosts = ["https://cb.example/path"]', 'response_uri_private_networks = ["not a network"]',
+    "callback_attempts = -1", "no_such_setting = 1",
+])
+def test_bad_async_settings_are_refused_at_start(tmp_path, bad):
+    from rssp.config import ConfigError, load_config
+
+    (tmp_path / "hsm-pin").write_text("1234\n")
+    (tmp_path / "rssp.toml").write_text('[database]\nurl = "sqlite:///{dir}/rssp.db"\n'
+                                        '[hsm]\nmodule = "x.so"\ntoken_label = "rssp"\npin_file = "hsm-pin"\n'
+                                        f"[async]\n{bad}\n")
+    with pytest.raises(ConfigError):
+        load_config(tmp_path)
+
+
+async def test_migration_7_adds_the_jobs_table_to_an_older_database(tmp_path):
+    from sqlalchemy import delete, inspect, text
+
+    from rssp.store import migrate
+    from rssp.store.migrations import schema_version
+
+    store = open_store(f"sqlite:///{tmp_path}/old.db")
+    try:
+        await migrate(store)
+
+        def downgrade(conn):
+            conn.execute(text("DROP TABLE jobs"))
+            conn.execute(delete(schema_version).where(schema_version.c.version >= 7))
+
+        await store.transaction(downgrade)
+        version = await migrate(store)
+        assert version >= 7
+        assert "jobs" in await store.query(lambda conn: set(inspect(conn).get_table_names()))
+        indexes = await store.query(lambda conn: {i["name"] for i in inspect(conn).get_indexes("jobs")})
+        assert {"ix_jobs_claim", "ix_jobs_expires"} <= indexes
+        assert await migrate(store) == version  # idempotent
+    finally:
+        await store.close()
