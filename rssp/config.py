@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rssp.errors import OperatorError
+from rssp.jobs.callback import CallbackPolicy
 
 CONFIG_NAME = "rssp.toml"
 
@@ -77,6 +78,30 @@ class ServiceInfo:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """``[async]``: CSC asynchronous mode (``operationMode: "A"``, ``signatures/signPolling``)."""
+
+    default_validity_period_ms: int = 600_000  # how long a result is kept when the client names no validity_period
+    max_validity_period_ms: int = 3_600_000  # a larger validity_period is refused
+    response_uri_hosts: tuple[str, ...] = ()  # "host" (the scheme's default port) or "host:port"; none: no response_uri
+    response_uri_allow_http: bool = False  # plain-http response_uri (https only otherwise)
+    response_uri_private_networks: tuple[str, ...] = ()  # CIDRs a listed host name may resolve into
+    callback_timeout_seconds: float = 10.0  # one notification attempt, connect to response
+    callback_attempts: int = 5  # notification attempts in all
+    callback_backoff_seconds: float = 1.0  # wait before the 2nd attempt; doubles for each further one
+    lease_seconds: float = 60.0  # a worker that stops renewing its claim this long loses the job to another
+    max_attempts: int = 3  # runs of one job (crashes and transient failures) before it fails
+    run_timeout_seconds: float = 300.0  # one run taking longer is abandoned (and counts as a failed run)
+    poll_interval_seconds: float = 5.0  # how often a worker looks for jobs queued by other processes
+    concurrency: int = 4  # jobs one worker process runs at once
+    test_hold_file: str = ""  # tests only: while this file (in the instance directory) exists, claimed jobs wait
+
+    def callback_policy(self) -> CallbackPolicy:
+        return CallbackPolicy.parse(self.response_uri_hosts, self.response_uri_allow_http,
+                                    self.response_uri_private_networks)
+
+
+@dataclass(frozen=True)
 class Config:
     directory: Path
     database_url: str
@@ -85,6 +110,7 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     service: ServiceInfo = ServiceInfo()
     documents: DocumentsConfig = DocumentsConfig()
+    asynchronous: AsyncConfig = AsyncConfig()
     cas: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_ca: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # every table, for plug-ins' own sections
@@ -131,6 +157,22 @@ def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
     return server
 
 
+def _async(raw: dict[str, Any]) -> AsyncConfig:
+    lists = {k: tuple(raw[k]) for k in ("response_uri_hosts", "response_uri_private_networks") if k in raw}
+    conf = AsyncConfig(**{**raw, **lists})
+    numbers = ("default_validity_period_ms", "max_validity_period_ms", "callback_timeout_seconds", "callback_attempts",
+               "lease_seconds", "max_attempts", "run_timeout_seconds", "poll_interval_seconds", "concurrency")
+    for name in numbers:
+        if not 0 < getattr(conf, name) < float("inf"):
+            raise ValueError(f"[async] {name} must be a positive number")
+    if conf.default_validity_period_ms > conf.max_validity_period_ms:
+        raise ValueError("[async] default_validity_period_ms must not exceed max_validity_period_ms")
+    if not 0 <= conf.callback_backoff_seconds <= 3600:
+        raise ValueError("[async] callback_backoff_seconds must be between 0 and 3600")
+    conf.callback_policy()  # a malformed host or network entry is refused at start-up
+    return conf
+
+
 def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
     database_url = os.environ.get("RSSP_DATABASE_URL") or raw["database"]["url"]
     database_url = database_url.replace("{dir}", str(directory))
@@ -152,6 +194,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         security=SecurityConfig(**raw.get("security", {})),
         service=ServiceInfo(**raw.get("service", {})),
         documents=DocumentsConfig(**raw.get("documents", {})),
+        asynchronous=_async(raw.get("async", {})),
         cas=cas,
         default_ca=raw.get("ca", {}).get("default", next(iter(cas), "")),
         raw=raw,

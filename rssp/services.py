@@ -14,6 +14,7 @@ from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
 from rssp.documents.service import DocumentService
 from rssp.hsm import Hsm
+from rssp.jobs.runner import JobRunner
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
 
@@ -28,6 +29,7 @@ class Services:
     signing_keys: SigningKeyCache
     logins: PasswordLogin
     documents: DocumentService
+    jobs: JobRunner
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +47,7 @@ class Services:
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
             documents=DocumentService(config.documents.revocation_timeout_seconds),
+            jobs=JobRunner(store, config.asynchronous, config.directory),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:
@@ -60,8 +63,10 @@ class Services:
         await migrate(self.store)
         await self.hsm.start()
         await self.documents.start()
+        self.jobs.start(self)
 
     async def close(self) -> None:
+        await self.jobs.stop()  # first: running jobs give their claims back while the store is open
         await self.documents.close()
         await self.hsm.close()
         await self.store.close()

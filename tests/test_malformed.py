@@ -539,13 +539,39 @@ def build_specs() -> dict[str, Spec]:
     ]
     sh_rows += [Row("signatures/signHash", f"operationMode {v!r}", with_(sh, operationMode=v),
                     desc=invalid("operationMode"))
-                for v in ["A", "X", "", "s", "SA", LONG]]
+                for v in ["a", "X", "", "s", "SA", LONG]]
+    # Asynchronous mode (#19): checked before the SAD is spent. This deployment allows no response_uri host.
+    sh_async = with_(sh, operationMode="A")
+    sh_rows += [Row("signatures/signHash", f"mode A, validity_period {v!r}", with_(sh_async, validity_period=v),
+                    desc="Out of bounds parameter validity_period") for v in [0, -1, 3_600_001, 2**64]]
+    sh_rows += [Row("signatures/signHash", f"mode A, validity_period {v!r}", with_(sh_async, validity_period=v),
+                    desc=missing("integer", "validity_period")) for v in ["1000", 1.5, True, [1000]]]
+    sh_rows += [Row("signatures/signHash", f"mode A, response_uri {label}", with_(sh_async, response_uri=v),
+                    desc=invalid("response_uri"))
+                for label, v in [("on a host not allowed", "https://sa.example/cb"), ("loopback", "http://127.0.0.1/"),
+                                 ("not a URI", "javascript:alert(1)"), ("empty", ""), ("absurdly long", LONG),
+                                 ("with credentials", "https://u:p@sa.example/"), ("with NUL", "https://a\u0000b/")]]
+    sh_rows.append(Row("signatures/signHash", "mode A, response_uri a number", with_(sh_async, response_uri=5),
+                       desc=missing("string", "response_uri")))
     sh_rows += bad_b64_rows("signatures/signHash", sh)
     specs["signatures/signHash"] = Spec(auth="alice", base=sh, rows=sh_rows, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "hashes": ("array", True),
         "signAlgo": ("string", True), "hashAlgorithmOID": ("string", False), "signAlgoParams": ("string", False),
         "operationMode": ("string", False),
     })
+
+    # ------------------------------------------------------------------ signatures/signPolling (#19)
+    poll_base = {"requestID": "no-such-request"}
+    poll_rows = [Row("signatures/signPolling", f"requestID {label}", with_(poll_base, requestID=v),
+                     desc=invalid("requestID"))
+                 for label, v in [("unknown", "no-such-request"), ("empty", ""), ("absurdly long", LONG),
+                                  ("with NUL", "x\u0000y"), ("with a lone surrogate", "\ud800"),
+                                  ("an unknown UUID", "550e8400-e29b-41d4-a716-446655440000"),
+                                  ("a SAD", Ref("sad:ec")), ("a credential ID", p256)]]
+    poll_rows += [Row("signatures/signPolling", f"userID {v!r}", with_(poll_base, userID=v),
+                      desc="userID parameter SHALL be null") for v in ["", "alice", 0, False, [], {}]]
+    specs["signatures/signPolling"] = Spec(auth="alice", base=poll_base, rows=poll_rows,
+                                           fields={"requestID": ("string", True)})
 
     # ------------------------------------------------------------------ the timestamps extension
     # Mounted only when rssp.toml lists a TSA (development instances get the bundled test PKI);

@@ -28,7 +28,7 @@ async def info(call: Call) -> web.Response:
         "description": service.description,
         "authType": ["basic"],
         "methods": app[REGISTRY].names(),
-        "asynchronousOperationMode": False,
+        "asynchronousOperationMode": True,  # operationMode "A" and signatures/signPolling (rssp.jobs)
         "validationInfo": True,
         "signAlgorithms": {"algos": list(SIGN_ALGOS)},
         "signature_formats": {"formats": list(FORMATS), "envelope_properties": [list(ENVELOPES[f]) for f in FORMATS]},

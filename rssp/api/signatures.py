@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
 from rssp.api.credentials import own_credential, parse_digests
 from rssp.api.middleware import client_ip
 from rssp.api.parse import Body, decode_b64, encode_b64
+from rssp.api.polling import accepted, async_request
 from rssp.api.registry import Call, Method, Registry, bearer_token, method_body
-from rssp.errors import CSCError, invalid_param, missing_param, unknown_credential
+from rssp.errors import CSCError, missing_param, unknown_credential
+from rssp.jobs.sign_hash import new_job
+from rssp.jobs.store import insert_job
 from rssp.sam.signing import SignRequest
 from rssp.services import Services
 
@@ -19,9 +24,14 @@ _Fields = tuple[tuple[bytes, ...], str, str | None, bytes | None]  # digests, si
 async def sign_hash(call: Call) -> web.Response:
     sad = _sad_or_credential_token(call)
     fields = _signing_fields(call.body, call.services)
+    mode = async_request(call.body, call.services)
     cred = await own_credential(call, enabled=True, key_only=True)
-    signatures = await call.services.signing.sign_hashes(SignRequest(cred, call.user.user_id, sad, *fields, call.ip))
-    return _response(signatures)
+    req = SignRequest(cred, call.user.user_id, sad, *fields, call.ip)
+    if mode is not None:  # operationMode "A": spend now, sign in a job (rssp.jobs.sign_hash)
+        job = new_job(req, call.user.client_id, mode.validity_ms, mode.response_uri)
+        await call.services.signing.spend(req, partial(insert_job, job))
+        return accepted(call.services, job)
+    return _response(await call.services.signing.sign_hashes(req))
 
 
 async def sign_hash_in_one_hop(request: web.Request, services: Services) -> web.Response | None:
@@ -38,6 +48,8 @@ async def sign_hash_in_one_hop(request: web.Request, services: Services) -> web.
         body = await method_body(request, METHOD)
         sad = body.string("SAD", max_len=256)
         fields = _signing_fields(body, services)
+        if body.choice("operationMode", ("S", "A"), "S") != "S":
+            return None
         cred = services.signing_keys.cached(body.required_string("credentialID", max_len=128))
     except CSCError:
         return None
@@ -54,8 +66,6 @@ def _signing_fields(body: Body, services: Services) -> _Fields:
     hash_oid = body.string("hashAlgorithmOID", max_len=64)
     params_b64 = body.string("signAlgoParams", max_len=4096)
     params = decode_b64(params_b64, error="Invalid parameter signAlgoParams") if params_b64 else None
-    if body.choice("operationMode", ("S", "A"), "S") != "S":
-        raise invalid_param("operationMode")  # asynchronous mode is not offered (info says so)
     return digests, sign_algo, hash_oid, params
 
 

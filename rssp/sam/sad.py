@@ -11,6 +11,7 @@ signature. The audit record of the spend is written in that same transaction.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -97,13 +98,20 @@ def _live(sad_hash: str, user_id: str, credential_id: str) -> tuple[ColumnElemen
     )
 
 
-async def spend_sad(store: Store, sad: str, spend: Spend) -> None:
+async def spend_sad(store: Store, sad: str, spend: Spend, then: Callable[[Connection], object] | None = None) -> None:
     """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation.
 
     The whole transaction runs as one synchronous function: on SQLite that is one hop to the
-    database thread, so the process's write lock is held as briefly as possible.
+    database thread, so the process's write lock is held as briefly as possible. ``then``
+    runs in the same transaction after a successful spend (an asynchronous job's row).
     """
-    await store.transaction(partial(_spend, digest(sad), spend))
+    spend_it = partial(_spend, digest(sad), spend)
+    await store.transaction(spend_it if then is None else partial(_in_turn, spend_it, then))
+
+
+def _in_turn(first: Callable[[Connection], object], then: Callable[[Connection], object], conn: Connection) -> None:
+    first(conn)
+    then(conn)
 
 
 async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], sad: str, spend: Spend) -> None:

@@ -8,7 +8,10 @@ spent for a request that is malformed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
 
 from rssp.algorithms import check_digest, resolve_mechanism
 from rssp.audit import record
@@ -41,13 +44,21 @@ class SigningService:
         self.verifier = Verifier()
 
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
+        return await self.sign_spent(req, await self.spend(req))
+
+    async def spend(self, req: SignRequest, then: Callable[[Connection], object] | None = None) -> SignMechanism:
+        """Check the request and spend its authorization; a refusal is audited and raised.
+
+        ``then`` runs in the spend's transaction: an asynchronous request stores its job there,
+        so a job exists exactly when its SAD was spent.
+        """
         mechanism = self._mechanism(req)
         try:
-            await spend_sad(self.store, req.sad, self._spend(req, mechanism))
+            await spend_sad(self.store, req.sad, self._spend(req, mechanism), then)
         except CSCError as refused:
             await self._record(req, "refused", refused.description)
             raise
-        return await self.sign_spent(req, mechanism)
+        return mechanism
 
     async def sign_in_one_hop(self, token: str, scopes: frozenset[str], req: SignRequest) -> list[bytes] | None:
         """:meth:`sign_hashes` with the Bearer token checked in the spend's transaction.
@@ -74,6 +85,10 @@ class SigningService:
         for d in req.digests:
             check_digest(d, mechanism.hash)
         return mechanism
+
+    async def sign_authorized(self, req: SignRequest) -> list[bytes]:
+        """Sign a request whose authorization was spent earlier (an asynchronous job; ``req.sad`` unused)."""
+        return await self.sign_spent(req, self._mechanism(req))
 
     @staticmethod
     def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:

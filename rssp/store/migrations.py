@@ -50,12 +50,18 @@ def _v6_sad_not_after(conn: Connection) -> None:
                  .values(not_after=schema.sads.c.expires_at))
 
 
+def _v7_jobs(conn: Connection) -> None:
+    """Asynchronous signing jobs (#19: operationMode "A", signatures/signPolling)."""
+    schema.jobs.create(conn, checkfirst=True)  # with its indexes
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
     (3, _v3_manages),
     (4, _v4_login_throttle),
     (6, _v6_sad_not_after),
+    (7, _v7_jobs),
 ]
 
 

@@ -212,3 +212,33 @@ login_throttle = Table(
     Column("failures", Integer, nullable=False),
     Column("last_failure", Float, nullable=False),
 )
+
+# --- asynchronous signing jobs (rssp/jobs, migration 7) -----------------------------------------
+# No secrets: the SAD was spent when the job was created, and the row holds only what is left to
+# do (digests, algorithm, for signDoc the documents), then the result until expires_at.
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the CSC responseID (random, not a secret: polling authenticates)
+    Column("kind", String(32), nullable=False),  # signHash | signDoc (rssp.jobs.kinds)
+    Column("user_id", String(40), nullable=False),
+    Column("client_id", String(64)),  # the OAuth client of the token that asked (None: auth/login)
+    Column("credential_id", String(64)),
+    Column("payload", Text, nullable=False),  # JSON; emptied once the job is finished
+    Column("response_uri", Text),
+    Column("client_ip", String(64)),
+    Column("status", String(16), nullable=False),  # pending | running | done | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", Float),  # a running job whose lease passed may be claimed again
+    Column("claim_token", String(64)),  # the claimant's: only it may write the result
+    Column("claimed_by", String(128)),  # host:pid of the last claimant (for operators)
+    Column("result", Text),  # JSON, status done
+    Column("error", Text),  # JSON {status, error, error_description}, status failed
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # created_at + validity_period: then the row is deleted
+    Column("finished_at", Float),
+)
+
+Index("ix_jobs_claim", jobs.c.status, jobs.c.lease_until)
+Index("ix_jobs_expires", jobs.c.expires_at)
