@@ -66,6 +66,11 @@ class DocumentsConfig:
     revocation_timeout_seconds: float = 10.0  # per OCSP/CRL fetch when B-LT/B-LTA embeds revocation data
 
 
+def large_body_limit(server: ServerConfig, documents: DocumentsConfig) -> int:
+    """The body limit of the methods that take whole documents: their Base64 and some room."""
+    return max(server.max_body_bytes, documents.max_document_bytes * 4 // 3 + 64 * 1024)
+
+
 @dataclass(frozen=True)
 class ServiceInfo:
     """What ``info`` says about this RSSP."""
@@ -123,7 +128,7 @@ class Config:
     @property
     def max_request_bytes(self) -> int:
         """The largest body any method accepts: a signDoc call with its documents in Base64."""
-        return max(self.server.max_body_bytes, self.documents.max_document_bytes * 4 // 3 + 64 * 1024)
+        return large_body_limit(self.server, self.documents)
 
     @property
     def public_url(self) -> str:

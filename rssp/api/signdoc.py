@@ -7,18 +7,20 @@ refuse inputs that cannot be signed, spend the SAD for what the signer authorize
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from aiohttp import web
 
 from rssp.api.credentials import own_credential
-from rssp.api.parse import encode_b64
+from rssp.api.polling import accepted, async_request
 from rssp.api.registry import Call, Method, Registry
 from rssp.api.signatures import SCOPES, sad_or_credential_token
 from rssp.api.signdoc_request import parse_request, plan_outputs
+from rssp.documents.response import signdoc_response
 from rssp.credentials import Credential, list_credentials
-from rssp.documents.model import SignedOutput
 from rssp.errors import invalid_param, invalid_request
+from rssp.jobs.sign_doc import new_job
+from rssp.jobs.store import insert_job
 from rssp.sam.documents import DocumentAuthorization, authorize_documents
 from rssp.tsa import TSA_POOL, TimestampAuthority, UnknownTsa
 
@@ -26,8 +28,7 @@ from rssp.tsa import TSA_POOL, TimestampAuthority, UnknownTsa
 async def sign_doc(call: Call) -> web.Response:
     services, body = call.services, call.body
     req = parse_request(body)
-    if body.choice("operationMode", ("S", "A"), "S") != "S":
-        raise invalid_param("operationMode")
+    mode = async_request(body, services)
     cred = await _credential(call, req.credential_id, req.qualifier)
     sad = sad_or_credential_token(call, cred.id)
     limits = services.config.documents
@@ -37,9 +38,15 @@ async def sign_doc(call: Call) -> web.Response:
     await services.documents.check(outputs)
     auth = DocumentAuthorization(cred, call.user.user_id, sad, tuple(o.mechanism for o in outputs),
                                  tuple(o.authorized for o in outputs), call.ip)
+    if mode is not None:  # operationMode "A": spend now, build the documents in a job (rssp.jobs.sign_doc)
+        job = new_job(outputs, user_id=call.user.user_id, client_id=call.user.client_id, credential_id=cred.id,
+                      timestamp_id=req.timestamp_id, with_info=req.return_validation_info,
+                      validity_ms=mode.validity_ms, response_uri=mode.response_uri, client_ip=call.ip)
+        await authorize_documents(services.signing, auth, then=partial(insert_job, job))
+        return accepted(services, job)
     permit = await authorize_documents(services.signing, auth)
     signed = await services.documents.sign(outputs, permit, cred, pool, req.timestamp_id)
-    return web.json_response(_response(signed, req.return_validation_info))
+    return web.json_response(signdoc_response(signed, req.return_validation_info))
 
 
 async def _credential(call: Call, credential_id: str | None, qualifier: str | None) -> Credential:
@@ -65,22 +72,6 @@ def _pool(call: Call, timestamp_id: str | None, needed: bool) -> TimestampAuthor
     if needed and pool is None:
         raise invalid_request("No TSA is configured: conformance levels above AdES-B-B are not available")
     return pool
-
-
-def _response(signed: list[SignedOutput], with_info: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    documents = [encode_b64(s.document) for s in signed if s.document is not None]
-    signatures = [encode_b64(s.signature) for s in signed if s.signature is not None]
-    if documents:
-        out["DocumentWithSignature"] = documents
-    if signatures:
-        out["SignatureObject"] = signatures
-    if with_info:
-        out["validationInfo"] = {
-            name: [encode_b64(v) for v in dict.fromkeys(x for s in signed for x in getattr(s.validation_info, name))]
-            for name in ("ocsp", "crl", "certificates")
-        }
-    return out
 
 
 def register(registry: Registry) -> None:

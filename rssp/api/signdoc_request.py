@@ -111,22 +111,18 @@ def _format(entry: Body) -> str:
 
 def _envelope(entry: Body, fmt: str, from_documents: bool) -> str:
     allowed = ENVELOPES[fmt]
-    value = entry.string("signed_envelope_property", max_len=32) or allowed[0]
-    match = next((a for a in allowed if a.lower() == value.lower()), None)
+    given = entry.string("signed_envelope_property", max_len=32)
+    if fmt == "C" and not from_documents:  # a digest can only be signed detached
+        allowed = ("Detached",)
+    match = next((a for a in allowed if a.lower() == (given or allowed[0]).lower()), None)
     if match is None:
         raise invalid_param("signed_envelope_property")
-    if fmt == "C" and not from_documents and match == "Attached" and entry.string("signed_envelope_property"):
-        raise invalid_param("signed_envelope_property")  # a digest cannot be attached
-    if fmt == "C" and not from_documents:
-        if match == "Parallel":
-            raise invalid_param("signed_envelope_property")
-        return "Detached"
     return match
 
 
 def _level(entry: Body) -> Level:
-    value = entry.string("conformance_level", max_len=16) or "AdES-B-B"
-    level = _LEVELS.get(value.lower())
+    value = entry.string("conformance_level", max_len=16)
+    level = _LEVELS.get("ades-b-b" if value is None else value.lower())
     if level is None:
         raise invalid_param("conformance_level")
     return level

@@ -46,8 +46,13 @@ class DocumentService:
             await self.loop.run(lambda o=output: _preflight(o))  # type: ignore[misc]
 
     async def sign(self, outputs: list[Output], permit: SignaturePermit, cred: Credential,
-                   pool: TimestampAuthority | None, timestamp_id: str | None) -> list[SignedOutput]:
-        """Every output, in order; raises 503 (after giving back the unsent outputs) or 400."""
+                   pool: TimestampAuthority | None, timestamp_id: str | None,
+                   give_back: bool = True) -> list[SignedOutput]:
+        """Every output, in order; raises 503 (after giving back the unsent outputs) or 400.
+
+        An asynchronous job passes ``give_back=False``: it is retried on the same spent
+        authorization, so nothing may return to the SAD.
+        """
         chain = _chain(cred)
         done: list[SignedOutput] = []
         for index, output in enumerate(outputs):
@@ -55,10 +60,12 @@ class DocumentService:
             try:
                 done.append(await self.loop.run(lambda o=output, t=tools: _engine(o, t)))  # type: ignore[misc]
             except UpstreamUnavailable:
-                await permit.give_back(range(index, len(outputs)))
+                if give_back:
+                    await permit.give_back(range(index, len(outputs)))
                 raise _UNAVAILABLE from None
             except DocumentError as exc:
-                await permit.give_back(range(index, len(outputs)))
+                if give_back:
+                    await permit.give_back(range(index, len(outputs)))
                 raise invalid_request(exc.description) from None
         return done
 

@@ -11,8 +11,10 @@ audited with the authorized digest it belongs to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+
+from sqlalchemy.engine import Connection
 
 from rssp.audit import record
 from rssp.credentials import Credential
@@ -78,13 +80,15 @@ class SignaturePermit:
             await refund_sad(self._service.store, self._auth.sad, replace(self._auth.spend, digests=digests))
 
 
-async def authorize_documents(service: SigningService, auth: DocumentAuthorization) -> SignaturePermit:
+async def authorize_documents(service: SigningService, auth: DocumentAuthorization,
+                              then: Callable[[Connection], object] | None = None) -> SignaturePermit:
     """Spend the SAD for every authorized digest, all or none; a refusal spends nothing.
 
-    A digest the SAD does not cover is CSC's 403 ``invalid_hash`` for signDoc.
+    A digest the SAD does not cover is CSC's 403 ``invalid_hash`` for signDoc. ``then`` runs
+    in the spend's transaction (an asynchronous request's job row).
     """
     try:
-        await spend_sad(service.store, auth.sad, auth.spend)
+        await spend_sad(service.store, auth.sad, auth.spend, then)
     except CSCError as refused:
         await service.record_refusal(auth.user_id, auth.credential.id, auth.digests, auth.client_ip,
                                      refused.description)
