@@ -30,6 +30,7 @@ import pytest_asyncio
 from aiohttp import web
 from sqlalchemy import select, update
 
+from validation_corpus import simple_pdf
 from client import CSC, ECDSA_SHA256, b64, digest
 from deployment import Deployment, free_port, make_deployment_minimal
 from oauth_helpers import add_client, credential_token, verify_signature
@@ -256,6 +257,30 @@ async def test_mode_a_spends_at_once_and_polling_gives_202_then_the_signatures(c
     assert len(await job_records(dep, rid, "completed")) == 1
     records = json.dumps([str(r) for r in await query(dep, select(audit))])
     assert sad not in records and token not in records
+
+
+async def test_sign_doc_in_mode_a_gives_a_signed_pdf_through_polling(csc, inst):
+    """signDoc (#19) asynchronously: spent at the request, 202 while held, then a PAdES document that validates."""
+    dep = inst.dep
+    cred, token = dep.creds["alice"], await csc.token("alice")
+    pdf = simple_pdf(f"async signDoc {time.time()}".encode())
+    sad = await csc.sad(token, cred, num=1, hashes=[digest(pdf)])
+    body = {"credentialID": cred.id, "SAD": sad, "operationMode": "A", "documents": [
+        {"document": b64(pdf), "signature_format": "P", "conformance_level": "Ades-B-T", "signAlgo": ECDSA_SHA256}]}
+    with inst.hold():
+        status, answer = await csc.call("signatures/signDoc", body, token)
+        assert status == 200 and set(answer) == {"responseID"}, answer
+        rid = answer["responseID"]
+        assert (await poll(csc, token, rid))[0] == 202
+        assert (await csc.call("signatures/signDoc", body, token))[1]["error_description"] == "Invalid parameter SAD"
+        row = await job_row(dep, rid)
+        assert sad not in row.payload and token not in row.payload
+    status, result = await finished(csc, token, rid)
+    assert status == 200 and set(result) == {"DocumentWithSignature"}, result
+    status, report = await csc.call("validates/validSign", {"document": result["DocumentWithSignature"][0]}, token)
+    assert status == 200 and report["indication"] == "TOTAL_PASSED", report
+    assert [s["level"] for s in report["signatures"]] == ["B-T"]
+    assert len(await job_records(dep, rid, "completed")) == 1
 
 
 async def test_another_users_job_looks_unknown(csc, inst):
