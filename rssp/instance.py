@@ -56,7 +56,7 @@ def _write_secret(path: Path, value: str) -> None:
 
 def _validation_table(production: bool) -> dict[str, Any]:
     """validates/* trusts the CAs of [ca.*] (ca_anchors); a development instance also its test PKI."""
-    table: dict[str, Any] = {"ca_anchors": True, "trust_anchors": [], "max_document_bytes": 512 * 1024}
+    table: dict[str, Any] = {"ca_anchors": True, "trust_anchors": [], "max_document_bytes": 8 * 1024 * 1024}
     if not production:
         table["trust_anchors"] = ["devpki/root.pem"]
     return table

@@ -14,12 +14,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from asn1crypto import x509
+from asn1crypto import crl, ocsp, x509
 from pyhanko.sign.ades.report import AdESIndeterminate
 from pyhanko.sign.validation.generic_cms import handle_certvalidator_errors
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.path import ValidationPath
-from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
 from extensions.validates import indications
 from extensions.validates.names import gtime, subject_dn
@@ -33,6 +33,38 @@ _STATUS = {
     AdESIndeterminate.OUT_OF_BOUNDS_NO_POE.standard_name: "expired",
     AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED.standard_name: "expired",
 }
+
+
+@dataclass
+class Supplied:
+    """Revocation data the caller sent (``crls``, ``ocspResponses``): used like fetched data."""
+
+    crls: list[crl.CertificateList] = field(default_factory=list)
+    ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
+
+    def covers(self, cert: x509.Certificate) -> bool:
+        """A CRL of the certificate's issuer, or an OCSP response about its serial number, was sent."""
+        if any(c["tbs_cert_list"]["issuer"] == cert.issuer for c in self.crls):
+            return True
+        return any(single["cert_id"]["serial_number"].native == cert.serial_number
+                   for response in self.ocsps
+                   for single in response.basic_ocsp_response["tbs_response_data"]["responses"])
+
+
+def revocation_policy(supplied: Supplied, leaf: x509.Certificate, others: list[x509.Certificate]
+                      ) -> RevocationCheckingPolicy:
+    """Check what declares a source (:data:`REVOCATION`), and also what the caller sent data for.
+
+    A certificate that names no OCSP responder or CRL is not checked by default (there is
+    nowhere to ask); when the caller sends revocation data for it, that data counts: the
+    end-entity certificate is then checked (a revoked one is ``REVOKED_NO_POE``), and so are
+    the CAs when the caller sent data for each CA certificate it sent.
+    """
+    required = RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
+    cas = [c for c in others if c.self_signed == "no"]
+    ee_rule = required if supplied.covers(leaf) else REVOCATION.ee_certificate_rule
+    ca_rule = required if cas and all(supplied.covers(c) for c in cas) else REVOCATION.intermediate_ca_cert_rule
+    return RevocationCheckingPolicy(ee_certificate_rule=ee_rule, intermediate_ca_cert_rule=ca_rule)
 
 
 @dataclass
@@ -94,13 +126,16 @@ def _revocation(req: Request, leaf: x509.Certificate, revo: Any, path: Validatio
     return {"time": gtime(revo.revocation_date), "reason": reason, "source": source}
 
 
-async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.Certificate], usage: str
-                        ) -> CertResult:
+async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.Certificate], usage: str,
+                        supplied: Supplied | None = None) -> CertResult:
     tsa = usage == "timestamp"
     anchors = req.settings.tsa_anchors if tsa else req.settings.trust_anchors
+    supplied = supplied or Supplied()
     context = ValidationContext(
         trust_manager=BoundedTrust(anchors), other_certs=others, moment=req.moment,
-        revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=req.moment is not None),
+        crls=supplied.crls, ocsps=supplied.ocsps,
+        revinfo_policy=CertRevTrustPolicy(revocation_policy(supplied, leaf, others),
+                                          retroactive_revinfo=req.moment is not None),
         allow_fetching=True, fetchers=req.fetchers(),
     )
     validator = CertificateValidator(leaf, intermediate_certs=others, validation_context=context)

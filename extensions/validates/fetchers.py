@@ -56,6 +56,10 @@ Cert = x509.Certificate | cms.AttributeCertificateV2
 T = TypeVar("T")
 
 
+# what a fetch failing (or refused) looks like when it escapes a pyHanko process
+FETCH_ERRORS = (OCSPFetchError, CRLFetchError, CertificateFetchError, FetchFailed, FetchRefused)
+
+
 def _refused(kind: str, url: str, exc: Exception) -> None:
     log.info("validation: %s fetch from %r refused: %s", kind, url[:300], exc)
 

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
-from asn1crypto import x509
+from asn1crypto import crl, ocsp, x509
 
 from extensions.validates import indications, names
 from extensions.validates.cades import HASHES, Detached, validate_cms
-from extensions.validates.certs import USAGES, CertResult, validate_cert, validation_info
+from extensions.validates.certs import USAGES, Supplied, validate_cert, validation_info
 from extensions.validates.engine import Lane, ValidationEngine
 from extensions.validates.errors import BadDocument
 from extensions.validates.gate import RETRY_AFTER_SECONDS, Busy
@@ -36,6 +36,7 @@ log = logging.getLogger("extensions.validates")
 ENGINE = "validates.engine"  # key in Services.extras
 T = TypeVar("T")
 REPORTS = ("none", "simple", "etsi")
+MAX_REVOCATION_BYTES = 4 * 1024 * 1024  # one CRL or OCSP response sent in a validCert request
 
 
 def _engine(call: Call) -> ValidationEngine:
@@ -91,8 +92,16 @@ def parse_digests(body: Body) -> Detached | None:
     return Detached(digests=digests, hash_oid=oid)
 
 
+# a ContentInfo starts with SEQUENCE (any length form) and the signedData OID: 1.2.840.113549.1.7.2
+SIGNED_DATA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
+
+
 def sniff(data: bytes) -> str:
-    """What a ``document`` is: a PDF (header in the first KiB, as readers allow), DER CMS, or XML."""
+    """What a ``document`` is: CMS (DER or BER), a PDF (header in the first KiB, as readers
+    allow), or XML. CMS first: an attached signature over a PDF (``.pdf.p7m``) has ``%PDF-``
+    within its first KiB too, but it starts with a SEQUENCE holding the signedData OID."""
+    if data[:1] == b"\x30" and SIGNED_DATA_OID in data[:16]:
+        return "cms"
     if b"%PDF-" in data[:1024]:
         return "pdf"
     if data[:1] == b"\x30":
@@ -176,14 +185,15 @@ async def valid_sign(call: Call) -> web.Response:
     engine = _engine(call)
     parsed = parse_valid_sign(call.body, engine.settings.max_document_bytes)
 
-    async def work(lane: Lane) -> tuple[list[SignatureOutcome], bytes | None, dict[str, Any]]:
+    async def work(lane: Lane) -> tuple[list[SignatureOutcome], list[dict[str, Any]], bytes | None, dict[str, Any]]:
         req = engine.request(lane, parsed.moment)
         outcomes = await _run_sign(req, parsed)
         report = etsi_report(outcomes) if parsed.report == "etsi" else None
-        return outcomes, report, validation_info(req, _certificates(outcomes)) if parsed.with_info else {}
+        views = [o.view() for o in outcomes]  # here: whatever reading a certificate costs is inside the guard
+        return outcomes, views, report, validation_info(req, _certificates(outcomes)) if parsed.with_info else {}
 
     try:
-        outcomes, report, info = await run(call, work)
+        outcomes, views, report, info = await run(call, work)
     except BadDocument as exc:
         raise invalid_request(str(exc)) from None
     except CSCError:
@@ -193,7 +203,7 @@ async def valid_sign(call: Call) -> web.Response:
         raise invalid_request("The document or signature could not be processed") from None
     out: dict[str, Any] = {"indication": indications.overall(o.indication.indication for o in outcomes)}
     if parsed.report != "none":
-        out["signatures"] = [o.view() for o in outcomes]
+        out["signatures"] = views
     if parsed.with_info:
         out["validationInfo"] = info
     if report is not None:
@@ -207,6 +217,27 @@ def parse_certificates(body: Body, limit: int) -> list[x509.Certificate]:
     return decode_certificates(values, b64_error="Invalid Base64 certificates parameter")
 
 
+def parse_revocation(body: Body, limit: int) -> Supplied:
+    """``crls`` and ``ocspResponses``: Base64 DER, parsed here (a bad one is a 400 naming the field)."""
+    out = Supplied()
+    for name, kind, target in (("crls", crl.CertificateList, out.crls), ("ocspResponses", ocsp.OCSPResponse,
+                                                                          out.ocsps)):
+        for value in body.string_list(name, max_items=limit) or []:
+            der = decode_b64(value, error=f"Invalid Base64 {name} parameter")
+            if len(der) > MAX_REVOCATION_BYTES:
+                raise too_large()
+            try:
+                parsed = kind.load(der, strict=True)
+                if kind is crl.CertificateList:
+                    parsed["tbs_cert_list"]["issuer"].native  # noqa: B018 - force the parse of the header
+                elif parsed["response_status"].native != "successful" or parsed.basic_ocsp_response is None:
+                    raise ValueError("not a successful basic OCSP response")
+            except Exception:  # noqa: BLE001 - untrusted input
+                raise invalid_param(name) from None
+            target.append(parsed)
+    return out
+
+
 async def valid_cert(call: Call) -> web.Response:
     engine = _engine(call)
     body = call.body
@@ -214,15 +245,17 @@ async def valid_cert(call: Call) -> web.Response:
     usage = body.choice("usage", USAGES, "signature")
     body.string("lang", max_len=35)
     certs = parse_certificates(body, engine.settings.max_certificates)
+    supplied = parse_revocation(body, engine.settings.max_certificates)
 
-    async def work(lane: Lane) -> CertResult:
-        return await validate_cert(engine.request(lane, moment), certs[0], certs[1:], usage)
+    async def work(lane: Lane) -> dict[str, Any]:
+        result = await validate_cert(engine.request(lane, moment), certs[0], certs[1:], usage, supplied)
+        return result.view()
 
     try:
-        result = await run(call, work)
+        view = await run(call, work)
     except CSCError:
         raise
     except Exception:  # noqa: BLE001 - a certificate certvalidator chokes on is the client's problem, not a 500
         log.exception("validCert: validation failed on malformed input")
         raise invalid_param("certificates") from None
-    return web.json_response(result.view())
+    return web.json_response(view)

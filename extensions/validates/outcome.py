@@ -51,6 +51,7 @@ class SignatureOutcome:
     timestamps: list[Timestamp] = field(default_factory=list)
     report_source: Any = None  # what the ETSI report needs (the embedded PDF signature, or the SignedData)
     signing_time: datetime | None = None  # claimed by the signer (PDF /M, or the signingTime attribute)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, in fixed words
 
     @property
     def cert_status(self) -> str:
@@ -64,6 +65,8 @@ class SignatureOutcome:
                                "timestamps": [t.view() for t in self.timestamps]}
         if self.indication.sub_indication:
             out["subIndication"] = self.indication.sub_indication
+        if self.notes:
+            out["notes"] = list(self.notes)
         status = self.result.api_status if self.result is not None else None
         if status is not None:
             if status.signing_cert is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
 from pyhanko.sign.fields import enumerate_sig_fields
@@ -40,6 +41,7 @@ from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
 
 from extensions.validates import indications
 from extensions.validates.errors import BadDocument
+from extensions.validates.fetchers import FETCH_ERRORS
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, Timestamp, timestamp_of
 from extensions.validates.pdfhistory import index_history
 from extensions.validates.policy import REVOCATION, Request
@@ -91,19 +93,45 @@ def open_pdf(data: bytes, settings: ValidationSettings) -> Signatures:
         except Exception:  # noqa: BLE001 - one unreadable signature does not hide the others
             broken.append(fq_name)
     good.sort(key=lambda sig: sig.signed_revision)
-    return Signatures(reader, [s for s in good if s.sig_object_type == "/Sig"],
-                      [s for s in good if s.sig_object_type == "/DocTimeStamp"], broken)
+    stamps = [s for s in good if is_timestamp(s)]
+    for stamp in stamps:
+        stamp.__class__ = DocumentTimestamp
+    return Signatures(reader, [s for s in good if not is_timestamp(s)], stamps, broken)
+
+
+class DocumentTimestamp(EmbeddedPdfSignature):
+    """An RFC 3161 time-stamp token in a signature field, whatever the field's ``/Type`` says.
+
+    Some producers put the document time-stamp in a ``/Sig`` dictionary (subfilter
+    ``ETSI.RFC3161``); pyHanko validates time-stamps only under ``/DocTimeStamp``."""
+
+    @property
+    def sig_object_type(self) -> generic.NameObject:
+        return generic.NameObject("/DocTimeStamp")
+
+
+def is_timestamp(sig: EmbeddedPdfSignature) -> bool:
+    """A document time-stamp: by its type, its subfilter, or what the CMS encapsulates (a TSTInfo)."""
+    if sig.sig_object_type == "/DocTimeStamp" or sig.sig_object.get("/SubFilter") == "/ETSI.RFC3161":
+        return True
+    return sig.signed_data["encap_content_info"]["content_type"].native == "tst_info"
 
 
 def dss_revision(reader: PdfFileReader) -> int | None:
-    """The first revision whose catalog has a DSS (validation data added after signing)."""
+    """The first revision whose catalog has a DSS (validation data added after signing).
+
+    A revision whose catalog cannot be read (hybrid or odd cross-reference sections of real
+    files) is skipped: the level is read from the revisions that can be, and the signatures
+    are validated all the same.
+    """
     for revision in range(reader.xrefs.total_revisions):
-        root = reader.get_historical_root(revision)
-        dss = root.get("/DSS")
-        if dss is not None:
-            dss = dss.get_object()
-            if "/OCSPs" in dss or "/CRLs" in dss:
+        try:
+            dss = reader.get_historical_root(revision).get("/DSS")
+            dss = dss.get_object() if dss is not None else None
+            if dss is not None and ("/OCSPs" in dss or "/CRLs" in dss):
                 return revision
+        except Exception:  # noqa: BLE001 - untrusted input: an unreadable revision has no DSS we can use
+            continue
     return None
 
 
@@ -150,10 +178,23 @@ def _known(sig: EmbeddedPdfSignature) -> LocalKnowledge:
                           known_certs=dss.known_certs)
 
 
-async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool) -> Any:
-    """The EN 319 102-1 process for this signature's form (see the module docstring)."""
+async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool, notes: list[str]) -> Any:
+    """The EN 319 102-1 process for this signature's form (see the module docstring).
+
+    pyHanko's long-term process lets a failed fetch escape from its proof-of-existence
+    analysis of the document time-stamps; the signature is then validated with time (the
+    revocation data the file carries, the fetch failure reported as ``TRY_LATER``), and the
+    answer says so, rather than calling the document unreadable.
+    """
     if archived:
-        return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
+        try:
+            return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
+        except FETCH_ERRORS:
+            notes.append("long-term validation needs revocation data that could not be fetched: "
+                         "validated with time instead")
+        except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # unreadable history
+            notes.append("the document time-stamps after this signature could not be analysed: "
+                         "validated with time instead")
     spec = dataclasses.replace(req.signature_spec(), local_knowledge=_known(sig))
     if has_signature_timestamp(sig):
         return await ades_with_time_validation(sig.signed_data, spec, timing_info=req.timing,
@@ -165,22 +206,65 @@ async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool) -> Any:
 async def _signature(req: Request, sig: EmbeddedPdfSignature, index: int, doc_stamps: list[Timestamp],
                      doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> SignatureOutcome:
     archived = any(ts.signed_revision > sig.signed_revision for ts in doc_ts)
-    sig.compute_integrity_info(diff_policy=req.pdf_spec().diff_policy)  # coverage and incremental updates
+    notes = review_updates(req, sig)
     integrity = sig.summarise_integrity_info()
-    result = await _ades(req, sig, archived)
-    indication = indications.from_ades(result.ades_subindic, fetch_failed=req.fetch_failed)
+    name = sig.field_name or f"signature-{index + 1}"
+    try:
+        result = await _ades(req, sig, archived, notes)
+    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # e.g. an unknown algorithm
+        return SignatureOutcome(name, "PAdES", level_of(sig, doc_ts, dss_rev),
+                                indications.failed(AdESFailure.FORMAT_FAILURE), notes=notes)
+    indication = modifications(sig, integrity, indications.from_ades(result.ades_subindic,
+                                                                      fetch_failed=req.fetch_failed))
     status = result.api_status
-    if indication.passed and integrity.get("docmdp_ok") is False:
-        # the file changed after signing in a way the signature does not allow
-        indication = indications.indeterminate(AdESIndeterminate.SIG_CONSTRAINTS_FAILURE)
     stamps: list[Timestamp] = []
     sig_ts = timestamp_of("signature", getattr(status, "timestamp_validity", None))
     if sig_ts is not None:
         stamps.append(sig_ts)
     stamps += [stamp for stamp, ts in zip(doc_stamps, doc_ts, strict=True) if ts.signed_revision > sig.signed_revision]
-    name = sig.field_name or f"signature-{index + 1}"
     return SignatureOutcome(name, "PAdES", level_of(sig, doc_ts, dss_rev), indication, result, stamps,
-                            report_source=sig, signing_time=sig.self_reported_timestamp)
+                            report_source=sig, signing_time=sig.self_reported_timestamp, notes=notes)
+
+
+def review_updates(req: Request, sig: EmbeddedPdfSignature) -> list[str]:
+    """Coverage and the difference analysis of the updates after ``sig``; the notes say what was not done.
+
+    pyHanko's analysis follows every object of each later revision; on real files it can
+    meet references no cross-reference section resolves. Then the signed revision is still
+    checked (coverage), the later updates are not judged, and the answer says so.
+    """
+    try:
+        sig.compute_integrity_info(diff_policy=req.pdf_spec().diff_policy)
+        return []
+    except Exception:  # noqa: BLE001 - untrusted input: degrade to what can be validated
+        sig.diff_result = None
+        sig.compute_integrity_info(skip_diff=True)
+        return ["the changes made after this signature could not be analysed (unreadable cross-reference data)"]
+
+
+def page_count(reader: PdfFileReader, revision: int | None) -> int | None:
+    try:
+        root = reader.root if revision is None else reader.get_historical_root(revision)
+        return int(root["/Pages"].get_object()["/Count"])
+    except Exception:  # noqa: BLE001 - untrusted input: unknown
+        return None
+
+
+def modifications(sig: EmbeddedPdfSignature, integrity: dict[str, Any],
+                  indication: indications.Indication) -> indications.Indication:
+    """A change after signing that the signature does not allow decides the answer.
+
+    Pages added or removed change what was signed: ``TOTAL_FAILED``/``FORMAT_FAILURE`` (as
+    EN 319 102-1 validators such as EU DSS report it). Any other change the signature does
+    not allow is ``INDETERMINATE``/``SIG_CONSTRAINTS_FAILURE`` whatever else was found (a
+    ``TRY_LATER`` or an expired certificate would tell the client to retry, or that a
+    time-stamp could save a document that will never validate)."""
+    if integrity.get("docmdp_ok") is not False or indication.indication == indications.TOTAL_FAILED:
+        return indication
+    signed, now = page_count(sig.reader, sig.signed_revision), page_count(sig.reader, None)
+    if signed is not None and now is not None and signed != now:
+        return indications.failed(AdESFailure.FORMAT_FAILURE)
+    return indications.indeterminate(AdESIndeterminate.SIG_CONSTRAINTS_FAILURE)
 
 
 async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
@@ -188,10 +272,7 @@ async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
     sigs, doc_ts = found.regular, found.doc_ts
     if not sigs and not doc_ts and not found.broken:
         raise BadDocument("the PDF holds no signature")
-    try:
-        dss_rev = dss_revision(found.reader)
-    except Exception:  # noqa: BLE001 - a broken revision history is a broken document
-        raise BadDocument("not a readable PDF: broken revision history") from None
+    dss_rev = dss_revision(found.reader)
     doc_stamps = [await _doc_timestamp(req, ts, dss_rev) for ts in doc_ts]
     out = [await _signature(req, sig, i, doc_stamps, doc_ts, dss_rev) for i, sig in enumerate(sigs)]
     out += [SignatureOutcome(name, "PAdES", B_B, indications.failed(AdESFailure.FORMAT_FAILURE))

@@ -53,8 +53,31 @@ def _process(result: Any) -> str:
     return "LTVM" if isinstance(result, AdESWithTimeValidationResult) else "Basic"
 
 
+# XML digest method URIs pyHanko's table lacks (RFC 6931 §2.1.5 / W3C xmldsig-more, SHA-3 and SHAKE)
+_MORE_URIS = {"sha3_224": "http://www.w3.org/2007/05/xmldsig-more#sha3-224",
+              "sha3_256": "http://www.w3.org/2007/05/xmldsig-more#sha3-256",
+              "sha3_384": "http://www.w3.org/2007/05/xmldsig-more#sha3-384",
+              "sha3_512": "http://www.w3.org/2007/05/xmldsig-more#sha3-512",
+              "shake256": "http://www.w3.org/2021/04/xmldsig-more#shake256",
+              "sha1": "http://www.w3.org/2000/09/xmldsig#sha1"}
+
+
+def digest_uri(algo: str) -> str:
+    try:
+        return _digest_algo_uri(algo)
+    except (NotImplementedError, KeyError):
+        return _MORE_URIS.get(algo, f"urn:oid:{algo}" if algo[:1].isdigit() else f"urn:rssp:digest:{algo}")
+
+
+def _hash(algo: str, data: bytes) -> bytes:
+    try:
+        return hashlib.new(algo, data).digest() if algo != "shake256" else hashlib.shake_256(data).digest(64)
+    except (ValueError, TypeError):
+        return b""
+
+
 def _digest(algo: str, value: bytes) -> xades.DigestAlgAndValueType:
-    return xades.DigestAlgAndValueType(digest_method=xmldsig_core.DigestMethod(_digest_algo_uri(algo)),
+    return xades.DigestAlgAndValueType(digest_method=xmldsig_core.DigestMethod(digest_uri(algo)),
                                        digest_value=xmldsig_core.DigestValue(value))
 
 
@@ -67,7 +90,7 @@ def _cades_report(signed: cms.SignedData, raw_digest: bytes | None, result: Any
     tbs = attrs.dump() if attrs else b""
     if raw_digest is None:
         content = signed["encap_content_info"]["content"]
-        raw_digest = hashlib.new(md, bytes(content) if content is not None else b"").digest()
+        raw_digest = _hash(md, bytes(content) if content is not None else b"")
     best = None
     if isinstance(result, AdESWithTimeValidationResult):
         best = ts_11910202.POEType(poetime=XmlDateTime.from_datetime(result.best_signature_time),
@@ -76,7 +99,7 @@ def _cades_report(signed: cms.SignedData, raw_digest: bytes | None, result: Any
     return ts_11910202.SignatureValidationReportType(
         signature_identifier=ts_11910202.SignatureIdentifierType(
             signature_value=xmldsig_core.SignatureValue(signer_info["signature"].native),
-            digest_alg_and_value=_digest(md, hashlib.new(md, tbs).digest()), hash_only=False, doc_hash_only=False),
+            digest_alg_and_value=_digest(md, _hash(md, tbs)), hash_only=False, doc_hash_only=False),
         validation_time_info=ts_11910202.ValidationTimeInfoType(
             validation_time=XmlDateTime.from_datetime(status.validation_time), best_signature_time=best),
         signers_document=ts_11910202.SignersDocumentType(digest_alg_and_value=_digest(md, raw_digest)),
@@ -88,24 +111,49 @@ def _cades_report(signed: cms.SignedData, raw_digest: bytes | None, result: Any
     )
 
 
+def _unread(outcome: SignatureOutcome) -> ts_11910202.SignatureValidationReportType:
+    """A signature that could not be read or validated: its identifier and status only."""
+    return ts_11910202.SignatureValidationReportType(
+        signature_identifier=ts_11910202.SignatureIdentifierType(id=outcome.signature_id, hash_only=False,
+                                                                 doc_hash_only=False),
+        signature_validation_status=_status(outcome))
+
+
+def _single(outcome: SignatureOutcome) -> ts_11910202.SignatureValidationReportType:
+    """pyHanko's report for a PDF signature; rssp's for CMS and wherever pyHanko's generator gives up
+    (it refuses e.g. SHA-3 digests, a missing message-digest, multi-valued attributes)."""
+    result, source = outcome.result, outcome.report_source
+    if result is None or result.api_status is None or source is None:
+        return _unread(outcome)
+    if isinstance(source, EmbeddedPdfSignature):
+        try:
+            return _generate_report(source, result)
+        except Exception:  # noqa: BLE001 - the generator is "incubating": fall back to rssp's elements
+            source = (source.signed_data, source.compute_digest())
+    try:
+        return _cades_report(*source, result)
+    except Exception:  # noqa: BLE001 - the report never fails where the JSON answer succeeds
+        return _unread(outcome)
+
+
+def _packaged(vo: Any) -> Any:
+    try:
+        return _package_validation_object(vo)
+    except Exception:  # noqa: BLE001 - an object pyHanko cannot describe is left out, not the report
+        return None
+
+
 def etsi_report(outcomes: list[SignatureOutcome]) -> bytes:
     """One TS 119 102-2 ValidationReport for every signature of the document (UTF-8 XML)."""
     reports = []
     objects: dict[str, Any] = {}
     for outcome in outcomes:
-        if outcome.result is None or outcome.result.api_status is None:
-            continue
-        source = outcome.report_source
-        if isinstance(source, EmbeddedPdfSignature):
-            single = _generate_report(source, outcome.result)
-        else:
-            single = _cades_report(*source, outcome.result)
-        reports.append(dataclasses.replace(single, signature_validation_status=_status(outcome)))
-        for vo in outcome.result.validation_objects:
+        reports.append(dataclasses.replace(_single(outcome), signature_validation_status=_status(outcome)))
+        for vo in outcome.result.validation_objects if outcome.result is not None else ():
             objects.setdefault(derive_validation_object_identifier(vo) or str(len(objects)), vo)
     report = ts_11910202.ValidationReport(
         signature_validation_report=tuple(reports),
         signature_validation_objects=ts_11910202.ValidationObjectListType(
-            tuple(_package_validation_object(vo) for vo in objects.values())))
+            tuple(p for p in (_packaged(vo) for vo in objects.values()) if p is not None)))
     xml = XmlSerializer(config=SerializerConfig(indent="  ")).render(report, ns_map=NAMESPACES)
     return xml.encode("utf-8")

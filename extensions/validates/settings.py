@@ -35,7 +35,9 @@ CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der")
 class ValidationSettings:
     trust_anchors: tuple[x509.Certificate, ...] = ()
     tsa_anchors: tuple[x509.Certificate, ...] = ()
-    max_document_bytes: int = 512 * 1024  # decoded; keep its Base64 (4/3 of it) under [server] max_body_bytes
+    # decoded; ordinary signed PDFs are 1-10 MB. The request body limit follows [documents] max_document_bytes
+    # (8 MiB by default: its Base64 fits), so raising this past it needs that raised too.
+    max_document_bytes: int = 8 * 1024 * 1024
     max_certificates: int = 20
     revocation_timeout_seconds: float = 10.0  # one fetch (OCSP, CRL or certificate), redirects included
     # A response with no nextUpdate is kept this long; one with nextUpdate until then, at most max.
@@ -46,20 +48,21 @@ class ValidationSettings:
     fetch_allow: tuple[str, ...] = ()  # URL prefixes the operator allows, besides fetch_defaults
     fetch_allow_public: bool = False  # any http(s) URL, connecting to public addresses only
     fetch_defaults: tuple[str, ...] = ()  # computed: the anchors' own URLs and the dev PKI's prefix
-    max_fetches: int = 16  # network fetches per request (OCSP, CRL, certificates; each redirect counts)
+    max_fetches: int = 16  # network fetches per request (OCSP, CRL, certificates; each redirect counts); 0: offline
     max_fetch_bytes: int = 4 * 1024 * 1024  # one answer; the rest is not read
     max_fetch_redirects: int = 2
     max_issuer_depth: int = 4  # certificates fetched above one another through caIssuers
     fetch_total_seconds: float = 30.0  # all fetches of one request
     # the work of one PDF, and of the process
     max_pdf_revisions: int = 500  # revisions (the original plus its incremental updates)
-    max_pdf_signatures: int = 20  # signatures and document timestamps (each reviews the updates after it)
+    max_pdf_signatures: int = 30  # signatures and document timestamps (each reviews the updates after it)
     concurrent_validations: int = 8  # validations running at once per server process
     queued_validations: int = 32  # validations waiting for one of those; more get 503
     validations_per_caller: int = 16  # running and waiting of one user at once; more get 503
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+ZERO_ALLOWED = ("max_fetches",)  # 0 fetches: validation uses only what the document and the request carry
 NUMBERS = tuple(f.name for f in fields(ValidationSettings)
                 if f.name not in ("trust_anchors", "tsa_anchors", "fetch_allow", "fetch_defaults", "extra"))
 
@@ -153,8 +156,10 @@ def load_settings(config: Config) -> ValidationSettings:
     if any(isinstance(v, bool) != isinstance(getattr(ValidationSettings, k), bool) or
            not isinstance(v, int | float) for k, v in numbers.items()):
         raise ConfigError("[validation] limits are numbers (fetch_allow_public: true or false)")
-    if any(v <= 0 for k, v in numbers.items() if not isinstance(v, bool)):
+    if any(v <= 0 for k, v in numbers.items() if not isinstance(v, bool) and k not in ZERO_ALLOWED):
         raise ConfigError("[validation] limits must be positive")
+    if any(v < 0 for v in numbers.values()):
+        raise ConfigError("[validation] limits must not be negative")
     all_anchors = _unique(anchors + tsa_anchors)
     return ValidationSettings(trust_anchors=_unique(anchors), tsa_anchors=_unique(tsa_anchors),
                               fetch_allow=_prefixes(section),
