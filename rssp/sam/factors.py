@@ -10,8 +10,10 @@ one of the attempts left (#20: counted after the check, 50 concurrent wrong PINs
 evaluated and the right PIN got in as the 6th). So however many requests race, in however
 many processes or hosts, at most ``max_failures`` attempts are ever checked between two
 successes; a success gives its attempt back by resetting the count, a failure keeps it and
-locks the credential once the count reaches the limit. An attempt whose process dies before
-its answer stays counted: the failure-safe side.
+locks the credential once the count reaches the limit. A request that finds every attempt
+taken by others still being checked is told to try again (429), not that the credential is
+locked: concurrent authorizations with the right PIN must not lock it out. An attempt whose
+process dies before its answer stays counted, and counts as a failure after two minutes.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import pyotp
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
 from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
-from rssp.errors import credential_locked, invalid_authentication_data, missing_param
+from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
 from rssp.hsm import Hsm, HsmError
 from rssp.store import Store
 from rssp.store.schema import credentials
 
 TOTP_KEY_LABEL = "rssp-totp-seeds"
 TOTP_WINDOW = 1  # accept the previous and the next 30 s step for clock drift
+_STALE_ATTEMPT_SECONDS = 120  # an attempt unanswered this long died with its process; it counts as failed
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,10 @@ async def check_factors(
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
     if not await _take_attempt(store, cred, max_failures):
-        await _refuse_locked(store, cred, actor, client_ip)
+        if await _locked_now(store, cred, max_failures):
+            await _refuse_locked(store, cred, actor, client_ip)
+        # Every attempt left is being checked right now: not a lockout, but no place for this one.
+        raise try_later("Other authorizations of this credential are being checked; try again", 1)
     pin_ok = await verify_secret(cred.pin_hash, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if cred.needs_totp else 0
     if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
@@ -100,6 +106,20 @@ async def _take_attempt(store: Store, cred: Credential, max_failures: int) -> bo
             .values(failed_attempts=credentials.c.failed_attempts + 1, updated_at=time.time())
         )
     return bool(result.rowcount == 1)
+
+
+async def _locked_now(store: Store, cred: Credential, max_failures: int) -> bool:
+    """Locked, or every attempt taken and none answered for a while (its process died: a failure)."""
+    async with store.write() as conn:
+        await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == cred.id, credentials.c.locked.is_(False),
+                   credentials.c.failed_attempts >= max_failures,
+                   credentials.c.updated_at < time.time() - _STALE_ATTEMPT_SECONDS)
+            .values(locked=True)
+        )
+        row = (await conn.execute(select(credentials.c.locked).where(credentials.c.id == cred.id))).first()
+    return row is None or bool(row.locked)
 
 
 async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
