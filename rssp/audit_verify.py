@@ -77,9 +77,15 @@ class Report:
     checkpoints: int = 0
     latest: dict[str, Any] | None = None  # the newest checkpoint: seq, time, mac
     unsealed: int = 0
+    oldest_unsealed: float | None = None  # time of the oldest record not yet sealed: sealing stopped if old
     unkeyed: int = 0  # records linked with plain SHA-256 (no writer key)
     problems: list[Finding] = field(default_factory=list)  # records
     checkpoint_problems: list[Finding] = field(default_factory=list)
+
+    def not_sealed(self, count: int, first: Any) -> None:
+        self.unsealed += count
+        if isinstance(first["ts"], (int, float)):
+            self.oldest_unsealed = min(first["ts"], self.oldest_unsealed or first["ts"])
 
     @property
     def intact(self) -> bool:
@@ -128,7 +134,7 @@ async def _check_checkpoints(store: Store, hsm: Hsm, report: Report) -> dict[str
                     seals.setdefault(chain, {})[seq] = Seal(digest, row.seq, bool(final))
             expected, previous_mac = row.seq + 1, row.mac
             report.checkpoints += 1
-            report.latest = {"seq": row.seq, "time": _iso(row.ts), "mac": row.mac}
+            report.latest = {"seq": row.seq, "time": iso_time(row.ts), "mac": row.mac}
     return seals
 
 
@@ -222,7 +228,7 @@ class _ChainWalk:
         self.previous_hash, self.previous_id, self.last_seq, self.last_id = FIRST_PREVIOUS, None, 0, 0
         self.since_seal: Any = None  # the first record after the last seal that matched
         self.top = max(seals) if seals else 0
-        self.after_top: Any = None  # the record right after the top seal
+        self.after_top: Any = None  # the first record after the top seal (the first not sealed)
 
     def step(self, row: Any) -> None:
         report = self.report
@@ -247,7 +253,7 @@ class _ChainWalk:
         self._check_seal(row)
         self.previous_hash, self.previous_id = stored or computed, row["id"]
         self.last_seq, self.last_id = row["seq"], row["id"]
-        if row["seq"] == self.top + 1:
+        if row["seq"] > self.top and self.after_top is None:
             self.after_top = row
 
     def _check_seal(self, row: Any) -> None:
@@ -265,11 +271,10 @@ class _ChainWalk:
         self.since_seal = None
 
     def finish(self) -> None:
-        if not self.seals:
-            self.report.unsealed += self.last_seq
-            return
-        top = self.seals[self.top]
-        if self.last_seq < self.top:
+        top = self.seals.get(self.top)
+        if top is None:  # never sealed
+            self.report.not_sealed(self.last_seq, self.after_top)
+        elif self.last_seq < self.top:
             self.report.problems.append(Finding(
                 "deleted", f"chain {self.chain} ends at seq {self.last_seq} (record {self.last_id}) but checkpoint "
                 f"#{top.checkpoint} sealed it at seq {self.top}: deleted: {_seqs(self.last_seq + 1, self.top)}, "
@@ -278,12 +283,12 @@ class _ChainWalk:
         elif top.final and self.after_top is not None:
             self.report.problems.append(_finding("inserted", self.after_top, f"inserted: its chain was closed at seq "
                                                  f"{self.top} (checkpoint #{top.checkpoint})"))
-        else:
-            self.report.unsealed += self.last_seq - self.top
+        elif self.after_top is not None:
+            self.report.not_sealed(self.last_seq - self.top, self.after_top)
 
 
 def _finding(kind: str, row: Any, why: str, position: float | None = None) -> Finding:
-    text = (f"record {row['id']} (chain {row['chain']} seq {row['seq']}, {_iso(row['ts'])}, "
+    text = (f"record {row['id']} (chain {row['chain']} seq {row['seq']}, {iso_time(row['ts'])}, "
             f"{row['action']} by {row['actor']}): {why}")
     return Finding(kind, text, float(row["id"]) if position is None else position, row["id"], row["chain"], row["seq"])
 
@@ -299,7 +304,7 @@ def _unhex(value: Any) -> bytes | None:
         return None
 
 
-def _iso(ts: Any) -> str:
+def iso_time(ts: Any) -> str:
     try:
         return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")
     except (TypeError, ValueError, OverflowError, OSError):

@@ -118,7 +118,7 @@ async def _audit_list(args: argparse.Namespace) -> None:
 
 async def _audit_verify(args: argparse.Namespace) -> int:
     """Exit status 0: intact (records not yet sealed included); 1: tampering found."""
-    from rssp.audit_verify import verify_trail
+    from rssp.audit_verify import iso_time, verify_trail
 
     async with _Instance(args.dir, with_hsm=True, audit_writer=False) as inst:
         assert inst.hsm is not None
@@ -129,6 +129,7 @@ async def _audit_verify(args: argparse.Namespace) -> int:
     problems = report.ordered()
     summary = {"intact": report.intact, "records": report.records, "chains": report.chains,
                "checkpoints": report.checkpoints, "latestCheckpoint": report.latest, "unsealed": report.unsealed,
+               "oldestUnsealed": iso_time(report.oldest_unsealed) if report.oldest_unsealed is not None else None,
                "withoutWriterKey": report.unkeyed,
                "problems": [{"kind": p.kind, "text": p.text, "recordID": p.record_id, "chain": p.chain, "seq": p.seq}
                             for p in problems]}
@@ -147,7 +148,8 @@ def _verify_text(intact: bool, problems: list[Any], summary: dict[str, Any]) -> 
                  f"{summary['checkpoints']} checkpoints"
                  + (f"; the latest: #{latest['seq']} at {latest['time']}, MAC {latest['mac']}" if latest else ""))
     if summary["unsealed"]:
-        lines.append(f"{summary['unsealed']} records not yet sealed (written after the last checkpoint of their chain)")
+        lines.append(f"{summary['unsealed']} records not yet sealed (written after the last checkpoint of their chain; "
+                     f"the oldest at {summary['oldestUnsealed']})")
     return "\n".join(lines)
 
 
