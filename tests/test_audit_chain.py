@@ -30,10 +30,11 @@ from sqlalchemy import delete, insert, select, text, update
 from client import CSC, ECDSA_SHA256, digest
 from deployment import Deployment, _new_deployment
 from rssp.audit import record, write_record
-from rssp.audit_chain import canonical, link
+from rssp.audit_chain import MAC_KEY_LABEL, canonical, link
 from rssp.audit_seal import AuditSealer
 from rssp.config import load_config
 from rssp.hsm import Hsm
+from rssp.hsm.types import KeyNotFound
 from rssp.store import Store, open_store
 from rssp.store.schema import audit, audit_chains, audit_checkpoints
 
@@ -44,6 +45,21 @@ USERS, TASKS, CALLS = 4, 16, 10_000
 class Trail:
     dep: Deployment
     signed: int  # signHash calls that succeeded
+    key_after_init: bool  # the HSM had the audit MAC key right after `rssp init`
+
+
+def open_hsm(dep: Deployment) -> Hsm:
+    config = load_config(dep.directory)
+    return Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+
+
+async def has_audit_key(dep: Deployment) -> bool:
+    async with open_hsm(dep) as hsm:
+        try:
+            await hsm.mac(MAC_KEY_LABEL, b"probe")
+        except KeyNotFound:
+            return False
+    return True
 
 
 @asynccontextmanager
@@ -102,6 +118,7 @@ async def sign_load(dep: Deployment, users: list[str], calls: int) -> int:
 async def trail(request, tmp_path_factory) -> AsyncIterator[Trail]:
     url = request.getfixturevalue("pg_cluster").create_database("rssp_audit") if request.param == "postgresql" else None
     dep = _new_deployment(tmp_path_factory.mktemp(f"audit-{request.param}") / "instance", url)
+    key_after_init = await has_audit_key(dep)
     users = [f"signer{n}" for n in range(USERS)]
     for user in users:
         dep.add_user(user, f"{user}-password")
@@ -111,11 +128,15 @@ async def trail(request, tmp_path_factory) -> AsyncIterator[Trail]:
         signed = await sign_load(dep, users, CALLS)
     finally:
         dep.stop()  # a clean stop: each worker's last checkpoint seals and closes its chains
-    yield Trail(dep, signed)
+    yield Trail(dep, signed, key_after_init)
     dep.stop()
 
 
 # ------------------------------------------------------------------------------ an untouched trail
+
+
+async def test_init_creates_the_audit_key(trail):
+    assert trail.key_after_init
 
 
 async def test_ten_thousand_records_from_two_workers_verify(trail):
@@ -350,9 +371,8 @@ async def test_rolled_back_units_leave_no_gap_in_the_chain(trail):
     """Records written in units that roll back (savepoints of a grouped SQLite transaction, whole
     PostgreSQL transactions) are gone without a trace, and the next record links to the last kept one."""
     dep = trail.dep
-    config = load_config(dep.directory)
     store = open_store(dep.db_url)
-    hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+    hsm = open_hsm(dep)
     await hsm.start()
     sealer = AuditSealer(store, hsm, None)
     await sealer.start()
