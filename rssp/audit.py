@@ -5,6 +5,10 @@ is one (a SAD spend, a credential change), so a committed change always has its 
 ``detail`` holds only non-secret facts (hash values, algorithms, counts): callers must never
 pass PINs, OTPs, tokens, SADs or seeds, and :func:`record` refuses keys that look like them.
 
+Each record is hash-chained to the one before it (:mod:`rssp.audit_chain`), the chains are
+sealed by HSM-MACed checkpoints (:mod:`rssp.audit_seal`) and ``rssp audit verify`` checks
+both (:mod:`rssp.audit_verify`).
+
 The actor of an attempt that failed to authenticate (a wrong password, a throttled login, an
 unknown management client) is never what the caller typed: people type passwords into user
 name fields. It is :func:`typed_name_actor`, a keyed hash (HMAC-SHA-256) of the typed name
@@ -21,16 +25,15 @@ import json
 import os
 import secrets
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-
 from sqlalchemy.engine import Connection
 
+from rssp.audit_chain import append
 from rssp.errors import OperatorError
 from rssp.store import Conn
-from rssp.store.prepared import Prepared
-from rssp.store.schema import audit
 
 _SECRET_KEYS = {"pin", "password", "otp", "sad", "token", "secret", "seed", "access_token", "refresh_token"}
 
@@ -41,19 +44,20 @@ def _check_detail(detail: dict[str, Any]) -> None:
             raise ValueError(f"audit detail must not carry {key!r}")
 
 
-_INSERT = audit.insert()
-_ROW_KEYS = ("ts", "actor", "action", "target", "outcome", "client_ip", "detail")  # what audit_row gives
-_INSERT_PREPARED = Prepared(_INSERT, column_keys=_ROW_KEYS)  # the spend's record: on the hot path
-
-
 async def record(conn: Conn, **fields: Any) -> None:
-    """Append one audit record in the caller's transaction (see :func:`audit_row`)."""
-    await conn.execute(_INSERT, audit_row(**fields))
+    """Append one audit record in the caller's transaction (see :func:`audit_row`), chained
+    to the records before it (:mod:`rssp.audit_chain`); one database hop."""
+    row = audit_row(**fields)
+    await conn.run_sync(partial(_append, row))
 
 
 def write_record(conn: Connection, **fields: Any) -> None:
     """:func:`record` for synchronous transactions (:meth:`Store.transaction`)."""
-    _INSERT_PREPARED.run(conn, audit_row(**fields))
+    append(conn, audit_row(**fields))
+
+
+def _append(row: dict[str, Any], conn: Connection) -> None:
+    append(conn, row)
 
 
 def audit_row(

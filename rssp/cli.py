@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rssp.audit_seal import AuditSealer
 from rssp.config import load_config
 from rssp.errors import OperatorError
 from rssp.hsm import Hsm
-from rssp.hsm.types import KeySpec
+from rssp.hsm.types import HsmError, KeySpec
 from rssp.store import migrate, open_store
 
 
@@ -28,19 +29,25 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 class _Instance:
     """Store and (when needed) HSM of an instance, opened for one CLI command."""
 
-    def __init__(self, directory: str, with_hsm: bool) -> None:
+    def __init__(self, directory: str, with_hsm: bool, audit_writer: bool = True) -> None:
         self.config = load_config(directory)
         self.store = open_store(self.config.database_url)
         hsm = self.config.hsm
         self.hsm = Hsm(hsm.module, hsm.token_label, hsm.pin, hsm.softhsm2_conf) if with_hsm else None
+        # With the HSM open, the command's audit records are chained under a writer key and sealed at exit.
+        self.audit = AuditSealer(self.store, self.hsm, None) if self.hsm and audit_writer else None
 
     async def __aenter__(self) -> "_Instance":
         await migrate(self.store)
         if self.hsm:
             await self.hsm.start()
+        if self.audit:
+            await self.audit.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.audit:
+            await self.audit.stop()
         if self.hsm:
             await self.hsm.close()
         await self.store.close()
@@ -107,6 +114,43 @@ async def _audit_list(args: argparse.Namespace) -> None:
     else:
         for r in rows:
             print(f"{r['time']} {r['actor']} {r['action']} {r['target'] or '-'} {r['outcome']} {r['clientIP'] or '-'}")
+
+
+async def _audit_verify(args: argparse.Namespace) -> int:
+    """Exit status 0: intact (records not yet sealed included); 1: tampering found."""
+    from rssp.audit_verify import iso_time, verify_trail
+
+    async with _Instance(args.dir, with_hsm=True, audit_writer=False) as inst:
+        assert inst.hsm is not None
+        try:
+            report = await verify_trail(inst.store, inst.hsm)
+        except HsmError as exc:  # no audit key in the token: nothing can be verified (exit status 2)
+            raise OperatorError(f"the HSM cannot compute the audit trail's MACs: {exc}") from None
+    problems = report.ordered()
+    summary = {"intact": report.intact, "records": report.records, "chains": report.chains,
+               "checkpoints": report.checkpoints, "latestCheckpoint": report.latest, "unsealed": report.unsealed,
+               "oldestUnsealed": iso_time(report.oldest_unsealed) if report.oldest_unsealed is not None else None,
+               "withoutWriterKey": report.unkeyed,
+               "problems": [{"kind": p.kind, "text": p.text, "recordID": p.record_id, "chain": p.chain, "seq": p.seq}
+                            for p in problems]}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print(_verify_text(report.intact, problems, summary))
+    return 0 if report.intact else 1
+
+
+def _verify_text(intact: bool, problems: list[Any], summary: dict[str, Any]) -> str:
+    lines = ["audit trail intact"] if intact else [
+        f"audit trail TAMPERED: {len(problems)} problem(s); the first:", *(f"  {p.text}" for p in problems)]
+    latest = summary["latestCheckpoint"]
+    lines.append(f"checked {summary['records']} records in {summary['chains']} chains against "
+                 f"{summary['checkpoints']} checkpoints"
+                 + (f"; the latest: #{latest['seq']} at {latest['time']}, MAC {latest['mac']}" if latest else ""))
+    if summary["unsealed"]:
+        lines.append(f"{summary['unsealed']} records not yet sealed (written after the last checkpoint of their chain; "
+                     f"the oldest at {summary['oldestUnsealed']})")
+    return "\n".join(lines)
 
 
 async def _ca_add(args: argparse.Namespace) -> None:
@@ -236,9 +280,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grant-types", nargs="+",
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
 
-    audit = sub.add_parser("audit", help="read the audit trail").add_subparsers(dest="action", required=True)
+    audit = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)
     p.add_argument("--limit", type=int, default=50)
+    command("verify", _audit_verify, "check the whole trail against its hash chains and HSM-MACed checkpoints; "
+            "exit status 1 names the first record inserted, deleted, reordered or edited", audit)
     return parser
 
 
@@ -247,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         if isinstance(result, Awaitable):
-            asyncio.run(result)  # type: ignore[arg-type]
+            result = asyncio.run(result)  # type: ignore[arg-type]
     except (OperatorError, ValueError, LookupError) as exc:
         print(f"rssp: {exc}", file=sys.stderr)
         return 2
@@ -255,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         name = type(exc).__name__
         print(f"rssp: {name}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0  # a command's own exit status (audit verify)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from rssp import devpki, plugins
+from rssp.audit_chain import MAC_KEY_LABEL as AUDIT_MAC_KEY_LABEL
 from rssp.ca_registry import register_manage_client
 from rssp.config import CONFIG_NAME, load_config
 from rssp.errors import OperatorError
@@ -87,6 +88,7 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         version = await migrate(store)
         await hsm.start()
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
+        await hsm.ensure_mac_key(AUDIT_MAC_KEY_LABEL)  # the audit trail's checkpoints and writer keys
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
         manage_client = await register_manage_client(store, "local")  # manages/* for the local CA's RA
     finally:

@@ -39,9 +39,28 @@ def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
     config = load_config(directory)
     config = replace(config, server=replace(config.server, host=host, port=port))
     app = create_app(config)
+    loop = new_event_loop()
+    stop_once_on_signal(loop)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, access_log=None,
-                handle_signals=True, ssl_context=tls_context(config.server), loop=new_event_loop(),
+                handle_signals=False, ssl_context=tls_context(config.server), loop=loop,
                 keepalive_timeout=config.server.keepalive_timeout_seconds)
+
+
+def stop_once_on_signal(loop: asyncio.AbstractEventLoop) -> None:
+    """Stop gracefully on the first SIGTERM or SIGINT and ignore the ones that follow.
+
+    Why: systemd (and ``kill -- -PGID``) signals every process of the service, and the
+    supervisor passes the stop on to its workers as well, so a worker gets SIGTERM twice.
+    aiohttp's own handler raises on every one: the second cancelled the shutdown under way,
+    and with it the services' close (the audit trail's last checkpoint among them).
+    """
+    def stop() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: None)
+        raise web.GracefulExit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

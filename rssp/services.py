@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rssp.audit_seal import AuditSealer, checkpoint_seconds
 from rssp.auth.admission import LoginGate
 from rssp.auth.password_login import PasswordLogin
 from rssp.auth.throttle import LoginThrottle, ThrottlePolicy
@@ -29,7 +30,11 @@ class Services:
     signing_keys: SigningKeyCache
     logins: PasswordLogin
     documents: DocumentService
+<<<<<<< HEAD
     jobs: JobRunner
+=======
+    audit: AuditSealer
+>>>>>>> l3-audit
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -47,7 +52,11 @@ class Services:
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
             documents=DocumentService(config.documents.revocation_timeout_seconds),
+<<<<<<< HEAD
             jobs=JobRunner(store, config.asynchronous, config.directory),
+=======
+            audit=AuditSealer(store, hsm, checkpoint_seconds(config)),
+>>>>>>> l3-audit
         )
 
     def ca(self, ca_id: str | None = None) -> Any:
@@ -62,12 +71,14 @@ class Services:
     async def start(self) -> None:
         await migrate(self.store)
         await self.hsm.start()
+        await self.audit.start()  # the writer key first: nothing before it writes audit records
         await self.documents.start()
         self.jobs.start(self)
 
     async def close(self) -> None:
         await self.jobs.stop()  # first: running jobs give their claims back while the store is open
         await self.documents.close()
+        await self.audit.stop()  # the last checkpoint, while the HSM is still open
         await self.hsm.close()
         await self.store.close()
 
@@ -76,3 +87,4 @@ def _throttle_policy(config: Config) -> ThrottlePolicy:
     sec = config.security
     return ThrottlePolicy(user_failures=sec.login_user_failures, address_failures=sec.login_address_failures,
                           block_seconds=sec.login_block_seconds, max_block_seconds=sec.login_max_block_seconds)
+

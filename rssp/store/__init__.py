@@ -29,6 +29,10 @@ class Conn(Protocol):
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
 
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run the synchronous ``fn`` on the transaction's connection (one hop on SQLite)."""
+        ...
+
 
 class PostgresStore:
     """The store over asyncpg: every statement is a network round trip on the event loop."""

@@ -55,6 +55,26 @@ def _v7_jobs(conn: Connection) -> None:
     schema.jobs.create(conn, checkfirst=True)  # with its indexes
 
 
+def _v8_audit_chain(conn: Connection) -> None:
+    """The tamper-evident audit trail (#12): chain columns, the chain registry and the checkpoints.
+
+    Records written before are chained here, in ``id`` order, as the ``genesis`` chain (plain
+    SHA-256: a migration has no HSM); the server's first checkpoint seals it with the HSM's MAC.
+    """
+    # rssp.audit_chain imports rssp.store: not at module level
+    from rssp.audit_chain import chain_existing
+
+    have = {c["name"] for c in inspect(conn).get_columns("audit")}
+    for name, sql_type in (("chain", "VARCHAR(40)"), ("seq", "INTEGER"), ("hash", "VARCHAR(64)")):
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE audit ADD COLUMN {name} {sql_type}")
+    for table in (schema.audit_chains, schema.audit_checkpoints):
+        table.create(conn, checkfirst=True)
+    if "ix_audit_chain_seq" not in {ix["name"] for ix in inspect(conn).get_indexes("audit")}:
+        next(ix for ix in schema.audit.indexes if ix.name == "ix_audit_chain_seq").create(conn)
+    chain_existing(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
@@ -62,6 +82,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (4, _v4_login_throttle),
     (6, _v6_sad_not_after),
     (7, _v7_jobs),
+    (8, _v8_audit_chain),
 ]
 
 

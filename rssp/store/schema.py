@@ -108,9 +108,36 @@ audit = Table(
     Column("outcome", String(32), nullable=False),
     Column("client_ip", String(64)),
     Column("detail", Text),
+    # The hash chain (rssp/audit_chain.py; NULL only before migration 10 chained the old records):
+    Column("chain", String(40)),  # the writer's chain: "<writer>.<n>"
+    Column("seq", Integer),  # 1, 2, 3, ... within the chain
+    Column("hash", String(64)),  # hex: HMAC/SHA-256 over the previous record's hash and this record
 )
 
 Index("ix_audit_target", audit.c.target)
+Index("ix_audit_chain_seq", audit.c.chain, audit.c.seq, unique=True)
+
+# The registry of chains and the HSM-MACed checkpoints that seal them (rssp/audit_seal.py, migration 10).
+# Neither is trusted by `rssp audit verify`: audit_chains only tells the sealer where to look,
+# and a checkpoint counts only if its MAC, made inside the HSM, verifies.
+audit_chains = Table(
+    "audit_chains",
+    metadata,
+    Column("chain_id", String(40), primary_key=True),
+    Column("origin", String(160), nullable=False),  # host:pid of the writer, for the operator
+    Column("created_at", Float, nullable=False),
+    Column("sealed_seq", Integer, nullable=False, default=0),  # the last seq a checkpoint sealed
+    Column("final_seq", Integer),  # set when the writer retired the chain (clean shutdown)
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # 1, 2, 3, ...: a gap is a deletion
+    Column("ts", Float, nullable=False),
+    Column("body", Text, nullable=False),  # canonical JSON: previous MAC and the chain heads it seals
+    Column("mac", String(64), nullable=False),  # hex HMAC-SHA-256 of the body by the HSM key rssp-audit-mac
+)
 Index("ix_sads_expires", sads.c.expires_at)
 
 # ---------------------------------------------------------------- OAuth 2.0 authorization server (migration 2)

@@ -96,7 +96,14 @@ class WriteTransaction:
     async def execute(self, statement: Any, parameters: Any = None) -> BufferedResult:
         return await self._store.call(self._execute, statement, parameters)
 
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run the synchronous ``fn`` in this transaction, in one hop (as ``AsyncConnection.run_sync``)."""
+        return await self._store.call(lambda: fn(self._connection()))
+
     def _execute(self, statement: Any, parameters: Any) -> BufferedResult:
+        return BufferedResult(self._connection().execute(statement, parameters))
+
+    def _connection(self) -> Connection:
         if self._conn is None:  # begin lazily: the first statement pays no extra hop
             self._store.writer_lock.acquire()
             try:
@@ -106,7 +113,7 @@ class WriteTransaction:
                 self._store.writer_lock.release()
                 raise
             self._conn = conn
-        return BufferedResult(self._conn.execute(statement, parameters))
+        return self._conn
 
     def finish(self, commit: bool) -> None:
         """Commit or roll back (store thread); the writer lock is released whatever happens."""
