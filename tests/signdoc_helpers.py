@@ -165,21 +165,33 @@ class Roots:
         return ValidationContext(trust_roots=self.all, **settings)
 
 
-async def audited_digests(dep: Deployment) -> set[str]:
-    """Every digest (hex) the audit names as spent, signed or given back: what reached the SAD
-    (a refusal is audited too, with outcome ``refused``: that is not a spend)."""
+async def audit_trail(dep: Deployment) -> list[tuple[str, str, dict[str, Any]]]:
+    """(action, outcome, detail) of every signature record of the audit, oldest first."""
     store = open_store(dep.db_url)
     try:
         async with store.read() as conn:
-            rows = (await conn.execute(select(audit.c.detail).where(audit.c.action.in_(
-                ("signature.sign", "signature.document", "signature.giveback")), audit.c.outcome != "refused"))).all()
+            rows = (await conn.execute(select(audit.c.action, audit.c.outcome, audit.c.detail)
+                                       .where(audit.c.action.like("signature.%")).order_by(audit.c.id))).all()
     finally:
         await store.close()
+    return [(action, outcome, json.loads(detail or "{}")) for action, outcome, detail in rows]
+
+
+def actions_for(trail: list[tuple[str, str, dict[str, Any]]], digest: bytes) -> list[str]:
+    """The audited actions (``action:outcome``) that name ``digest``, in order."""
+    value = digest.hex()
+    return [f"{action}:{outcome}" for action, outcome, detail in trail
+            if value in detail.get("hashes", []) or value == detail.get("authorized")]
+
+
+async def audited_digests(dep: Deployment) -> set[str]:
+    """Every digest (hex) the audit names as spent, signed or given back: what reached the SAD
+    (a refusal is audited too, with outcome ``refused``: that is not a spend)."""
     found: set[str] = set()
-    for (detail,) in rows:
-        data = json.loads(detail or "{}")
-        found.update(data.get("hashes", []))
-        found.update(v for k, v in data.items() if k in ("authorized", "signed"))
+    for _action, outcome, detail in await audit_trail(dep):
+        if outcome != "refused":
+            found.update(detail.get("hashes", []))
+            found.update(v for k, v in detail.items() if k in ("authorized", "signed"))
     return found
 
 
