@@ -293,3 +293,27 @@ async def test_documents_over_the_size_limit(app, upstream):
     documents = [secrets.token_bytes(MAX_DOCUMENT // 2)] * 2
     status, body = await app.sign_doc(cred, sad, documents=[doc_entry(d, "C", cred=cred) for d in documents])
     assert status == 200, body
+
+
+async def test_a_failure_gives_back_every_output_of_the_call(app, upstream, roots):
+    """A call answers all its outputs or none: when the second document's TSA fails, the first one
+    (signed already, at B-B) is not delivered either, so both go back to the SAD, which then signs both."""
+    cred = upstream.cred
+    first, second = fresh_pdf(), TEXT + secrets.token_bytes(6)
+    entries = [doc_entry(first, "P", "B-B", cred=cred), doc_entry(second, "C", "B-T", cred=cred)]
+    sad = await app.sad(cred, num=2)
+    upstream.live.stop()
+    try:
+        status, body = await app.sign_doc(cred, sad, documents=entries)
+        assert (status, body) == (503, UNAVAILABLE)
+    finally:
+        upstream.live.start()
+    trail = await audit_trail(upstream.dep)
+    for document in (first, second):
+        assert actions_for(trail, sha256(document))[-2:] == ["signature.document:ok", "signature.giveback:ok"]
+    await wait_available(app, "live")
+    status, body = await app.sign_doc(cred, sad, documents=entries)
+    assert status == 200, body
+    pdf, cms_ = (unb64(d) for d in body["DocumentWithSignature"])
+    await check_pades(pdf, "B-B", roots, long_term=False)
+    await check_cades(cms_, second, "B-T", True, roots, (await app.chain(cred))[0])

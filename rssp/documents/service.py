@@ -3,8 +3,9 @@
 Each output is built by its engine (:mod:`rssp.documents.pades`, :mod:`rssp.documents.cades`) on
 the documents thread (:class:`~rssp.loop_thread.LoopThread`), with pyHanko objects over the SAM
 permit, the TSA pool and a revocation fetcher (:mod:`rssp.documents.tools`). A call gives all its
-outputs or none: when a TSA or responder fails, the outputs not delivered go back to the SAD
-(:func:`rssp.sam.documents.give_back`) and the caller gets 503, so it can retry with the same SAD.
+outputs or none: when a TSA or responder fails, every output of the call goes back to the SAD
+(:meth:`rssp.sam.documents.SignaturePermit.give_back`) and the caller gets 503, so it can retry
+with the same SAD.
 """
 
 from __future__ import annotations
@@ -47,19 +48,24 @@ class DocumentService:
 
     async def sign(self, outputs: list[Output], permit: SignaturePermit, cred: Credential,
                    pool: TimestampAuthority | None, timestamp_id: str | None) -> list[SignedOutput]:
-        """Every output, in order; raises 503 (after giving back the unsent outputs) or 400."""
+        """Every output, in order; or, if one fails, none: 503 or 400 after giving them all back.
+
+        A call delivers all its outputs or nothing, so on any failure every output of the call goes
+        back to the SAD, those already signed included: no signature of this call left the server.
+        """
         chain = _chain(cred)
         done: list[SignedOutput] = []
-        for index, output in enumerate(outputs):
-            tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
-            try:
+        try:
+            for index, output in enumerate(outputs):
+                tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
                 done.append(await self.loop.run(lambda o=output, t=tools: _engine(o, t)))  # type: ignore[misc]
-            except UpstreamUnavailable:
-                await permit.give_back(range(index, len(outputs)))
+        except BaseException as exc:
+            await permit.give_back(range(len(outputs)))
+            if isinstance(exc, UpstreamUnavailable):
                 raise _UNAVAILABLE from None
-            except DocumentError as exc:
-                await permit.give_back(range(index, len(outputs)))
+            if isinstance(exc, DocumentError):
                 raise invalid_request(exc.description) from None
+            raise
         return done
 
     def _tools(self, output: Output, index: int, permit: SignaturePermit, cred: Credential,
