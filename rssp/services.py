@@ -12,7 +12,7 @@ from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
-from rssp.documents.service import DocumentService
+from rssp.documents.service import DocumentService, signer_anchors
 from rssp.hsm import Hsm
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
@@ -44,7 +44,7 @@ class Services:
             signing_keys=SigningKeyCache(store),
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
-            documents=DocumentService(config.documents.revocation_timeout_seconds),
+            documents=DocumentService(config.documents.revocation_timeout_seconds, signer_anchors(config)),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:

@@ -25,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import tomli_w
+from asn1crypto import x509 as asn1_x509
 from certomancer.registry import KeyLabel
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from manages_helpers import RA
+from manages_helpers import RA, RootCA
 from signdoc_helpers import (
     LEVELS,
     Roots,
@@ -63,10 +64,12 @@ class Upstream:
     live: TsaServer
     animator: HttpServer
     cred: Cred
+    other_ca: RootCA
 
 
-def _configure(dep: Deployment, pki: TestPki, live: TsaServer, dead_url: str) -> None:
+def _configure(dep: Deployment, pki: TestPki, other_ca: RootCA, live: TsaServer, dead_url: str) -> None:
     root = pki.write_root(dep.directory / "test-root.pem").name
+    other = other_ca.write(dep.directory / "other-root.pem").name  # a CA root that is no TSA's root
     config_path = dep.directory / "rssp.toml"
     raw = tomllib.loads(config_path.read_text())
     tsa = {"anchors": [root], "policy_oid": POLICY}
@@ -75,29 +78,34 @@ def _configure(dep: Deployment, pki: TestPki, live: TsaServer, dead_url: str) ->
         "live": {**tsa, "url": f"{live.url}/ok", "priority": 2}}}
     raw["documents"] = {"max_document_bytes": MAX_DOCUMENT}
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": [root]}
-    raw["ca"]["local"]["anchors"] = [root]
+    raw["ca"]["local"]["anchors"] = [root, other]
     config_path.write_text(tomli_w.dumps(raw))
 
 
-def _issue(pki: TestPki, csr_der: bytes, crl_url: str) -> list[bytes]:
-    """The test PKI's intermediate CA issues for the CSR, with a CRL distribution point: [EE, interm, root]."""
+def _issue(csr_der: bytes, issuer: x509.Certificate, issuer_key, crl_url: str | None) -> bytes:
+    """The issuer's certificate for the CSR's key (a CRL distribution point if ``crl_url``)."""
     csr = x509.load_der_x509_csr(csr_der)
-    interm = x509.load_der_x509_certificate(pki.cert("interm").dump())
-    key = serialization.load_der_private_key(
-        pki.arch.key_set.get_private_key(KeyLabel("interm")).dump(), password=None)
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(interm.subject)
-            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return [cert.public_bytes(serialization.Encoding.DER), pki.cert("interm").dump(), pki.cert("root").dump()]
+    builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(issuer.subject)
+               .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=30))
+               .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                              critical=False))
+    if crl_url:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-async def _enroll(http, dep: Deployment, client: dict[str, str], pki: TestPki, prefix: str) -> Cred:
+def _interm(pki: TestPki) -> tuple[x509.Certificate, object]:
+    key = serialization.load_der_private_key(pki.arch.key_set.get_private_key(KeyLabel("interm")).dump(),
+                                             password=None)
+    return x509.load_der_x509_certificate(pki.cert("interm").dump()), key
+
+
+async def _enroll(http, dep: Deployment, client: dict[str, str], pki: TestPki, prefix: str,
+                  other_ca: RootCA | None = None) -> Cred:
     """An RA enrols alice's key; the test PKI's CA certifies it; the credential is alice's to use."""
     ra = RA(http, dep, client["client_id"], client["client_secret"])
     await ra.login()
@@ -106,7 +114,12 @@ async def _enroll(http, dep: Deployment, client: dict[str, str], pki: TestPki, p
     cred_id = gen["credentialID"]
     await ra.ok("manages/linkEid", {"credentialID": cred_id, "eids": [{"type": "password", "reference": PIN}]})
     auth = await ra.ok("manages/authorize", {"credentialID": cred_id, "subjectDN": "CN=Hanako Sato,O=Example,C=JP"})
-    chain = _issue(pki, base64.b64decode(auth["csr"]), f"{prefix}/rssp-test/crls/interm/latest.crl")
+    csr = base64.b64decode(auth["csr"])
+    if other_ca is None:  # the test PKI's intermediate, with a CRL; the whole chain, root included
+        chain = [_issue(csr, *_interm(pki), f"{prefix}/rssp-test/crls/interm/latest.crl"),
+                 pki.cert("interm").dump(), pki.cert("root").dump()]
+    else:  # another root issues directly, and the RA sends the end-entity certificate alone
+        chain = [_issue(csr, other_ca.cert, other_ca.key, None)]
     await ra.ok("manages/linkCert", {"credentialID": cred_id, "certificates": [b64(c) for c in chain]})
     return Cred(cred_id, "alice", "ec-p256", 1, PIN)
 
@@ -124,12 +137,14 @@ async def upstream(http, tmp_path_factory):
         dep = Deployment(base / "instance", None, {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"})
         summary = dep.rssp_json("init", str(dep.directory), "--production")
         dep.add_user("alice", "alice-password")
-        _configure(dep, pki, live, f"http://127.0.0.1:{free_port()}/tsa")
+        other_ca = RootCA("rssp signDoc Other Root CA")
+        _configure(dep, pki, other_ca, live, f"http://127.0.0.1:{free_port()}/tsa")
         await asyncio.to_thread(dep.start, 1)
         try:
-            cred = await _enroll(http, dep, summary["manageClients"]["local"], pki, prefix)
-            dep.creds["crl"] = cred
-            yield Upstream(dep, pki, live, servers[0], cred)
+            client = summary["manageClients"]["local"]
+            dep.creds["crl"] = await _enroll(http, dep, client, pki, prefix)
+            dep.creds["other-root"] = await _enroll(http, dep, client, pki, prefix, other_ca)
+            yield Upstream(dep, pki, live, servers[0], dep.creds["crl"], other_ca)
         finally:
             dep.stop()
     finally:
@@ -194,6 +209,24 @@ async def test_cades_lta_with_a_crl_publishing_ca(app, upstream, roots):
     await check_cades(signed, content, "B-LTA", True, roots, (await app.chain(cred))[0])
     verdict = await app.valid_sign(document=b64(signed))
     assert level_of(verdict) == ("TOTAL_PASSED", None, "B-LTA"), verdict
+
+
+@pytest.mark.parametrize("fmt", ["P", "C"])
+async def test_long_term_for_a_chain_without_its_root(app, upstream, tmp_path, fmt):
+    """A CA may deliver the end-entity certificate without its root: B-LT still finds the root among
+    the CA's configured anchors ([ca.ID] anchors), not only in the credential's chain."""
+    cred = upstream.dep.creds["other-root"]
+    chain = await app.chain(cred)
+    assert len(chain) == 1
+    document = fresh_pdf() if fmt == "P" else TEXT + secrets.token_bytes(6)
+    answer = await app.sign_ok(cred, documents=[doc_entry(document, fmt, "B-LT", cred=cred)])
+    signed = unb64(answer["DocumentWithSignature"][0])
+    root = upstream.pki.cert("root")
+    roots = Roots([asn1_x509.Certificate.load(upstream.other_ca.der)], [root], tmp_path)
+    if fmt == "P":
+        await check_pades(signed, "B-LT", roots, long_term=False)
+    else:
+        await check_cades(signed, document, "B-LT", True, roots, chain[0])
 
 
 # ---------------------------------------------------------------------- TSAs that fail

@@ -15,6 +15,8 @@ from typing import Any
 
 from asn1crypto import x509
 
+from rssp.ca_registry import ca_policy
+from rssp.config import Config
 from rssp.credentials import Credential
 from rssp.documents import cades, pades
 from rssp.documents.model import DocumentError, Output, SignedOutput, SigningTools, UpstreamUnavailable
@@ -31,9 +33,10 @@ _UNAVAILABLE = CSCError(503, "temporarily_unavailable", "A timestamp or revocati
 
 
 class DocumentService:
-    def __init__(self, revocation_timeout_seconds: float = 10.0) -> None:
+    def __init__(self, revocation_timeout_seconds: float = 10.0, signer_anchors: tuple[bytes, ...] = ()) -> None:
         self.loop = LoopThread("rssp-documents")
         self._backend = fetcher_backend(revocation_timeout_seconds)
+        self._anchors = [x509.Certificate.load(der) for der in signer_anchors]
 
     async def start(self) -> None:
         self.loop.start()
@@ -79,9 +82,20 @@ class DocumentService:
         signer = HsmSigner(chain[0], chain, signed_digest_algorithm(output.mechanism, output.params), sign,
                            cred.key_len, cred.key_kind)
         stamper = PoolTimeStamper(pool, self.loop, timestamp_id) if level != "B-B" and pool is not None else None
-        contexts = (validation_context_factory(chain, tsa_anchors(pool), self._backend)
+        contexts = (validation_context_factory(chain, [*self._anchors, *tsa_anchors(pool)], self._backend)
                     if level in ("B-LT", "B-LTA") else None)
         return SigningTools(signer, stamper, contexts)
+
+
+def signer_anchors(config: Config) -> tuple[bytes, ...]:
+    """The roots the configured CAs' certificates chain to (``[ca.ID] anchors``, the local CA's root).
+
+    B-LT validates the signer's path before it fetches the path's revocation data; a CA may deliver
+    a certificate chain without its root, so the root is looked for among these too.
+    """
+    anchors = (a for ca_id, settings in config.cas.items()
+               for a in ca_policy(ca_id, settings, config.directory).anchors)
+    return tuple(dict.fromkeys(anchors))
 
 
 def _chain(cred: Credential) -> list[x509.Certificate]:
