@@ -409,9 +409,11 @@ class OtherSigner:
     def pdf_signer(self) -> signers.SimpleSigner:
         return signers.SimpleSigner.load(str(self.key_pem), str(self.cert_pem), ca_chain_files=(str(self.root_pem),))
 
-    async def sign_pdf(self, pdf: bytes) -> bytes:
-        """A PAdES B-B approval signature by this signer, in field ``Author``."""
-        meta = signers.PdfSignatureMetadata(field_name="Author", subfilter=fields.SigSeedSubFilter.PADES)
+    async def sign_pdf(self, pdf: bytes, certify: fields.MDPPerm | None = None) -> bytes:
+        """A PAdES B-B signature by this signer, in field ``Author``: approval, or certification with ``certify``."""
+        meta = signers.PdfSignatureMetadata(field_name="Author", subfilter=fields.SigSeedSubFilter.PADES,
+                                            certify=certify is not None,
+                                            docmdp_permissions=certify or fields.MDPPerm.FILL_FORMS)
         out = BytesIO()
         await signers.PdfSigner(meta, self.pdf_signer()).async_sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)),
                                                                        output=out)

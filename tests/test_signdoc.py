@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import algos, cms
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.diff_analysis import ModificationLevel
@@ -242,6 +242,58 @@ async def test_validsign_reports_the_level(outputs, case):
         assert (indication, sub) == ("INDETERMINATE", verdict.ades_subindic.standard_name), answer
     else:
         assert indication == "TOTAL_PASSED", answer
+
+
+# ---------------------------------------------------------------------- algorithms and options
+
+PSS = algos.RSASSAPSSParams({"hash_algorithm": {"algorithm": "sha256"}, "salt_length": 32, "mask_gen_algorithm": {
+    "algorithm": "mgf1", "parameters": {"algorithm": "sha256"}}}).dump()
+ALGORITHMS = [  # credential, entry fields, format, envelope, level, (digest, signature algorithm) in the CMS
+    ("rsa2048", {"signAlgo": "1.2.840.113549.1.1.10", "signAlgoParams": b64(PSS)}, "P", "Revision", "B-T",
+     ("sha256", "rsassa_pss")),
+    ("rsa2048", {"signAlgo": "1.2.840.113549.1.1.10", "signAlgoParams": b64(PSS)}, "C", "Detached", "B-B",
+     ("sha256", "rsassa_pss")),
+    ("rsa2048", {"signAlgo": "1.2.840.113549.1.1.1", "hashAlgorithmOID": "2.16.840.1.101.3.4.2.3"}, "C", "Attached",
+     "B-T", ("sha512", "sha512_rsa")),
+    ("p256", {"signAlgo": "1.2.840.10045.2.1", "hashAlgorithmOID": "2.16.840.1.101.3.4.2.2"}, "P", "Certification",
+     "B-B", ("sha384", "sha384_ecdsa")),
+    ("p384", {"signAlgo": "1.2.840.10045.4.3.3"}, "P", "Revision", "B-LT", ("sha384", "sha384_ecdsa")),
+    ("rsa3072", {"signAlgo": "1.2.840.113549.1.1.13"}, "C", "Detached", "B-LTA", ("sha512", "sha512_rsa")),
+]
+
+
+@pytest.mark.parametrize(("cred_name", "fields_", "fmt", "envelope", "level", "expected"), ALGORITHMS,
+                         ids=[f"{a[0]}-{a[2]}-{a[5][1]}-{a[4]}" for a in ALGORITHMS])
+async def test_signature_algorithms(outputs, dep, cred_name, fields_, fmt, envelope, level, expected):
+    """RSASSA-PSS with its parameters, a bare key algorithm with hashAlgorithmOID, SHA-384/512: the CMS
+    says what was asked and validates at the level, independently of rssp."""
+    cred = dep.creds[cred_name]
+    data = simple_pdf(TEXT + secrets.token_hex(4).encode()) if fmt == "P" else TEXT + secrets.token_bytes(4)
+    entry = {**doc_entry(data, fmt, level, envelope), **fields_}
+    answer = await outputs.app.sign_ok(cred, documents=[entry])
+    [signed] = [unb64(v) for v in answer.get("DocumentWithSignature", answer.get("SignatureObject"))]
+    digest_name, signature_name = expected
+    if fmt == "P":
+        await check_pades(signed, level, outputs.roots, long_term=False)
+        signer_info = PdfFileReader(BytesIO(signed)).embedded_regular_signatures[-1].signer_info
+    else:
+        chain = await outputs.app.chain(cred)
+        signer_info = await check_cades(signed, data, level, envelope == "Attached", outputs.roots, chain[0],
+                                        digest_name)
+    assert signer_info["digest_algorithm"]["algorithm"].native == digest_name
+    assert signer_info["signature_algorithm"]["algorithm"].native == signature_name
+
+
+@pytest.mark.parametrize("spelling", ["returnValidationInfo", "returnValidationInformation", None])
+async def test_return_validation_info_spellings(outputs, dep, spelling):
+    cred = dep.creds["p256"]
+    extra = {spelling: True} if spelling else {}
+    answer = await outputs.app.sign_ok(cred, documents=[doc_entry(TEXT + secrets.token_bytes(4), "C", "B-LT",
+                                                                  cred=cred)], **extra)
+    assert ("validationInfo" in answer) == (spelling is not None)
+    if spelling:
+        info = answer["validationInfo"]
+        assert set(info) == {"ocsp", "crl", "certificates"} and info["ocsp"] and info["crl"] and info["certificates"]
 
 
 # ---------------------------------------------------------------------- a document someone else signed

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import copy_into_new_writer
+from pyhanko.sign import fields
 from signdoc_helpers import (
     OtherSigner, Signer, audited_digests, digest_entry, doc_entry, request_digests, sha256, unb64,
 )
@@ -80,6 +81,17 @@ async def test_certification_of_a_signed_pdf(app, dep, tmp_path):
             "documents": [doc_entry(signed, "P", "B-B", "Certification", cred=cred)]}
     await refused(app, dep, body, "A certification signature must be the first signature of a document; this one is "
                                   "already signed (use Revision)")
+    await still_signs(app, cred, sad)
+
+
+async def test_docmdp_no_changes_takes_no_signature(app, dep, tmp_path):
+    """A certification that allows no changes (P=1) forbids a further signature, even a Revision."""
+    cred = dep.creds["p256"]
+    locked = await OtherSigner(tmp_path).sign_pdf(simple_pdf(TEXT + secrets.token_hex(4).encode()),
+                                                  certify=fields.MDPPerm.NO_CHANGES)
+    sad = await app.sad(cred)
+    body = {"credentialID": cred.id, "SAD": sad, "documents": [doc_entry(locked, "P", "B-B", "Revision", cred=cred)]}
+    await refused(app, dep, body, "The document's DocMDP permissions (P=1) forbid any further signature")
     await still_signs(app, cred, sad)
 
 

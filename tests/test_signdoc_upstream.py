@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import tomli_w
+from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from certomancer.registry import KeyLabel
 from cryptography import x509
@@ -53,6 +54,7 @@ from deployment import Cred, Deployment, free_port
 MAX_DOCUMENT = 100_000
 COOLDOWN = 1.0
 PIN = "246810"
+QUALIFIER = "eu_eidas_aes"
 UNAVAILABLE = {"error": "temporarily_unavailable",
                "error_description": "A timestamp or revocation service is unavailable; retry"}
 
@@ -110,7 +112,8 @@ async def _enroll(http, dep: Deployment, client: dict[str, str], pki: TestPki, p
     ra = RA(http, dep, client["client_id"], client["client_secret"])
     await ra.login()
     gen = await ra.ok("manages/generateKey", {"userID": "alice", "keyAlgo": "1.2.840.10045.2.1",
-                                              "curve": "1.2.840.10045.3.1.7", "level": 1, "multisign": 10})
+                                              "curve": "1.2.840.10045.3.1.7", "level": 1, "multisign": 10,
+                                              **({"signatureQualifier": QUALIFIER} if other_ca else {})})
     cred_id = gen["credentialID"]
     await ra.ok("manages/linkEid", {"credentialID": cred_id, "eids": [{"type": "password", "reference": PIN}]})
     auth = await ra.ok("manages/authorize", {"credentialID": cred_id, "subjectDN": "CN=Hanako Sato,O=Example,C=JP"})
@@ -227,6 +230,19 @@ async def test_long_term_for_a_chain_without_its_root(app, upstream, tmp_path, f
         await check_pades(signed, "B-LT", roots, long_term=False)
     else:
         await check_cades(signed, document, "B-LT", True, roots, chain[0])
+
+
+async def test_credential_named_by_signature_qualifier(app, upstream):
+    """Without credentialID, ``signatureQualifier`` picks the signer's credential with that qualifier."""
+    cred = upstream.dep.creds["other-root"]
+    sad = await app.sad(cred)
+    body = {"signatureQualifier": QUALIFIER, "SAD": sad,
+            "documents": [doc_entry(TEXT + secrets.token_bytes(6), "C", "B-B", "Detached", cred=cred)]}
+    status, answer = await app.csc.call("signatures/signDoc", body, app.token)
+    assert status == 200, answer
+    signed_data = cms.ContentInfo.load(unb64(answer["SignatureObject"][0]))["content"]
+    ours = signed_data["signer_infos"][0]["sid"].chosen["serial_number"].native
+    assert ours == (await app.chain(cred))[0].serial_number
 
 
 # ---------------------------------------------------------------------- TSAs that fail
