@@ -18,7 +18,6 @@ from __future__ import annotations
 import secrets
 from io import BytesIO
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,24 +26,18 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import SignatureCoverageLevel, read_certification_data
-from signdoc_helpers import (
-    LEVELS,
-    OtherSigner,
+from signdoc_checks import (
     Roots,
-    Signer,
     check_cades,
     check_pades,
     client_finished_pdf,
     client_prepared_pdf,
-    digest_entry,
-    doc_entry,
     dss_of,
     level_of,
     long_term_offline,
     pdf_statuses,
-    sha256,
-    unb64,
 )
+from signdoc_helpers import LEVELS, OtherSigner, Signer, digest_entry, doc_entry, sha256, unb64
 from validation_corpus import TEXT, simple_pdf
 
 from client import b64

@@ -14,18 +14,8 @@ import secrets
 import pytest
 from asn1crypto import cms
 from oauth_helpers import add_client, credential_token
-from signdoc_helpers import (
-    NOT_AUTHORIZED,
-    Roots,
-    Signer,
-    audited_digests,
-    check_cades,
-    check_pades,
-    digest_entry,
-    doc_entry,
-    sha256,
-    unb64,
-)
+from signdoc_checks import Roots, check_cades, check_pades
+from signdoc_helpers import NOT_AUTHORIZED, Signer, audited_digests, digest_entry, doc_entry, sha256, unb64
 from validation_corpus import TEXT, simple_pdf
 
 REDIRECT = "https://signdoc.example/callback"

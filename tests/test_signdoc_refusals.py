@@ -17,7 +17,14 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import copy_into_new_writer
 from pyhanko.sign import fields
 from signdoc_helpers import (
-    OtherSigner, Signer, audited_digests, digest_entry, doc_entry, request_digests, sha256, unb64,
+    OtherSigner,
+    Signer,
+    audited_digests,
+    digest_entry,
+    doc_entry,
+    request_digests,
+    sha256,
+    unb64,
 )
 from validation_corpus import TEXT, simple_pdf
 

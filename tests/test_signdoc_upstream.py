@@ -31,20 +31,8 @@ from certomancer.registry import KeyLabel
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from manages_helpers import RA, RootCA
-from signdoc_helpers import (
-    LEVELS,
-    Roots,
-    Signer,
-    actions_for,
-    audit_trail,
-    audited_digests,
-    check_cades,
-    check_pades,
-    doc_entry,
-    level_of,
-    sha256,
-    unb64,
-)
+from signdoc_checks import Roots, check_cades, check_pades, level_of
+from signdoc_helpers import LEVELS, Signer, actions_for, audit_trail, audited_digests, doc_entry, sha256, unb64
 from tsa_helpers import POLICY, HttpServer, ServerThread, TestPki, TsaServer, animator
 from validation_corpus import TEXT, simple_pdf
 
