@@ -13,7 +13,7 @@ from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
-from rssp.documents.service import DocumentService
+from rssp.documents.service import DocumentService, signer_anchors
 from rssp.hsm import Hsm
 from rssp.jobs.runner import JobRunner
 from rssp.sam.signing import SigningService
@@ -30,11 +30,8 @@ class Services:
     signing_keys: SigningKeyCache
     logins: PasswordLogin
     documents: DocumentService
-<<<<<<< HEAD
     jobs: JobRunner
-=======
     audit: AuditSealer
->>>>>>> l3-audit
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -51,12 +48,9 @@ class Services:
             signing_keys=SigningKeyCache(store),
             logins=PasswordLogin(store, LoginThrottle(store, _throttle_policy(config), config.directory),
                                  LoginGate(config.security.login_concurrency)),
-            documents=DocumentService(config.documents.revocation_timeout_seconds),
-<<<<<<< HEAD
+            documents=DocumentService(config.documents.revocation_timeout_seconds, signer_anchors(config)),
             jobs=JobRunner(store, config.asynchronous, config.directory),
-=======
             audit=AuditSealer(store, hsm, checkpoint_seconds(config)),
->>>>>>> l3-audit
         )
 
     def ca(self, ca_id: str | None = None) -> Any:

@@ -50,7 +50,9 @@ def parse_request(body: Body) -> SignDocRequest:
     if documents is None and digests is None:
         raise invalid_request("Empty documentDigests and documents objects")
     entries = documents if documents is not None else digests
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    if entries == []:
+        raise invalid_request("Empty documentDigests and documents objects")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise invalid_request("Invalid array parameter documents" if documents is not None
                               else "Invalid object parameter documentDigests")
     return SignDocRequest(

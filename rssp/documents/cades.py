@@ -76,14 +76,24 @@ async def add_parallel(existing_cms: bytes, data: bytes | None, opts: DocumentOp
     An attached CMS comes back as ``document``, a detached one as ``signature``.
     """
     _check_options(opts, ("Parallel",), tools)
-    base = split(existing_cms)
-    content, attached = _content(base, data)
-    _check_existing(base, content)
+    base, content, attached = _parallel_input(existing_cms, data)
     encap = {"content_type": base.encap_info["content_type"].native}
     job = _Job(opts, tools, _digest(opts.digest_algorithm, content))
     encoded, info = await job.run(encap, base)
     return SignedOutput(document=encoded, validation_info=info) if attached else \
         SignedOutput(signature=encoded, validation_info=info)
+
+
+def check_parallel(existing_cms: bytes, data: bytes | None) -> None:
+    """Refuse what :func:`add_parallel` would refuse for its input, without signing (the preflight)."""
+    _parallel_input(existing_cms, data)
+
+
+def _parallel_input(existing_cms: bytes, data: bytes | None) -> tuple[Envelope, bytes, bool]:
+    base = split(existing_cms)
+    content, attached = _content(base, data)
+    _check_existing(base, content)
+    return base, content, attached
 
 
 class _Job:

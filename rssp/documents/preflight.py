@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from asn1crypto import cms
 
-from rssp.documents import pades
+from rssp.documents import cades, pades
+from rssp.documents.cades_props import signed_attributes
 from rssp.documents.model import DocumentError, Output
 from rssp.documents.pdf_input import open_for_signing
 
@@ -28,8 +29,19 @@ def preflight(output: Output) -> None:
             return
         pades.pdf_signed_props(opts.signed_props)
         open_for_signing(output.data, certify=opts.envelope == "Certification", field_name=opts.field_name)
-    elif output.data is not None and opts.envelope == "Parallel":
+        return
+    _cades_signed_props(opts.signed_props)
+    if output.data is not None and opts.envelope == "Parallel":
         _check_signed_data(output.data)
+        cades.check_parallel(output.data, None)
+
+
+def _cades_signed_props(props: tuple[tuple[str, str | None], ...]) -> None:
+    """The CAdES engine's own check, worded as the CSC error for the field."""
+    try:
+        signed_attributes(props)
+    except DocumentError as exc:
+        raise DocumentError(f"Invalid parameter signed_props: {exc.description}") from None
 
 
 def _check_signed_data(data: bytes) -> None:

@@ -3,8 +3,9 @@
 Each output is built by its engine (:mod:`rssp.documents.pades`, :mod:`rssp.documents.cades`) on
 the documents thread (:class:`~rssp.loop_thread.LoopThread`), with pyHanko objects over the SAM
 permit, the TSA pool and a revocation fetcher (:mod:`rssp.documents.tools`). A call gives all its
-outputs or none: when a TSA or responder fails, the outputs not delivered go back to the SAD
-(:func:`rssp.sam.documents.give_back`) and the caller gets 503, so it can retry with the same SAD.
+outputs or none: when a TSA or responder fails, every output of the call goes back to the SAD
+(:meth:`rssp.sam.documents.SignaturePermit.give_back`) and the caller gets 503, so it can retry
+with the same SAD.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from asn1crypto import x509
 
+from rssp.ca_registry import ca_policy
+from rssp.config import Config
 from rssp.credentials import Credential
 from rssp.documents import cades, pades
 from rssp.documents.model import DocumentError, Output, SignedOutput, SigningTools, UpstreamUnavailable
@@ -30,9 +33,10 @@ _UNAVAILABLE = CSCError(503, "temporarily_unavailable", "A timestamp or revocati
 
 
 class DocumentService:
-    def __init__(self, revocation_timeout_seconds: float = 10.0) -> None:
+    def __init__(self, revocation_timeout_seconds: float = 10.0, signer_anchors: tuple[bytes, ...] = ()) -> None:
         self.loop = LoopThread("rssp-documents")
         self._backend = fetcher_backend(revocation_timeout_seconds)
+        self._anchors = [x509.Certificate.load(der) for der in signer_anchors]
 
     async def start(self) -> None:
         self.loop.start()
@@ -48,25 +52,27 @@ class DocumentService:
     async def sign(self, outputs: list[Output], permit: SignaturePermit, cred: Credential,
                    pool: TimestampAuthority | None, timestamp_id: str | None,
                    give_back: bool = True) -> list[SignedOutput]:
-        """Every output, in order; raises 503 (after giving back the unsent outputs) or 400.
+        """Every output, in order; or, if one fails, none: 503 or 400 after giving them all back.
 
+        A call delivers all its outputs or nothing, so on any failure every output of the call goes
+        back to the SAD, those already signed included: no signature of this call left the server.
         An asynchronous job passes ``give_back=False``: it is retried on the same spent
         authorization, so nothing may return to the SAD.
         """
         chain = _chain(cred)
         done: list[SignedOutput] = []
-        for index, output in enumerate(outputs):
-            tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
-            try:
+        try:
+            for index, output in enumerate(outputs):
+                tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
                 done.append(await self.loop.run(lambda o=output, t=tools: _engine(o, t)))  # type: ignore[misc]
-            except UpstreamUnavailable:
-                if give_back:
-                    await permit.give_back(range(index, len(outputs)))
+        except BaseException as exc:
+            if give_back:
+                await permit.give_back(range(len(outputs)))
+            if isinstance(exc, UpstreamUnavailable):
                 raise _UNAVAILABLE from None
-            except DocumentError as exc:
-                if give_back:
-                    await permit.give_back(range(index, len(outputs)))
+            if isinstance(exc, DocumentError):
                 raise invalid_request(exc.description) from None
+            raise
         return done
 
     def _tools(self, output: Output, index: int, permit: SignaturePermit, cred: Credential,
@@ -80,9 +86,20 @@ class DocumentService:
         signer = HsmSigner(chain[0], chain, signed_digest_algorithm(output.mechanism, output.params), sign,
                            cred.key_len, cred.key_kind)
         stamper = PoolTimeStamper(pool, self.loop, timestamp_id) if level != "B-B" and pool is not None else None
-        contexts = (validation_context_factory(chain, tsa_anchors(pool), self._backend)
+        contexts = (validation_context_factory(chain, [*self._anchors, *tsa_anchors(pool)], self._backend)
                     if level in ("B-LT", "B-LTA") else None)
         return SigningTools(signer, stamper, contexts)
+
+
+def signer_anchors(config: Config) -> tuple[bytes, ...]:
+    """The roots the configured CAs' certificates chain to (``[ca.ID] anchors``, the local CA's root).
+
+    B-LT validates the signer's path before it fetches the path's revocation data; a CA may deliver
+    a certificate chain without its root, so the root is looked for among these too.
+    """
+    anchors = (a for ca_id, settings in config.cas.items()
+               for a in ca_policy(ca_id, settings, config.directory).anchors)
+    return tuple(dict.fromkeys(anchors))
 
 
 def _chain(cred: Credential) -> list[x509.Certificate]:

@@ -118,7 +118,8 @@ def tsa_anchors(pool: TimestampAuthority | None) -> list[x509.Certificate]:
 
 def validation_context_factory(chain: list[x509.Certificate], extra_roots: list[x509.Certificate],
                                backend: AIOHttpFetcherBackend) -> Callable[[], ValidationContext]:
-    """Fresh contexts for B-LT/B-LTA: the signer's chain and the TSAs' roots trusted, live fetching.
+    """Fresh contexts for B-LT/B-LTA: the root of the signer's chain and ``extra_roots`` (the CAs'
+    anchors, the TSAs' roots) trusted, live fetching.
 
     Revocation is hard-fail where a certificate declares it: a responder that cannot be reached
     stops the signature (503) rather than yield a B-LT document without its revocation data.
