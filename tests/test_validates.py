@@ -91,6 +91,7 @@ def venv(tmp_path_factory):
         raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
                              "max_document_bytes": MAX_DOCUMENT}
         config_path.write_text(tomli_w.dumps(raw))
+        dep.seal_config()
         dep.start(workers=1)
         corpus.wait_for_late_revocation()
         try:

@@ -50,12 +50,19 @@ def _v6_sad_not_after(conn: Connection) -> None:
                  .values(not_after=schema.sads.c.expires_at))
 
 
+def _v9_privileged(conn: Connection) -> None:
+    """Operators, configuration seals and credential suspension (JT2A level 3)."""
+    for table in (schema.operators, schema.config_seals, schema.credential_suspensions, schema.suspension_requests):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
     (3, _v3_manages),
     (4, _v4_login_throttle),
     (6, _v6_sad_not_after),
+    (9, _v9_privileged),
 ]
 
 
