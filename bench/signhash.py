@@ -128,6 +128,7 @@ class Instance:
 def make_instance(directory: Path) -> Instance:
     # --production: no bundled test PKI (TSA/OCSP processes, TSA probes) running beside the server
     production = ["--production"] if "--production" in rssp("init", "--help") else []
+    os.environ["RSSP_OPERATOR_FILE"] = str(directory / "operator.json")  # init writes it; privileged commands use it
     rssp("init", str(directory), *production)
     rssp("user", "add", str(directory), USER, "--password", PASSWORD)
     inst = Instance(directory)

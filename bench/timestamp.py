@@ -254,6 +254,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rssp-bench-timestamp-") as tmp:
         instance = Path(tmp) / "instance"
+        os.environ["RSSP_OPERATOR_FILE"] = str(instance / "operator.json")  # the operator init creates
         cli("init", str(instance))
         cli("user", "add", str(instance), "bench", "--password", "bench-password")
         config = tomllib.loads((instance / "rssp.toml").read_text())

@@ -201,6 +201,7 @@ def make_instance(directory: Path, pki: ValidationPki, workers: int) -> Deployme
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
                          "max_document_bytes": 2 * 1024 * 1024, "fetch_allow": [f"{pki.prefix}/"]}
     path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
     dep.start(workers=workers)
     return dep
 

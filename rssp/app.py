@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import plugins
-from rssp.api import auth, credentials, info, polling, signatures, signdoc
+from rssp.api import auth, credentials, info, polling, signatures, signdoc, suspension
 from rssp.api import oauth
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
@@ -36,7 +36,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     app[SERVICES] = services
     app[INFO_EXTRAS] = {}
     registry = Registry()
-    for module in (info, auth, credentials, signatures, signdoc, polling):
+    for module in (info, auth, credentials, signatures, signdoc, polling, suspension):
         module.register(registry)
     for setup in plugins.extensions():
         setup(app, registry, services)

@@ -6,23 +6,23 @@ anchors the certificates it issues chain to (``manages/linkCert`` checks them), 
 and levels its RA may enroll. Files given on the command line are copied into ``DIR/ca/ID/``
 and referred to relative to the instance directory, so the instance stays movable; secret
 files are written mode 0600. The management client secret is printed once and stored hashed.
+rssp.toml is changed only if its seal holds, and is re-sealed (:mod:`rssp.config_seal`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from rssp import plugins
 from rssp.ca_registry import ALLOWED_KEYS_DEFAULT, register_manage_client
-from rssp.config import CONFIG_NAME, Config
+from rssp.config import Config, load_config, write_config
+from rssp.config_seal import config_lock, require_sealed, seal
 from rssp.errors import OperatorError
 
 _CA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")  # tokens.user_id holds it: 40 characters
@@ -110,21 +110,14 @@ def _cmp_section(directory: Path, opts: CAOptions) -> dict[str, Any]:
     return section
 
 
-def _write_config(directory: Path, ca_id: str, section: dict[str, Any]) -> None:
-    """Add ``[ca.ID]`` to rssp.toml, keeping its leading comment block."""
-    path = directory / CONFIG_NAME
-    text = path.read_text(encoding="utf-8")
-    header = []
-    for line in text.splitlines(keepends=True):
-        if line.strip() and not line.startswith("#"):
-            break
-        header.append(line)
-    raw = tomllib.loads(text)
-    raw.setdefault("ca", {})[ca_id] = section
-    path.write_text("".join(header) + tomli_w.dumps(raw), encoding="utf-8")
+async def add_ca(config: Config, store: Any, hsm: Any, opts: CAOptions, *, actor: str) -> dict[str, Any]:
+    """Register the CA under the configuration lock: check the seal, add ``[ca.ID]``, re-seal."""
+    with config_lock(config.directory):
+        content = await require_sealed(config.directory, store, hsm, actor=actor)  # never re-seal an unreviewed edit
+        return await _add_ca(load_config(config.directory, content), store, hsm, opts, actor)
 
 
-async def add_ca(config: Config, store: Any, hsm: Any, opts: CAOptions) -> dict[str, Any]:
+async def _add_ca(config: Config, store: Any, hsm: Any, opts: CAOptions, actor: str) -> dict[str, Any]:
     _check(config, opts)
     directory = config.directory
     anchors = [_copy(directory, opts.ca_id, a, f"anchor-{i}.pem") for i, a in enumerate(opts.anchors)]
@@ -140,7 +133,10 @@ async def add_ca(config: Config, store: Any, hsm: Any, opts: CAOptions) -> dict[
         section["key_algorithms"] = list(opts.key_algorithms)
     if opts.levels:
         section["levels"] = list(opts.levels)
-    _write_config(directory, opts.ca_id, section)
-    client_id, secret = await register_manage_client(store, opts.ca_id)
+    raw = copy.deepcopy(config.raw)
+    raw.setdefault("ca", {})[opts.ca_id] = section
+    write_config(directory, raw)
+    await seal(directory, store, hsm, actor=actor)
+    client_id, secret = await register_manage_client(store, opts.ca_id, actor=actor)
     return {"caID": opts.ca_id, "connector": opts.connector, "anchors": anchors,
             "client_id": client_id, "client_secret": secret}

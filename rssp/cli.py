@@ -1,7 +1,9 @@
-"""The operator's command line: ``rssp init|serve|user|credential|audit``.
+"""The operator's command line: ``rssp init|serve|user|credential|client|ca|admin|config|audit``.
 
 Every command prints JSON with ``--json`` so it can be scripted; errors go to stderr with a
-non-zero exit status and never include secrets.
+non-zero exit status and never include secrets. Every command that changes the instance is
+privileged: it authenticates an operator (:mod:`rssp.admin`), checks the configuration seal
+(:mod:`rssp.config_seal`) and is audited under ``operator:NAME``.
 """
 
 from __future__ import annotations
@@ -9,67 +11,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from rssp.audit_seal import AuditSealer
-from rssp.config import load_config
+from rssp.admin import commands as admin_commands
+from rssp.admin.context import Instance as _Instance
 from rssp.errors import OperatorError
-from rssp.hsm import Hsm
 from rssp.hsm.types import HsmError, KeySpec
-from rssp.store import migrate, open_store
 
-
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
-
-
-class _Instance:
-    """Store and (when needed) HSM of an instance, opened for one CLI command."""
-
-    def __init__(self, directory: str, with_hsm: bool, audit_writer: bool = True) -> None:
-        self.config = load_config(directory)
-        self.store = open_store(self.config.database_url)
-        hsm = self.config.hsm
-        self.hsm = Hsm(hsm.module, hsm.token_label, hsm.pin, hsm.softhsm2_conf) if with_hsm else None
-        # With the HSM open, the command's audit records are chained under a writer key and sealed at exit.
-        self.audit = AuditSealer(self.store, self.hsm, None) if self.hsm and audit_writer else None
-
-    async def __aenter__(self) -> "_Instance":
-        await migrate(self.store)
-        if self.hsm:
-            await self.hsm.start()
-        if self.audit:
-            await self.audit.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.audit:
-            await self.audit.stop()
-        if self.hsm:
-            await self.hsm.close()
-        await self.store.close()
+_emit = admin_commands.emit
 
 
 async def _init(args: argparse.Namespace) -> None:
     from rssp.instance import init_instance
 
-    summary = await init_instance(Path(args.dir), production=args.production)
+    operator_file = args.operator_file or os.environ.get("RSSP_OPERATOR_FILE") or None
+    summary = await init_instance(Path(args.dir), production=args.production, operator=args.operator,
+                                  operator_file=Path(operator_file) if operator_file else None)
     kind = "production" if args.production else "development (with the bundled test PKI)"
     text = f"initialised {summary['directory']} as a {kind} instance"
     for ca_id, client in summary.get("manageClients", {}).items():
         text += (f"\nmanagement client of CA {ca_id}: client_id {client['client_id']}, "
                  f"client_secret (shown once) {client['client_secret']}")
-    _emit(args, summary, text)
+    text += "\nfirst " + summary["operatorText"]
+    if not summary["operator"]["file"]:
+        text += ("\n  keep them in your secret store; privileged commands read RSSP_OPERATOR, "
+                 "RSSP_OPERATOR_PASSWORD and RSSP_OPERATOR_OTP (or an operator file): see docs/operators.md")
+    _emit(args, {k: v for k, v in summary.items() if k != "operatorText"}, text)
 
 
 async def _user_add(args: argparse.Namespace) -> None:
     from rssp.users import add_user
 
-    async with _Instance(args.dir, with_hsm=False) as inst:
-        user = await add_user(inst.store, args.user, args.password)
+    async with _Instance(args.dir, with_hsm=True) as inst:
+        actor = await inst.operator(args, "user add")
+        user = await add_user(inst.store, args.user, args.password, actor=actor)
     _emit(args, {"userID": user.id, "username": user.username}, f"user {user.username} added")
 
 
@@ -79,6 +58,7 @@ async def _credential_create(args: argparse.Namespace) -> None:
 
     async with _Instance(args.dir, with_hsm=True) as inst:
         assert inst.hsm is not None
+        actor = await inst.operator(args, "credential create")
         ca_id = args.ca or inst.config.default_ca
         if ca_id not in inst.config.cas:
             raise LookupError(f"no CA {ca_id!r} in rssp.toml")
@@ -87,7 +67,7 @@ async def _credential_create(args: argparse.Namespace) -> None:
             multisign=args.multisign, description=args.description, subject_dn=args.subject, ca_id=ca_id,
         )
         connector = build_connector(inst.config.cas[ca_id], inst.hsm, inst.config.directory)
-        done = await enroll(inst.store, inst.hsm, connector, req)
+        done = await enroll(inst.store, inst.hsm, connector, req, actor=actor)
     out: dict[str, Any] = {"credentialID": done.credential_id}
     text = f"credentialID: {done.credential_id}"
     if done.otpauth_uri:
@@ -99,8 +79,9 @@ async def _credential_create(args: argparse.Namespace) -> None:
 async def _credential_unlock(args: argparse.Namespace) -> None:
     from rssp.credentials.admin import unlock
 
-    async with _Instance(args.dir, with_hsm=False) as inst:
-        await unlock(inst.store, args.credential_id)
+    async with _Instance(args.dir, with_hsm=True) as inst:
+        actor = await inst.operator(args, "credential unlock")
+        await unlock(inst.store, args.credential_id, actor=actor)
     _emit(args, {"credentialID": args.credential_id, "locked": False}, f"{args.credential_id} unlocked")
 
 
@@ -164,8 +145,9 @@ async def _ca_add(args: argparse.Namespace) -> None:
         server_cert=args.server_cert, client_cert=args.client_cert, client_key=args.client_key,
         implicit_confirm=args.implicit_confirm, request_type=args.request_type,
     )
-    async with _Instance(args.dir, with_hsm=args.connector == "local") as inst:
-        out = await add_ca(inst.config, inst.store, inst.hsm, opts)
+    async with _Instance(args.dir, with_hsm=True) as inst:
+        actor = await inst.operator(args, "ca add", sealed=False)  # add_ca checks the seal under its lock
+        out = await add_ca(inst.config, inst.store, inst.hsm, opts, actor=actor)
     _emit(args, out, f"CA {out['caID']} added; management client_id {out['client_id']}, "
                      f"client_secret (shown once) {out['client_secret']}\nrestart 'rssp serve' to use it")
 
@@ -173,10 +155,11 @@ async def _ca_add(args: argparse.Namespace) -> None:
 async def _ca_secret(args: argparse.Namespace) -> None:
     from rssp.ca_registry import register_manage_client
 
-    async with _Instance(args.dir, with_hsm=False) as inst:
+    async with _Instance(args.dir, with_hsm=True) as inst:
+        actor = await inst.operator(args, "ca secret")
         if args.ca_id not in inst.config.cas:
             raise LookupError(f"no CA {args.ca_id!r} in rssp.toml")
-        client_id, secret = await register_manage_client(inst.store, args.ca_id)
+        client_id, secret = await register_manage_client(inst.store, args.ca_id, actor=actor)
     _emit(args, {"caID": args.ca_id, "client_id": client_id, "client_secret": secret},
           f"CA {args.ca_id}: new management client_id {client_id}, client_secret (shown once) {secret}")
 
@@ -189,10 +172,11 @@ def _words(values: list[str] | None) -> list[str] | None:
 async def _client_add(args: argparse.Namespace) -> None:
     from rssp.oauth.clients import add_client
 
-    async with _Instance(args.dir, with_hsm=False) as inst:
+    async with _Instance(args.dir, with_hsm=True) as inst:
+        actor = await inst.operator(args, "client add")
         client, secret = await add_client(
             inst.store, args.name, args.redirect_uri or [], public=args.public,
-            scopes=_words(args.scopes), grant_types=_words(args.grant_types),
+            scopes=_words(args.scopes), grant_types=_words(args.grant_types), actor=actor,
         )
     out: dict[str, Any] = {"client_id": client.client_id, "name": client.name, "redirect_uris": list(client.redirect_uris),
                            "scopes": list(client.scopes), "grant_types": list(client.grant_types)}
@@ -213,28 +197,41 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rssp", description="Remote Signing Service Provider")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func: Callable[..., Any], help_: str, parent: Any = sub) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable[..., Any], help_: str, parent: Any = sub, *, operator: bool = False,
+                approver: bool = False) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_)
         p.add_argument("dir", help="instance directory")
         p.add_argument("--json", action="store_true", help="print JSON")
+        if operator:
+            p.add_argument("--operator-file", metavar="FILE",
+                           help="the operator's name, password and TOTP (JSON or TOML, mode 0600); "
+                                "default: RSSP_OPERATOR* variables, then RSSP_OPERATOR_FILE")
+        if approver:
+            p.add_argument("--approver-file", metavar="FILE",
+                           help="two-person control: a second operator's file (default: RSSP_APPROVER*)")
         p.set_defaults(func=func)
         return p
 
     p = command("init", _init, "create a self-contained instance in DIR")
     p.add_argument("--production", action="store_true",
                    help="leave out the bundled test PKI (development TSAs, OCSP, CRLs)")
+    p.add_argument("--operator", default="admin", help="the first operator's name (default: admin)")
+    p.add_argument("--operator-file", metavar="FILE",
+                   help="write the first operator's file there (default: RSSP_OPERATOR_FILE, else DIR/operator.json "
+                        "on a development instance; a production instance only prints it)")
     p = command("serve", _serve, "serve the API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int, default=1)
 
     users = sub.add_parser("user", help="manage signers").add_subparsers(dest="action", required=True)
-    p = command("add", _user_add, "add a signer", users)
+    p = command("add", _user_add, "add a signer", users, operator=True)
     p.add_argument("user")
     p.add_argument("--password", required=True)
 
     creds = sub.add_parser("credential", help="manage credentials").add_subparsers(dest="action", required=True)
-    p = command("create", _credential_create, "create a credential (key in the HSM, certificate from a CA)", creds)
+    p = command("create", _credential_create, "create a credential (key in the HSM, certificate from a CA)", creds,
+                operator=True)
     p.add_argument("--user", required=True)
     p.add_argument("--level", type=int, choices=(1, 2), default=1)
     p.add_argument("--key", default="rsa-2048", choices=("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"))
@@ -244,12 +241,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--description")
     p.add_argument("--subject", help="subject DN, e.g. 'CN=Taro Yamada,O=Example,C=JP'")
     p.add_argument("--ca", help="CA ID from rssp.toml (default: the default CA)")
-    p = command("unlock", _credential_unlock, "clear a credential's lockout (privileged)", creds)
+    p = command("unlock", _credential_unlock, "clear a credential's lockout (privileged)", creds, operator=True)
     p.add_argument("credential_id")
 
     cas = sub.add_parser("ca", help="register CAs (manages/* clients, connectors)").add_subparsers(
         dest="action", required=True)
-    p = command("add", _ca_add, "register a CA and print its management client credentials", cas)
+    p = command("add", _ca_add, "register a CA and print its management client credentials", cas, operator=True)
     p.add_argument("ca_id", metavar="CAID")
     p.add_argument("--connector", required=True, choices=("local", "cmp"))
     p.add_argument("--anchor", action="append", help="PEM/DER trust anchor of the CA's certificates (repeatable)")
@@ -267,18 +264,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--request-type", choices=("p10cr", "cr", "ir"), default="p10cr",
                    help="cmp: PKCS#10 request (default) or CRMF cr/ir with POP signed by the HSM key")
     p = command("secret", _ca_secret, "issue a new management client secret for a CA (the old one stops working)",
-                cas)
+                cas, operator=True)
     p.add_argument("ca_id", metavar="CAID")
 
     oauth_clients = sub.add_parser("client", help="manage OAuth clients").add_subparsers(dest="action", required=True)
     p = command("add", _client_add, "register an OAuth 2.0 client (prints client_id and, once, client_secret)",
-                oauth_clients)
+                oauth_clients, operator=True)
     p.add_argument("name")
     p.add_argument("--redirect-uri", action="append", help="a redirect URI, matched exactly (repeatable)")
     p.add_argument("--public", action="store_true", help="a public client: no secret, code flow with PKCE only")
     p.add_argument("--scopes", nargs="+", help="service and/or credential (default: both)")
     p.add_argument("--grant-types", nargs="+",
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
+
+    admin_commands.register(sub, creds, command)
 
     audit = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from rssp.errors import OperatorError
 from rssp.jobs.callback import CallbackPolicy
 
@@ -136,17 +138,45 @@ class Config:
         return self.server.public_url or f"{scheme}://{self.server.host}:{self.server.port}"
 
 
-def load_config(directory: str | Path) -> Config:
-    """Read ``DIR/rssp.toml``; ``RSSP_DATABASE_URL`` overrides the database URL."""
+def load_config(directory: str | Path, content: bytes | None = None) -> Config:
+    """Read ``DIR/rssp.toml`` (or ``content``, the file's bytes as already read and checked).
+
+    ``RSSP_DATABASE_URL`` overrides the database URL.
+    """
     directory = Path(directory).resolve()
     path = directory / CONFIG_NAME
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise ConfigError(f"{path} not found: run 'rssp init {directory}' first")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return _from_dict(directory, raw)
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
+        text = path.read_text(encoding="utf-8") if content is None else content.decode("utf-8")
+        return config_from_raw(directory, tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_raw(directory: Path, raw: dict[str, Any]) -> Config:
+    """The configuration these tables describe; :class:`ConfigError` if they are not one."""
+    try:
+        return _from_dict(directory, raw)
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise ConfigError(f"{directory / CONFIG_NAME}: {exc}") from None
+
+
+def write_config(directory: Path, raw: dict[str, Any]) -> None:
+    """Replace rssp.toml with ``raw``, keeping its leading comment block; atomic (rename).
+
+    Callers that change rssp.toml re-seal it (:mod:`rssp.config_seal`) under an operator.
+    """
+    path = directory / CONFIG_NAME
+    header = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            if line.strip() and not line.startswith("#"):
+                break
+            header.append(line)
+    tmp = path.with_name(f".{CONFIG_NAME}.{os.getpid()}.tmp")
+    tmp.write_text("".join(header) + tomli_w.dumps(raw), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:

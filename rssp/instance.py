@@ -9,6 +9,13 @@ By default the instance is a development one: it also gets the bundled test PKI
 (:mod:`rssp.devpki`: two TSAs, OCSP, CRLs on loopback, started by ``rssp serve``) and
 rssp.toml lists its TSAs, so timestamps work out of the box. ``production=True``
 (``rssp init DIR --production``) leaves the test PKI out; the operator configures real TSAs.
+
+Init also creates the first operator (``admin`` unless named; :mod:`rssp.admin`) and seals
+the configuration (:mod:`rssp.config_seal`) with a new HSM MAC key. The operator's password
+and TOTP seed are shown once; they are also written to an operator file (mode 0600) when one
+is named, and on a development instance to ``DIR/operator.json`` so that ``scripts/start.sh``
+and a newcomer can run privileged commands at once. A production instance writes none unless
+asked: its operator keeps them in a secret store.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import tomli_w
 
 from rssp import devpki, plugins
 from rssp.audit_chain import MAC_KEY_LABEL as AUDIT_MAC_KEY_LABEL
+from rssp.admin.accounts import add_operator, check_name
+from rssp.admin.secrets import write_private_file
 from rssp.ca_registry import register_manage_client
 from rssp.config import CONFIG_NAME, load_config
+from rssp.config_seal import CONFIG_MAC_LABEL, seal
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
 from rssp.sam.factors import TOTP_KEY_LABEL
@@ -31,6 +41,8 @@ from rssp.store import migrate, open_store
 
 TOKEN_LABEL = "rssp"
 PIN_FILE = "hsm-pin"
+OPERATOR_FILE = "operator.json"  # development instances: the first operator's credentials
+INIT_ACTOR = "init"
 
 
 class InstanceExists(OperatorError):
@@ -64,14 +76,21 @@ def _validation_table(production: bool) -> dict[str, Any]:
 
 
 async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", module: str = DEFAULT_MODULE,
-                        production: bool = False) -> dict[str, Any]:
+                        production: bool = False, operator: str = "admin",
+                        operator_file: Path | None = None) -> dict[str, Any]:
     """Create the instance; returns a summary for the operator.
 
-    The only secret in it is the local CA's management client secret, shown this once.
+    Its secrets (the local CA's management client secret, the first operator's password and
+    TOTP seed) are shown this once.
     """
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         raise InstanceExists(f"{directory} exists and is not empty; refusing to touch it")
+    check_name(operator)
+    if operator_file is not None and (operator_file.exists() or not (
+            operator_file.parent.is_dir() or operator_file.parent.resolve() == directory)):
+        raise OperatorError(f"cannot write the first operator's file {operator_file}: it exists (it is never written "
+                            "over) or its directory does not; give --operator-file or unset RSSP_OPERATOR_FILE")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     user_pin = secrets.token_hex(16)
     _write_secret(directory / PIN_FILE, user_pin)
@@ -89,15 +108,22 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         await hsm.start()
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
         await hsm.ensure_mac_key(AUDIT_MAC_KEY_LABEL)  # the audit trail's checkpoints and writer keys
+        await hsm.ensure_mac_key(CONFIG_MAC_LABEL)
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
-        manage_client = await register_manage_client(store, "local")  # manages/* for the local CA's RA
+        manage_client = await register_manage_client(store, "local", actor=INIT_ACTOR)  # the local CA's RA
+        first = await add_operator(store, hsm, operator, actor=INIT_ACTOR)
+        raw["ca"]["local"] = ca_config
+        (directory / CONFIG_NAME).write_text(_HEADER + tomli_w.dumps(raw), encoding="utf-8")
+        await seal(directory, store, hsm, actor=INIT_ACTOR)
     finally:
         await hsm.close()
         await store.close()
-    raw["ca"]["local"] = ca_config
-    (directory / CONFIG_NAME).write_text(_HEADER + tomli_w.dumps(raw), encoding="utf-8")
+    operator_file = operator_file or (None if production else directory / OPERATOR_FILE)
+    if operator_file:
+        write_private_file(operator_file, first.secrets_file())
     summary = {"directory": str(directory), "database": config.database_url, "schemaVersion": version,
                "hsmToken": TOKEN_LABEL, "ca": {"local": ca_name}, "production": production}
+    summary["operator"], summary["operatorText"] = first.summary(operator_file)
     # The management client secret is shown here once (stored only hashed); 'rssp ca secret' rotates it.
     summary["manageClients"] = {"local": {"client_id": manage_client[0], "client_secret": manage_client[1]}}
     if not production:

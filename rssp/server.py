@@ -4,12 +4,18 @@ python-pkcs11 on SoftHSM2 must be driven from one thread per process (DESIGN §8
 server scales by processes: each worker has its own HSM session and database pool and binds
 the same port with SO_REUSEPORT; the kernel spreads connections across them. Migrations run
 once, in the parent, before any worker starts.
+
+The configuration must match its seal (:mod:`rssp.config_seal`, JT2A 3.2.2.3): the parent
+checks it before anything starts and refuses to serve, saying why, and every worker checks
+it again and serves from the bytes it checked, so a worker started later (a respawn) never
+picks up an edit that was not sealed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import ssl
 import sys
@@ -22,7 +28,10 @@ from aiohttp import web
 from rssp import logs
 from rssp.app import create_app
 from rssp.config import Config, ServerConfig, load_config
+from rssp.config_seal import require_sealed
 from rssp.devpki import DevPki
+from rssp.errors import OperatorError
+from rssp.hsm import Hsm
 from rssp.store import migrate, open_store
 
 
@@ -34,9 +43,27 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
-def _run_worker(directory: str, host: str, port: int, reuse_port: bool) -> None:
-    logs.configure()
+async def _sealed_config(directory: Path | str) -> Config:
+    """The configuration, read once and checked against its seal; a mismatch is audited and raised."""
     config = load_config(directory)
+    store = open_store(config.database_url)
+    hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+    try:
+        await hsm.start()
+        content = await require_sealed(config.directory, store, hsm, actor="rssp serve")
+    finally:
+        await hsm.close()
+        await store.close()
+    return load_config(config.directory, content)
+
+
+def _run_worker(directory: str, host: str, port: int, reuse_port: bool, checked: Config | None = None) -> None:
+    logs.configure()
+    try:
+        config = checked or asyncio.run(_sealed_config(directory))
+    except OperatorError as exc:  # the configuration changed since the parent checked it
+        print(f"rssp: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     config = replace(config, server=replace(config.server, host=host, port=port))
     app = create_app(config)
     loop = new_event_loop()
@@ -109,6 +136,7 @@ def serve(directory: Path, host: str | None, port: int | None, workers: int) -> 
     """Serve until SIGTERM/SIGINT; a development instance's test PKI runs (once) alongside."""
     config = load_config(directory)
     asyncio.run(_migrate(config.database_url))
+    config = asyncio.run(_sealed_config(config.directory))
     pki = DevPki.from_config(config.directory, config.section("devpki"))
     if pki is not None:
         pki.start()  # before the workers, so their first TSA probes find it listening
@@ -123,7 +151,7 @@ def _serve(config: Config, host: str, port: int, workers: int) -> None:
     scheme = "https" if config.server.tls_certificate else "http"
     print(f"rssp serving {scheme}://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
     if workers <= 1:
-        _run_worker(str(config.directory), host, port, False)
+        _run_worker(str(config.directory), host, port, False, config)
         return
     _supervise(config, host, port, workers)
 

@@ -7,6 +7,8 @@
 # serves the CSC v2 API in the foreground. Environment:
 #   RSSP_PORT      port to listen on (default 8080)
 #   RSSP_INSTANCE  instance directory (default ./instance)
+# The demo user and credential are added by the instance's first operator ('admin'), whose
+# credentials 'rssp init' writes to INSTANCE/operator.json (mode 0600, development instances only).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,10 +31,12 @@ if [[ ! -e "$INSTANCE" ]]; then
     echo "[start] creating instance $INSTANCE" >&2
     # a half-made instance would be skipped next time: remove it if any step fails
     trap 'echo "[start] error: set-up failed, removing $INSTANCE" >&2; rm -rf -- "$INSTANCE"' ERR
-    "$RSSP" init "$INSTANCE"
+    "$RSSP" init "$INSTANCE" --operator-file "$INSTANCE/operator.json"
+    export RSSP_OPERATOR_FILE="$INSTANCE/operator.json"  # privileged commands run as that operator
     "$RSSP" user add "$INSTANCE" "$DEMO_USER" --password "$DEMO_PASSWORD"
     cred_json="$("$RSSP" credential create "$INSTANCE" --user "$DEMO_USER" --level 1 \
         --key rsa-2048 --pin "$DEMO_PIN" --json)"
+    unset RSSP_OPERATOR_FILE
     CRED_JSON="$cred_json" DEMO_USER="$DEMO_USER" DEMO_PASSWORD="$DEMO_PASSWORD" \
     DEMO_PIN="$DEMO_PIN" "$PY" - "$INSTANCE/demo.json" <<'EOF'
 import json, os, sys
@@ -66,6 +70,8 @@ cat <<EOF
   demo user       : $(demo_field user)   password: $(demo_field password)
   credential ID   : $(demo_field credentialID)
   credential PIN  : $(demo_field pin)
+  operator        : admin, credentials in ${INSTANCE}/operator.json
+                    (export RSSP_OPERATOR_FILE=${INSTANCE}/operator.json to run privileged commands)
   ----------------------------------------------------------------
   (Ctrl-C stops the server)
 

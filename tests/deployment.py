@@ -4,6 +4,12 @@ Everything goes through the operator's own commands (``rssp init``, ``user add``
 ``credential create``, ``serve --workers 2``), so the suite exercises what an operator runs.
 The server listens on a free loopback port; the database is the instance's SQLite file or a
 PostgreSQL database given by URL (``RSSP_DATABASE_URL``).
+
+Privileged commands run as the instance's first operator: ``RSSP_OPERATOR_FILE`` in the
+deployment's environment names ``DIR/operator.json``, which ``rssp init`` writes (for every
+instance, production ones included, because the variable names it). A test that edits
+rssp.toml by hand seals it afterwards with :meth:`Deployment.seal_config`, as an operator would
+after reviewing the edit.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 RSSP = [sys.executable, "-m", "rssp.cli"]
@@ -55,6 +62,14 @@ class Deployment:
     log_path: Path | None = None
     manage_clients: dict[str, tuple[str, str]] = field(default_factory=dict)  # caID -> (client_id, secret)
 
+    def __post_init__(self) -> None:
+        self.env.setdefault("RSSP_OPERATOR_FILE", str(self.operator_file))
+
+    @property
+    def operator_file(self) -> Path:
+        """The first operator's file, written by ``rssp init`` (name, password, TOTP seed)."""
+        return self.directory / "operator.json"
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.directory}/rssp.db"
@@ -63,12 +78,20 @@ class Deployment:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def rssp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*RSSP, *args], env=self.env, capture_output=True, text=True, check=check,
+    def rssp(self, *args: str, check: bool = True, operator: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run the CLI as the instance's operator (``operator=False``: as nobody); ``env`` adds variables."""
+        run_env = self.env if operator else {k: v for k, v in self.env.items() if not k.startswith("RSSP_OPERATOR")}
+        run_env = {**run_env, **(env or {})}
+        return subprocess.run([*RSSP, *args], env=run_env, capture_output=True, text=True, check=check,
                               timeout=120)
 
-    def rssp_json(self, *args: str) -> dict:
-        done = self.rssp(*args, "--json")
+    def seal_config(self) -> None:
+        """Accept a hand-edited rssp.toml (``rssp config seal`` as the operator), so that it serves."""
+        self.rssp("config", "seal", str(self.directory))
+
+    def rssp_json(self, *args: str, **options: Any) -> dict:
+        done = self.rssp(*args, "--json", **options)
         return json.loads(done.stdout)
 
     def add_user(self, name: str, password: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
 import subprocess
@@ -12,15 +13,18 @@ from pathlib import Path
 import pytest
 
 RSSP = [sys.executable, "-m", "rssp.cli"]
+OPERATOR: dict[str, str] = {}  # RSSP_OPERATOR_FILE: privileged commands run as the instance's first operator
 
 
 def rssp(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([*RSSP, *args], capture_output=True, text=True, check=check, timeout=120)
+    return subprocess.run([*RSSP, *args], env={**os.environ, **OPERATOR}, capture_output=True, text=True,
+                          check=check, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("cli") / "inst"
+    OPERATOR["RSSP_OPERATOR_FILE"] = str(directory / "operator.json")
     out = json.loads(rssp("init", str(directory), "--json").stdout)
     assert out["schemaVersion"] >= 1 and out["directory"] == str(directory)
     return directory

@@ -34,6 +34,7 @@ def edge_server(tmp_path_factory):
     config = directory / "rssp.toml"
     settings = f"body_timeout_seconds = {BODY_TIMEOUT}\nkeepalive_timeout_seconds = {KEEPALIVE_TIMEOUT}\n"
     config.write_text(config.read_text().replace("[server]\n", "[server]\n" + settings, 1))
+    dep.seal_config()
     dep.start(workers=2)
     yield dep
     dep.stop()

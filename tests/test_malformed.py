@@ -385,6 +385,26 @@ def build_specs() -> dict[str, Spec]:
         "PIN": ("string", False), "OTP": ("string", False),
     })
 
+    # ------------------------------------------------------------------ credentials/suspend, credentials/resume
+    # The base names bob's credential: a row that were valid by mistake would still change nothing.
+    for method in ("credentials/suspend", "credentials/resume"):
+        sp = {"credentialID": bob, "authData": pin, "requestID": "malformed-1", "reason": "malformed-request test"}
+        specs[method] = Spec(auth="alice", base=sp, fields={
+            "credentialID": ("string", True), "authData": ("objects", False), "requestID": ("string", True),
+            "reason": ("string", False), "PIN": ("string", False), "OTP": ("string", False),
+        }, rows=[
+            Row(method, "credentialID unknown", with_(sp, credentialID="no-such-credential"),
+                desc=invalid("credentialID")),
+            Row(method, "credentialID someone else's", sp, desc=invalid("credentialID")),
+            Row(method, "requestID blank", with_(sp, requestID="  "), desc=invalid("requestID")),
+            Row(method, "requestID absurdly long", with_(sp, requestID="r" * 129), desc=invalid("requestID")),
+            Row(method, "requestID with NUL", with_(sp, requestID="r\u0000"), desc=invalid("requestID")),
+            Row(method, "reason absurdly long", with_(sp, reason=LONG), desc=invalid("reason")),
+            Row(method, "no authData", without(sp, "authData"), desc=missing("array", "authData")),
+            Row(method, "authData an unknown id", with_(sp, authData=[{"id": "PASSWORD", "value": "1"}]),
+                desc=invalid("authData")),
+        ])
+
     # ------------------------------------------------------------------ credentials/extendTransaction
     ext = {"credentialID": p256, "SAD": Ref("sad:ec"), "hashes": [b64(H1)], "hashAlgorithmOID": SHA256}
     ext_rows = [

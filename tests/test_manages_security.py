@@ -125,6 +125,7 @@ def _remove_ca(dep: Deployment, ca_id: str) -> None:
     raw = tomllib.loads(path.read_text())
     del raw["ca"][ca_id]
     path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
     dep.stop()
     dep.start(workers=2)
 

@@ -28,6 +28,7 @@ def strict(tmp_path_factory):
     dep.add_user("alice", "alice-password")
     with open(directory / "rssp.toml", "a", encoding="utf-8") as fh:
         fh.write("\n[oauth]\nrequire_par = true\ncode_ttl_seconds = 1\npar_ttl_seconds = 1\n")
+    dep.seal_config()
     dep.start(workers=1)
     yield dep
     dep.stop()

@@ -119,6 +119,7 @@ def tsa_env(tmp_path_factory):
         root = pki.write_root(base / "test-root.pem")
         (dep.directory / "tsa-a-password").write_text(A_PASSWORD + "\n")
         config_path.write_text(tomli_w.dumps({**production, "timestamps": _pool_config(env, root, tls)}))
+        dep.seal_config()
         dep.start(workers=1)
         try:
             yield env

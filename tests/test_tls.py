@@ -60,6 +60,7 @@ def tls_server(request, tmp_path_factory):
     cert = _self_signed(directory, request.param)
     config = directory / "rssp.toml"
     config.write_text(config.read_text().replace("[server]\n", '[server]\ntls_certificate = "tls.pem"\ntls_key = "tls.key"\n', 1))
+    dep.seal_config()
     dep.start(workers=2, scheme="https", cafile=str(cert))
     yield dep, cert, request.param
     dep.stop()

@@ -93,6 +93,7 @@ def venv(tmp_path_factory):
                              # the corpus PKI and the 'offline' signer's sources are on loopback: allow exactly them
                              "fetch_allow": [f"http://127.0.0.1:{port}/", f"{pki.dead_url}/"]}
         config_path.write_text(tomli_w.dumps(raw))
+        dep.seal_config()
         dep.start(workers=1)
         corpus.wait_for_late_revocation()
         try:

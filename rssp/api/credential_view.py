@@ -21,7 +21,9 @@ def _time(cert: x509.Certificate, attr: str) -> str:
 
 
 def key_view(cred: Credential) -> dict[str, Any]:
-    key: dict[str, Any] = {"status": cred.status, "algo": key_algos(cred.key_kind), "len": cred.key_len}
+    """CSC knows ``enabled`` and ``disabled``: a suspended credential (JT2A 3.3) is ``disabled``."""
+    status = "enabled" if cred.status == "enabled" else "disabled"
+    key: dict[str, Any] = {"status": status, "algo": key_algos(cred.key_kind), "len": cred.key_len}
     if cred.key_kind == "ec" and cred.curve:
         key["curve"] = CURVE_OIDS[cred.curve]
     return key

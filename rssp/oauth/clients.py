@@ -55,8 +55,12 @@ def _check_redirect_uri(uri: str) -> None:
 
 
 async def add_client(store: Store, name: str, redirect_uris: list[str], *, public: bool = False,
-                     scopes: list[str] | None = None, grant_types: list[str] | None = None) -> tuple[Client, str | None]:
-    """Register a client; returns it and its secret (shown once; None for a public client)."""
+                     scopes: list[str] | None = None, grant_types: list[str] | None = None,
+                     actor: str = "operator") -> tuple[Client, str | None]:
+    """Register a client; returns it and its secret (shown once; None for a public client).
+
+    ``actor``: the authenticated operator (``operator:NAME``) the audit record names.
+    """
     scopes = scopes or list(SCOPES)
     grant_types = grant_types or (["authorization_code"] if public else ["authorization_code", "refresh_token"])
     if not name or len(name) > 128:
@@ -80,7 +84,7 @@ async def add_client(store: Store, name: str, redirect_uris: list[str], *, publi
             redirect_uris=json.dumps(redirect_uris), scopes=json.dumps(scopes), grant_types=json.dumps(grant_types),
             status="active", created_at=time.time(),
         ))
-        await record(conn, actor="operator", action="oauth.client.add", target=client.client_id, outcome="ok",
+        await record(conn, actor=actor, action="oauth.client.add", target=client.client_id, outcome="ok",
                      detail={"name": name, "public": public, "redirectURIs": redirect_uris, "scopes": scopes,
                              "grantTypes": grant_types})
     return client, secret

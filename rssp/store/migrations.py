@@ -73,6 +73,10 @@ def _v8_audit_chain(conn: Connection) -> None:
     if "ix_audit_chain_seq" not in {ix["name"] for ix in inspect(conn).get_indexes("audit")}:
         next(ix for ix in schema.audit.indexes if ix.name == "ix_audit_chain_seq").create(conn)
     chain_existing(conn)
+def _v9_privileged(conn: Connection) -> None:
+    """Operators, configuration seals and credential suspension (JT2A level 3)."""
+    for table in (schema.operators, schema.config_seals, schema.credential_suspensions, schema.suspension_requests):
+        table.create(conn, checkfirst=True)
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
@@ -83,6 +87,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _v6_sad_not_after),
     (7, _v7_jobs),
     (8, _v8_audit_chain),
+    (9, _v9_privileged),
 ]
 
 

@@ -269,3 +269,46 @@ jobs = Table(
 
 Index("ix_jobs_claim", jobs.c.status, jobs.c.lease_until)
 Index("ix_jobs_expires", jobs.c.expires_at)
+# --- privileged users, the configuration seal, suspension (JT2A level 3, migration 9) --------
+
+operators = Table(
+    "operators",  # privileged users (rssp admin add): never signers, never logged in to the CSC API
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),  # kept when removed: names stay audit identities
+    Column("password_hash", String(255), nullable=False),  # argon2id
+    Column("totp_secret", LargeBinary, nullable=False),  # AES-GCM by the HSM's TOTP key, AAD "operator:<id>"
+    Column("status", String(16), nullable=False),  # active | removed
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+config_seals = Table(
+    "config_seals",  # every seal of rssp.toml (rssp/config_seal.py); the newest is the one in force
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seal", String(64), nullable=False),  # the HSM MAC over the sealed files' MACs
+    Column("actor", String(160), nullable=False),
+    Column("sealed_at", Float, nullable=False),
+)
+
+credential_suspensions = Table(
+    "credential_suspensions",  # why a credential is suspended (credentials.status = 'suspended') and by whom
+    metadata,
+    Column("credential_id", String(64), ForeignKey("credentials.id"), primary_key=True),
+    Column("by", String(16), nullable=False),  # signer | operator: a signer cannot lift an operator's suspension
+    Column("actor", String(160), nullable=False),
+    Column("reason", String(255)),
+    Column("suspended_at", Float, nullable=False),
+)
+
+suspension_requests = Table(
+    "suspension_requests",  # requestID of every suspend/resume: a replay gets the first answer, changes nothing
+    metadata,
+    Column("requester", String(160), primary_key=True),  # the signer's user ID, or operator:NAME
+    Column("request_id", String(128), primary_key=True),
+    Column("credential_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # suspend | resume
+    Column("response", Text, nullable=False),  # JSON
+    Column("created_at", Float, nullable=False),
+)
