@@ -7,6 +7,7 @@ from aiohttp import web
 from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, decode_b64, is_text
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
@@ -163,7 +164,7 @@ async def extend_transaction(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("credentials/list", list_, empty_body=True))
-    registry.add(Method("credentials/info", info))
-    registry.add(Method("credentials/authorize", authorize))
-    registry.add(Method("credentials/extendTransaction", extend_transaction))
+    registry.add(Method("credentials/list", list_, empty_body=True, doc=schemas.LIST))
+    registry.add(Method("credentials/info", info, doc=schemas.CREDENTIAL_INFO))
+    registry.add(Method("credentials/authorize", authorize, doc=schemas.AUTHORIZE))
+    registry.add(Method("credentials/extendTransaction", extend_transaction, doc=schemas.EXTEND))
