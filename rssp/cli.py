@@ -49,6 +49,13 @@ class _Instance:
 async def _init(args: argparse.Namespace) -> None:
     from rssp.instance import init_instance
 
+    if args.join:  # a further host of an existing deployment (#18, rssp.join)
+        from rssp.join import join_instance
+
+        joined = await join_instance(Path(args.dir), Path(args.join))
+        _emit(args, joined, f"initialised {joined['directory']} as a host of the deployment in {args.join}")
+        return
+
     summary = await init_instance(Path(args.dir), production=args.production)
     kind = "production" if args.production else "development (with the bundled test PKI)"
     text = f"initialised {summary['directory']} as a {kind} instance"
@@ -179,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("init", _init, "create a self-contained instance in DIR")
     p.add_argument("--production", action="store_true",
                    help="leave out the bundled test PKI (development TSAs, OCSP, CRLs)")
+    p.add_argument("--join", metavar="SRC", help="join the deployment whose instance directory is SRC "
+                   "(same PostgreSQL database and HSM token; see docs/operations.md)")
     p = command("serve", _serve, "serve the API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -235,6 +244,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scopes", nargs="+", help="service and/or credential (default: both)")
     p.add_argument("--grant-types", nargs="+",
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
+
+    from rssp.doctor import add_command as add_doctor  # rssp doctor (#18)
+
+    add_doctor(command)
 
     audit = sub.add_parser("audit", help="read the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

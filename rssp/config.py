@@ -51,6 +51,7 @@ class HsmConfig:
     token_label: str
     pin: str = field(repr=False)
     softhsm2_conf: str | None
+    reconcile_on_start: bool = True  # rssp serve destroys orphan credential keys first (rssp.doctor)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         token_label=hsm_raw["token_label"],
         pin=pin,
         softhsm2_conf=str(directory / conf) if conf else None,
+        reconcile_on_start=bool(hsm_raw.get("reconcile_on_start", True)),
     )
     cas = {k: v for k, v in raw.get("ca", {}).items() if isinstance(v, dict)}
     return Config(

@@ -33,6 +33,19 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
+def _reconcile(config: Config) -> None:
+    """Destroy the HSM keys that crashed enrollments left without a credential (rssp.doctor)."""
+    from rssp.doctor import reconcile_instance
+
+    try:
+        report = asyncio.run(reconcile_instance(config, clean=True, actor="rssp serve"))
+    except Exception as exc:  # noqa: BLE001 - the workers report an HSM that cannot be used; serve anyway
+        print(f"rssp: HSM reconciliation skipped ({type(exc).__name__}: {exc})", flush=True)
+        return
+    if report.destroyed:
+        print(f"rssp: destroyed {len(report.destroyed)} orphan HSM key(s) left by interrupted enrollments", flush=True)
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where it is installed (a dependency on Linux), else asyncio's own loop.
 
@@ -81,6 +94,8 @@ def serve(directory: Path, host: str | None, port: int | None, workers: int) -> 
     metrics_dir = metrics.use_multiprocess_dir()  # before anything counts, and before the workers start
     try:
         asyncio.run(_migrate(config.database_url))
+        if config.hsm.reconcile_on_start:
+            _reconcile(config)
         pki = DevPki.from_config(config.directory, config.section("devpki"))
         if pki is not None:
             pki.start()  # before the workers, so their first TSA probes find it listening

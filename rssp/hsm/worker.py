@@ -516,6 +516,10 @@ class Hsm:
         """Whether a private key with that CKA_ID exists (searches the token, no cache)."""
         return await self._submit(self._has_key_sync, key_id)
 
+    async def key_pairs(self) -> list[tuple[str, str]]:
+        """(key ID in hex, label) of every private key on the token (for reconciliation)."""
+        return await self._submit(self._key_pairs_sync)
+
     async def destroy_key(self, key_id: str) -> None:
         """Destroy the private and public key objects with that CKA_ID; KeyNotFound if none."""
         await self._submit(self._destroy_sync, key_id)
@@ -606,6 +610,15 @@ class Hsm:
         except KeyNotFound:
             return False
         return bool(_find_all(self._require().session, ObjectClass.PRIVATE_KEY, attrs))
+
+    @_guard("key listing")
+    def _key_pairs_sync(self) -> list[tuple[str, str]]:
+        found = _find_all(self._require().session, ObjectClass.PRIVATE_KEY, {})
+        out = []
+        for key in found:
+            attrs = key.get_attributes([Attribute.ID, Attribute.LABEL])
+            out.append((bytes(attrs[Attribute.ID] or b"").hex(), str(attrs[Attribute.LABEL] or "")))
+        return out
 
     @_guard("key destruction")
     def _destroy_sync(self, key_id: str) -> None:
