@@ -19,7 +19,7 @@ import aiohttp
 import tomli_w
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployment import RSSP, Deployment, free_port
+from deployment import Deployment, free_port
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -103,7 +103,7 @@ def audit_rows(dep: Deployment, limit: int = 5000) -> list[dict[str, Any]]:
     return dep.rssp_json("audit", "list", str(dep.directory), "--limit", str(limit))
 
 
-async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
+async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2, message: Any = None) -> Any:
     """Poll ``predicate`` (sync or async) until it returns something truthy; a safety bound only."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -112,8 +112,7 @@ async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2)
             value = await value
         if value:
             return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached within the safety bound"
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"condition not reached within the safety bound: {message() if message else ''}")
         await asyncio.sleep(interval)
 
-
-__all__ = ["RSSP"]
