@@ -10,7 +10,7 @@ from aiohttp import web
 from rssp import health, plugins
 from rssp.api import auth, credentials, info, openapi, polling, signatures, signdoc
 from rssp.api import oauth
-from rssp.api.access import access
+from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
 from rssp.api.registry import SERVICES, Registry
@@ -35,6 +35,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
                           middlewares=[access, csc_errors, complete_body(config.server.body_timeout_seconds,
                                                                  config.server.max_body_bytes)])
     app[SERVICES] = services
+    app[TRAFFIC] = Traffic()
     app[INFO_EXTRAS] = {}
     registry = Registry()
     for module in (info, auth, credentials, signatures, signdoc, polling):

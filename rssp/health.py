@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from sqlalchemy import text
 
+from rssp.api.access import TRAFFIC
 from rssp.services import Services
 from rssp.tsa import TSA_POOL
 
 log = logging.getLogger("rssp.health")
 
 CHECK_SECONDS = 2.0
-STOPPING: web.AppKey[list[bool]] = web.AppKey("stopping", list)  # [True] once SIGTERM arrived
 
 
 def _select_one(conn: object) -> object:
@@ -67,7 +67,7 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     from rssp.api.registry import SERVICES
 
-    if request.app.get(STOPPING, [False])[0]:
+    if request.app[TRAFFIC].stopping:
         return web.json_response({"status": "stopping"}, status=503)
     found = await checks(request.app[SERVICES])
     ready = all(found.values())
@@ -76,6 +76,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[STOPPING] = [False]
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

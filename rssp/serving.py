@@ -8,8 +8,10 @@ The stop, in order (#18):
 3. the connections the kernel already completed but nobody accepted yet are accepted, and in
    the same step the listening socket closes (closing it with connections queued would reset
    them: a client would see its request dropped);
-4. a short linger lets the just-accepted connections deliver their requests, then idle
-   connections close and requests in flight get ``[server] shutdown_timeout_seconds`` to finish;
+4. a short linger lets the just-accepted connections deliver their requests; requests in flight
+   (their bodies still arriving included) get ``[server] shutdown_timeout_seconds`` to finish,
+   then the connections close (aiohttp's own shutdown stops reading at once, which would cut a
+   request whose body is still on its way);
 5. the app's clean-up runs: job claims go back, the HSM session logs out, the database closes;
    the process exits 0.
 
@@ -69,8 +71,8 @@ def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pi
 
 
 async def _serve(config: Config, reuse_port: bool) -> None:
+    from rssp.api.access import TRAFFIC
     from rssp.app import create_app
-    from rssp.health import STOPPING
     from rssp.server import tls_context
 
     app = create_app(config)
@@ -87,11 +89,15 @@ async def _serve(config: Config, reuse_port: bool) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    app[STOPPING][0] = True
+    traffic = app[TRAFFIC]
+    traffic.stopping = True
     log.info("stopping: readiness off, port open for %ss more", server.shutdown_delay_seconds)
     await asyncio.sleep(server.shutdown_delay_seconds)
     await _close_listener(runner, site, ssl_context)
     await asyncio.sleep(_LINGER_SECONDS)
+    if not await traffic.wait_idle(server.shutdown_timeout_seconds):  # bodies still arriving are read whole
+        log.warning("stopping with %d request(s) still in flight after %ss", traffic.inflight,
+                    server.shutdown_timeout_seconds)
     await runner.cleanup()
     log.info("stopped")
 

@@ -10,10 +10,12 @@ tokens, codes, SADs and PINs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -25,6 +27,43 @@ log = logging.getLogger("rssp.access")
 
 HEADER = "X-Request-ID"
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+
+
+@dataclass
+class Traffic:
+    """Requests in flight in this process, and whether it is stopping (read by ``/readyz``).
+
+    The stop (:mod:`rssp.serving`) waits for ``inflight`` to reach 0 before aiohttp's own
+    shutdown, which stops reading from connections: a request whose body was still arriving
+    would be cut. Once stopping, every response says ``Connection: close``.
+    """
+
+    inflight: int = 0
+    stopping: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once no request is in flight; False if ``timeout`` passed first."""
+        if self.inflight == 0:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+TRAFFIC: web.AppKey[Traffic] = web.AppKey("traffic", Traffic)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PREFIXES = ("/csc/v2/", "/csc/v1/")
 
@@ -54,6 +93,8 @@ def method_label(request: web.Request) -> str:
 async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
     request[REQUEST_ID] = rid
+    traffic = request.app[TRAFFIC]
+    traffic.enter()
     start = time.perf_counter()
     status: int | str = "cancelled"  # the client left before an answer (aiohttp cancels the handler)
     try:
@@ -61,8 +102,11 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = response.status
         if not response.prepared:
             response.headers[HEADER] = rid
+            if traffic.stopping:
+                response.force_close()  # keep-alive clients go elsewhere for their next request
         return response
     finally:
+        traffic.leave()
         _record(request, rid, status, time.perf_counter() - start)
 
 
