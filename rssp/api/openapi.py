@@ -35,6 +35,23 @@ def _security(method: Method) -> list[dict[str, list[str]]]:
     return [{"bearer": []}]
 
 
+def nullable_optionals(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request schema as the server reads it: an optional member sent as ``null`` counts as absent.
+
+    (rssp.api.parse.Body treats ``null`` like a missing member, as CSC clients send both.)
+    """
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        return {**schema, "items": nullable_optionals(schema["items"])}
+    if schema.get("type") != "object" or "properties" not in schema:
+        return schema
+    required = set(schema.get("required", ()))
+    properties = {}
+    for name, member in schema["properties"].items():
+        member = nullable_optionals(member)
+        properties[name] = member if name in required else {"anyOf": [member, {"type": "null"}]}
+    return {**schema, "properties": properties}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -54,7 +71,7 @@ def _operation(method: Method) -> dict[str, Any]:
     return {
         "operationId": method.name.replace("/", "_"), "summary": doc.summary, "description": description,
         "tags": [doc.tag], "security": _security(method),
-        "requestBody": {"required": not method.empty_body, **_json(doc.request)},
+        "requestBody": {"required": not method.empty_body, **_json(nullable_optionals(doc.request))},
         "responses": responses,
     }
 
