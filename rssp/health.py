@@ -37,7 +37,7 @@ async def _check(name: str, probe: Callable[[], Awaitable[object]]) -> bool:
         async with asyncio.timeout(CHECK_SECONDS):
             await probe()
         return True
-    except Exception as exc:  # noqa: BLE001 - any failure is "not ready"; the log says which
+    except Exception as exc:
         log.warning("readiness check %s failed: %s", name, type(exc).__name__)
         return False
 

@@ -39,7 +39,7 @@ def _reconcile(config: Config) -> None:
 
     try:
         report = asyncio.run(reconcile_instance(config, clean=True, actor="rssp serve"))
-    except Exception as exc:  # noqa: BLE001 - the workers report an HSM that cannot be used; serve anyway
+    except Exception as exc:
         print(f"rssp: HSM reconciliation skipped ({type(exc).__name__}: {exc})", flush=True)
         return
     if report.destroyed:

@@ -17,9 +17,8 @@ from typing import Any
 
 import aiohttp
 import tomli_w
-from prometheus_client.parser import text_string_to_metric_families
-
 from deployment import Deployment, free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 SHA256 = "2.16.840.1.101.3.4.2.1"

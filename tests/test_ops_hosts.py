@@ -10,7 +10,6 @@ import asyncio
 import base64
 
 import pytest
-
 from deployment import make_deployment_minimal
 from manages_helpers import RA, local_ca_issue
 from oauth_helpers import add_client, auth_params, exchange, get_code, pkce

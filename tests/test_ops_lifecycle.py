@@ -18,7 +18,6 @@ import subprocess
 import time
 
 import aiohttp
-
 from deployment import RSSP, Deployment, _new_deployment, free_port, make_deployment_minimal
 from ops_helpers import ECDSA_SHA256, SHA256, b64, digest, login, post, sad_for
 

@@ -13,10 +13,10 @@ import urllib.request
 
 import aiohttp
 import pytest
-
 from deployment import make_deployment_minimal
 from ops_helpers import configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics
 from tsa_helpers import ServerThread, TestPki, TsaServer, animator
+
 from rssp.devpki import free_port
 
 

@@ -17,7 +17,6 @@ from collections import Counter
 
 import aiohttp
 import pytest
-
 from deployment import make_deployment_minimal
 from ops_helpers import audit_rows, configure, digest, login, sad_for, sign, wait_for
 from pgcluster import PgCluster
@@ -88,7 +87,7 @@ async def test_postgresql_stopped_under_load(own_pg, tmp_path, http):
         stop.set()
         await asyncio.gather(*clients)
         assert await asyncio.to_thread(_readyz, dep.base) == 200
-        served = dep.proc.pid
+        assert dep.proc.poll() is None  # recovered by itself: the same server, never restarted
     finally:
         dep.stop()
     statuses = Counter((kind, status) for kind, status, _out, _h in log)
@@ -101,7 +100,7 @@ async def test_postgresql_stopped_under_load(own_pg, tmp_path, http):
     spends = Counter(hx for r in records for hx in r["detail"]["hashes"])
     assert all(spends[hx] == 1 for hx in signed), "a signature without its audit record"
     assert max(spends.values()) == 1, "a SAD spent twice"
-    assert served == served and "Traceback" not in dep.server_log()
+    assert "Traceback" not in dep.server_log()
 
 
 @pytest.fixture
