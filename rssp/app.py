@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from rssp import plugins
-from rssp.api import auth, credentials, info, polling, signatures, signdoc, suspension
+from rssp import health, plugins
+from rssp.api import auth, credentials, info, openapi, polling, signatures, signdoc, suspension
 from rssp.api import oauth
+from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
 from rssp.api.registry import SERVICES, Registry
@@ -31,9 +32,10 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     """Build the app; with ``start_services`` the HSM session and database open on start-up."""
     services = services or Services.build(config)
     app = web.Application(client_max_size=config.max_request_bytes,
-                          middlewares=[csc_errors, complete_body(config.server.body_timeout_seconds,
+                          middlewares=[access, csc_errors, complete_body(config.server.body_timeout_seconds,
                                                                  config.server.max_body_bytes)])
     app[SERVICES] = services
+    app[TRAFFIC] = Traffic()
     app[INFO_EXTRAS] = {}
     registry = Registry()
     for module in (info, auth, credentials, signatures, signdoc, polling, suspension):
@@ -43,6 +45,8 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     registry.mount(app)
     app[REGISTRY] = registry
     app.router.add_get("/logo.png", _logo)
+    health.setup(app)  # GET /healthz, /readyz
+    openapi.setup(app)  # GET /csc/v2/openapi.json, from the registry just mounted
     oauth.setup(app, OAuthSettings.from_config(config))  # OAuth 2.0 AS (issue 3): form-encoded routes
     if start_services:
         app.cleanup_ctx.append(_services_ctx)

@@ -28,6 +28,13 @@ _emit = admin_commands.emit
 async def _init(args: argparse.Namespace) -> None:
     from rssp.instance import init_instance
 
+    if args.join:  # a further host of an existing deployment (#18, rssp.join)
+        from rssp.join import join_instance
+
+        joined = await join_instance(Path(args.dir), Path(args.join))
+        _emit(args, joined, f"initialised {joined['directory']} as a host of the deployment in {args.join}")
+        return
+
     operator_file = args.operator_file or os.environ.get("RSSP_OPERATOR_FILE") or None
     summary = await init_instance(Path(args.dir), production=args.production, operator=args.operator,
                                   operator_file=Path(operator_file) if operator_file else None)
@@ -219,6 +226,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--operator-file", metavar="FILE",
                    help="write the first operator's file there (default: RSSP_OPERATOR_FILE, else DIR/operator.json "
                         "on a development instance; a production instance only prints it)")
+    p.add_argument("--join", metavar="SRC", help="join the deployment whose instance directory is SRC "
+                   "(same PostgreSQL database and HSM token; see docs/operations.md)")
     p = command("serve", _serve, "serve the API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -278,6 +287,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
 
     admin_commands.register(sub, creds, command)
+
+    from rssp.doctor import add_command as add_doctor  # rssp doctor (#18)
+
+    add_doctor(command)
 
     audit = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

@@ -35,6 +35,16 @@ class ServerConfig:
     tls_key: str = ""
     body_timeout_seconds: float = 30.0  # a request body not complete this long after its headers: 408, closed
     keepalive_timeout_seconds: float = 75.0  # an idle connection, or one still sending its headers, is closed
+    shutdown_delay_seconds: float = 0.0  # after SIGTERM: /readyz says 503 this long before the port closes
+    shutdown_timeout_seconds: float = 30.0  # then requests in flight get this long to finish
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where ``rssp serve`` answers ``GET /metrics`` (Prometheus text); port 0: nowhere."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class HsmConfig:
     token_label: str
     pin: str = field(repr=False)
     softhsm2_conf: str | None
+    reconcile_on_start: bool = True  # rssp serve destroys orphan credential keys first (rssp.doctor)
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class Config:
     service: ServiceInfo = ServiceInfo()
     documents: DocumentsConfig = DocumentsConfig()
     asynchronous: AsyncConfig = AsyncConfig()
+    metrics: MetricsConfig = MetricsConfig()
     cas: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_ca: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # every table, for plug-ins' own sections
@@ -183,9 +195,11 @@ def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
     server = ServerConfig(**raw)
     if bool(server.tls_certificate) != bool(server.tls_key):
         raise ValueError("[server] tls_certificate and tls_key go together")
-    for name in ("body_timeout_seconds", "keepalive_timeout_seconds"):
+    for name in ("body_timeout_seconds", "keepalive_timeout_seconds", "shutdown_timeout_seconds"):
         if not 0 < getattr(server, name) < float("inf"):
             raise ValueError(f"[server] {name} must be a positive number of seconds")
+    if not 0 <= server.shutdown_delay_seconds <= 3600:
+        raise ValueError("[server] shutdown_delay_seconds must be between 0 and 3600")
     if server.tls_certificate:
         server = replace(server, tls_certificate=str(directory / server.tls_certificate),
                          tls_key=str(directory / server.tls_key))
@@ -208,6 +222,13 @@ def _async(raw: dict[str, Any]) -> AsyncConfig:
     return conf
 
 
+def _metrics(raw: dict[str, Any]) -> MetricsConfig:
+    conf = MetricsConfig(**raw)
+    if not isinstance(conf.port, int) or not 0 <= conf.port <= 65535 or not conf.host:
+        raise ValueError("[metrics] port must be 0 (off) to 65535, with a host to bind")
+    return conf
+
+
 def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
     database_url = os.environ.get("RSSP_DATABASE_URL") or raw["database"]["url"]
     database_url = database_url.replace("{dir}", str(directory))
@@ -219,6 +240,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         token_label=hsm_raw["token_label"],
         pin=pin,
         softhsm2_conf=str(directory / conf) if conf else None,
+        reconcile_on_start=bool(hsm_raw.get("reconcile_on_start", True)),
     )
     cas = {k: v for k, v in raw.get("ca", {}).items() if isinstance(v, dict)}
     return Config(
@@ -230,6 +252,7 @@ def _from_dict(directory: Path, raw: dict[str, Any]) -> Config:
         service=ServiceInfo(**raw.get("service", {})),
         documents=DocumentsConfig(**raw.get("documents", {})),
         asynchronous=_async(raw.get("async", {})),
+        metrics=_metrics(raw.get("metrics", {})),
         cas=cas,
         default_ca=raw.get("ca", {}).get("default", next(iter(cas), "")),
         raw=raw,

@@ -1,9 +1,10 @@
-"""``rssp serve``: one process, or N processes sharing the port.
+"""``rssp serve``: one process, or N processes sharing the port, and the process that watches them.
 
 python-pkcs11 on SoftHSM2 must be driven from one thread per process (DESIGN §8), so the
 server scales by processes: each worker has its own HSM session and database pool and binds
 the same port with SO_REUSEPORT; the kernel spreads connections across them. Migrations run
-once, in the parent, before any worker starts.
+once, in the parent, before any worker starts. The parent also answers ``GET /metrics`` for
+all of them (:mod:`rssp.metrics`); a worker's own life is :mod:`rssp.serving`.
 
 The configuration must match its seal (:mod:`rssp.config_seal`, JT2A 3.2.2.3): the parent
 checks it before anything starts and refuses to serve, saying why, and every worker checks
@@ -20,18 +21,12 @@ import signal
 import ssl
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from aiohttp import web
-
-from rssp import logs
-from rssp.app import create_app
+from rssp import metrics
 from rssp.config import Config, ServerConfig, load_config
-from rssp.config_seal import require_sealed
 from rssp.devpki import DevPki
-from rssp.errors import OperatorError
-from rssp.hsm import Hsm
+from rssp.serving import run_worker, sealed_config
 from rssp.store import migrate, open_store
 
 
@@ -43,51 +38,17 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
-async def _sealed_config(directory: Path | str) -> Config:
-    """The configuration, read once and checked against its seal; a mismatch is audited and raised."""
-    config = load_config(directory)
-    store = open_store(config.database_url)
-    hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+def _reconcile(config: Config) -> None:
+    """Destroy the HSM keys that crashed enrollments left without a credential (rssp.doctor)."""
+    from rssp.doctor import reconcile_instance
+
     try:
-        await hsm.start()
-        content = await require_sealed(config.directory, store, hsm, actor="rssp serve")
-    finally:
-        await hsm.close()
-        await store.close()
-    return load_config(config.directory, content)
-
-
-def _run_worker(directory: str, host: str, port: int, reuse_port: bool, checked: Config | None = None) -> None:
-    logs.configure()
-    try:
-        config = checked or asyncio.run(_sealed_config(directory))
-    except OperatorError as exc:  # the configuration changed since the parent checked it
-        print(f"rssp: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    config = replace(config, server=replace(config.server, host=host, port=port))
-    app = create_app(config)
-    loop = new_event_loop()
-    stop_once_on_signal(loop)
-    web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, access_log=None,
-                handle_signals=False, ssl_context=tls_context(config.server), loop=loop,
-                keepalive_timeout=config.server.keepalive_timeout_seconds)
-
-
-def stop_once_on_signal(loop: asyncio.AbstractEventLoop) -> None:
-    """Stop gracefully on the first SIGTERM or SIGINT and ignore the ones that follow.
-
-    Why: systemd (and ``kill -- -PGID``) signals every process of the service, and the
-    supervisor passes the stop on to its workers as well, so a worker gets SIGTERM twice.
-    aiohttp's own handler raises on every one: the second cancelled the shutdown under way,
-    and with it the services' close (the audit trail's last checkpoint among them).
-    """
-    def stop() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: None)
-        raise web.GracefulExit()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        report = asyncio.run(reconcile_instance(config, clean=True, actor="rssp serve"))
+    except Exception as exc:
+        print(f"rssp: HSM reconciliation skipped ({type(exc).__name__}: {exc})", flush=True)
+        return
+    if report.destroyed:
+        print(f"rssp: destroyed {len(report.destroyed)} orphan HSM key(s) left by interrupted enrollments", flush=True)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -135,75 +96,129 @@ def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
 def serve(directory: Path, host: str | None, port: int | None, workers: int) -> None:
     """Serve until SIGTERM/SIGINT; a development instance's test PKI runs (once) alongside."""
     config = load_config(directory)
-    asyncio.run(_migrate(config.database_url))
-    config = asyncio.run(_sealed_config(config.directory))
-    pki = DevPki.from_config(config.directory, config.section("devpki"))
-    if pki is not None:
-        pki.start()  # before the workers, so their first TSA probes find it listening
+    metrics_dir = metrics.use_multiprocess_dir()  # before anything counts, and before the workers start
     try:
-        _serve(config, host or config.server.host, port or config.server.port, workers)
-    finally:
+        asyncio.run(_migrate(config.database_url))
+        config = asyncio.run(sealed_config(config.directory))
+        if config.hsm.reconcile_on_start:
+            _reconcile(config)
+        pki = DevPki.from_config(config.directory, config.section("devpki"))
         if pki is not None:
-            pki.stop()
+            pki.start()  # before the workers, so their first TSA probes find it listening
+        exposition = None
+        if config.metrics.port:
+            exposition = metrics.serve_metrics(config.metrics.host, config.metrics.port)
+        try:
+            _serve(config, host or config.server.host, port or config.server.port, workers)
+        finally:
+            if exposition is not None:
+                metrics.stop_metrics(exposition)
+            if pki is not None:
+                pki.stop()
+    finally:
+        metrics.remove_multiprocess_dir(metrics_dir)
 
 
 def _serve(config: Config, host: str, port: int, workers: int) -> None:
     scheme = "https" if config.server.tls_certificate else "http"
     print(f"rssp serving {scheme}://{host}:{port}/csc/v2/ with {workers} worker(s)", flush=True)
+    if config.metrics.port:
+        print(f"rssp metrics on http://{config.metrics.host}:{config.metrics.port}/metrics", flush=True)
     if workers <= 1:
-        _run_worker(str(config.directory), host, port, False, config)
+        run_worker(str(config.directory), host, port, False, checked=config)
         return
     _supervise(config, host, port, workers)
 
 
-_STOP_GRACE_SECONDS = 75.0  # aiohttp's own shutdown timeout (60 s) and some margin
-_MIN_UPTIME_SECONDS = 10.0  # a worker that dies sooner is failing to start: do not respawn it
+_MIN_UPTIME_SECONDS = 10.0  # a first-generation worker that dies sooner is failing to start: stop the server
+_MAX_BACKOFF_SECONDS = 30.0
 _STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)  # exit codes of a worker that was stopped, not one that crashed
 
 
+def stop_grace(server: ServerConfig) -> float:
+    """How long workers may take to stop after SIGTERM before they are killed."""
+    return server.shutdown_delay_seconds + server.shutdown_timeout_seconds + 15.0
+
+
+class _Workers:
+    """The worker processes, their start times and how often each slot crashed lately."""
+
+    def __init__(self, config: Config, host: str, port: int, count: int) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+        self.args = (str(config.directory), host, port, True, os.getpid())
+        self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
+        self.started: dict[int, float] = {}
+        self.first: dict[int, bool] = {}
+        self.crashes: dict[int, int] = {i: 0 for i in range(count)}
+        self.due: dict[int, float] = {}  # slot -> when its replacement may start (backoff)
+        for i in range(count):
+            self.start(i, first=True)
+
+    def start(self, i: int, first: bool = False) -> None:
+        self.procs[i] = self.ctx.Process(target=run_worker, args=self.args)
+        self.started[i], self.first[i] = time.monotonic(), first
+        self.procs[i].start()
+
+    def alive(self) -> list[multiprocessing.process.BaseProcess]:
+        return [p for p in self.procs.values() if p.is_alive()]
+
+
 def _supervise(config: Config, host: str, port: int, workers: int) -> None:
-    """Run ``workers`` processes; respawn one that dies while serving; stop them all on SIGTERM/SIGINT.
+    """Run ``workers`` processes; respawn one that dies while serving (with backoff); stop them all on SIGTERM/SIGINT.
 
     A worker that does not exit within the grace period after the stop is killed, so the
     command always returns (a worker stuck in a blocked thread must not hold the port for ever).
+    Each worker dies with this process however it dies (:func:`rssp.serving.die_with_parent`).
     """
-    ctx = multiprocessing.get_context("spawn")
-    args = (str(config.directory), host, port, True)
-    procs = {i: ctx.Process(target=_run_worker, args=args) for i in range(workers)}
-    started = {i: time.monotonic() for i in procs}
-    for proc in procs.values():
-        proc.start()
+    pool = _Workers(config, host, port, workers)
     stopping: list[float] = []
 
     def stop(_signum: int, _frame: object) -> None:
         stopping.append(time.monotonic())
-        for proc in procs.values():
-            if proc.is_alive():
-                proc.terminate()
+        for proc in pool.alive():
+            proc.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     failed = False
-    while any(proc.is_alive() for proc in procs.values()) or (not stopping and not failed):
-        for i, proc in list(procs.items()):
-            proc.join(0.2)
-            if proc.is_alive() or stopping or failed:
+    grace = stop_grace(config.server)
+    while pool.alive() or pool.due or (not stopping and not failed):
+        for i, proc in list(pool.procs.items()):
+            proc.join(0.2 / workers)
+            if proc.is_alive() or i in pool.due or stopping or failed:
                 continue
-            if proc.exitcode in _STOPPED:  # told to stop (e.g. the group's SIGTERM reached it first)
-                stop(signal.SIGTERM, None)
-                continue
-            if time.monotonic() - started[i] < _MIN_UPTIME_SECONDS:
-                print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
-                failed = True
-                stop(signal.SIGTERM, None)
-                continue
-            print(f"rssp: worker {proc.pid} exited with {proc.exitcode}; starting another", flush=True)
-            procs[i] = ctx.Process(target=_run_worker, args=args)
-            started[i] = time.monotonic()
-            procs[i].start()
-        if stopping and time.monotonic() - stopping[0] > _STOP_GRACE_SECONDS:
-            for proc in procs.values():
-                if proc.is_alive():
-                    proc.kill()
-    clean = not failed and all(proc.exitcode in _STOPPED for proc in procs.values())
+            failed = _worker_exited(pool, i, proc, stop)
+        _start_due(pool, stopping or failed)
+        if stopping and time.monotonic() - stopping[0] > grace:
+            for proc in pool.alive():
+                proc.kill()
+    clean = not failed and all(proc.exitcode in _STOPPED for proc in pool.procs.values())
     sys.exit(0 if clean else 1)
+
+
+def _worker_exited(pool: _Workers, i: int, proc: multiprocessing.process.BaseProcess, stop) -> bool:  # type: ignore[no-untyped-def]
+    """Decide what a dead worker means; True if the server must stop as failed."""
+    metrics.worker_gone(proc.pid or 0)
+    if proc.exitcode in _STOPPED:  # told to stop (e.g. the group's SIGTERM reached it first)
+        stop(signal.SIGTERM, None)
+        return False
+    uptime = time.monotonic() - pool.started[i]
+    if pool.first[i] and uptime < _MIN_UPTIME_SECONDS:
+        print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
+        stop(signal.SIGTERM, None)
+        return True
+    pool.crashes[i] = pool.crashes[i] + 1 if uptime < _MIN_UPTIME_SECONDS else 0
+    delay = min(_MAX_BACKOFF_SECONDS, 2.0 ** pool.crashes[i] - 1)  # 0 s after a worker that served a while
+    print(f"rssp: worker {proc.pid} exited with {proc.exitcode}; starting another in {delay:.0f}s", flush=True)
+    pool.due[i] = time.monotonic() + delay
+    return False
+
+
+def _start_due(pool: _Workers, stopping: object) -> None:
+    now = time.monotonic()
+    for i, when in list(pool.due.items()):
+        if stopping:
+            del pool.due[i]
+        elif now >= when:
+            del pool.due[i]
+            pool.start(i)

@@ -173,6 +173,15 @@ class PgCluster:
             except Exception:
                 pass
 
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: sessions are terminated), keeping its data; :meth:`resume` restarts it."""
+        self._run([os.path.join(self.bindir, "pg_ctl"), "stop", "-D", self.datadir, "-m", "fast", "-w", "-t", "60"])
+
+    def resume(self) -> None:
+        """Start the server again on the same port with the same data."""
+        self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-D", self.datadir, "-l", self.logfile,
+                   "-w", "-t", "60"])
+
     def log_tail(self, n: int = 40) -> str:
         try:
             with open(self.logfile, errors="replace") as f:

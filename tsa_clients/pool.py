@@ -10,7 +10,12 @@ HTTP status, refused token) puts the TSA in cool-down for ``cooldown_seconds``, 
 it is skipped and reported ``unavailable``. When the cool-down ends a background prober
 sends it a real request (random hash, full verification); success makes it ``available``
 again, failure starts a new cool-down. Requests may also try it once the cool-down is over,
-so recovery does not depend on the prober alone.
+so recovery does not depend on the prober alone. A healthy TSA is probed too, every
+``probe_interval_seconds`` after its last success (#18: a TSA nobody names could die and
+still be listed ``available`` for as long as nobody used it).
+
+Every call is counted (``rssp_tsa_requests_total`` by TSA and outcome), and a request that
+leaves a failed TSA for the next candidate counts a failover of the one it left.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rssp import plugins
+from rssp import metrics, plugins
 from rssp.tsa import (
     Timestamp,
     TimestampRequest,
@@ -52,6 +57,7 @@ class Member:
     client: TsaClient
     down_until: float = 0.0  # monotonic time the cool-down ends; 0 = healthy
     next_probe: float = 0.0  # monotonic time the prober may try it again
+    next_check: float = 0.0  # monotonic time a healthy TSA is probed again (probe_interval_seconds)
     failed: bool = False  # True from a failure until the next success
     last: VerifiedToken | None = None  # the newest verified token (its certificate feeds timestamps/info)
     probing: bool = False
@@ -96,6 +102,7 @@ class TsaPool:
     async def start(self) -> None:
         for member in self.members:
             await member.client.start()
+            member.next_check = self._clock() + self.settings.probe_interval_seconds
         if self.settings.probe_on_start:
             for member in self.members:
                 if member.settings.enabled:
@@ -138,12 +145,16 @@ class TsaPool:
     async def timestamp(self, request: TimestampRequest) -> Timestamp:
         candidates = self._candidates(request)
         nonce = request.nonce if request.nonce is not None else secrets.randbits(64)
+        left: Member | None = None
         for member in candidates:
             if not member.eligible(self._clock()):
                 continue
+            if left is not None:
+                metrics.m().tsa_failovers.labels(left.id).inc()
             token = await self._attempt(member, request.digest, request.hash_oid, nonce)
             if token is not None:
                 return Timestamp(member.id, token)
+            left = member
         raise TsaUnavailable(request.timestamp_id or "*")
 
     async def _attempt(self, member: Member, digest: bytes, hash_oid: str, nonce: int) -> VerifiedToken | None:
@@ -151,9 +162,11 @@ class TsaPool:
             token = await member.client.request(digest, hash_oid, nonce)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of one TSA is a reason to try the next
+        except Exception as exc:
+            metrics.m().tsa_calls.labels(member.id, "failed").inc()
             self._mark_failed(member, exc)
             return None
+        metrics.m().tsa_calls.labels(member.id, "ok").inc()
         self._mark_ok(member, token)
         return token
 
@@ -175,6 +188,7 @@ class TsaPool:
         member.failed = False
         member.down_until = 0.0
         member.last = token
+        member.next_check = self._clock() + self.settings.probe_interval_seconds
 
     def _spawn_probe(self, member: Member) -> None:
         member.probing = True
@@ -190,16 +204,26 @@ class TsaPool:
             await self._attempt(member, digest, hash_oid, secrets.randbits(64))
         finally:
             member.probing = False
+            self._wake.set()  # the loop may be asleep with no deadline for this member
+
+    def _due(self, member: Member) -> float | None:
+        """When the prober should next try ``member`` (monotonic), or None for never."""
+        if not member.settings.enabled:
+            return None
+        if member.failed:
+            return member.next_probe
+        return member.next_check if self.settings.probe_interval_seconds > 0 else None
 
     async def _probe_loop(self) -> None:
-        """Probe every TSA whose cool-down is over; sleep until the next cool-down ends."""
+        """Probe every TSA that is due (cool-down over, or healthy and unchecked for the interval)."""
         while True:
+            self._wake.clear()  # before the scan: a probe that ends after it wakes the wait below
             now = self._clock()
             for member in self.members:
-                if member.failed and member.settings.enabled and not member.probing and now >= member.next_probe:
+                due = self._due(member)
+                if due is not None and not member.probing and now >= due:
                     self._spawn_probe(member)
-            waits = [m.next_probe - now for m in self.members if m.failed and m.next_probe > now]
-            self._wake.clear()
+            waits = [d - now for d in (self._due(m) for m in self.members if not m.probing) if d is not None and d > now]
             woken = asyncio.ensure_future(self._wake.wait())
             try:  # asyncio.wait, not wait_for: a cancelled close() must not be held up by the inner wait
                 await asyncio.wait({woken}, timeout=max(0.05, min(waits, default=60.0)))

@@ -76,6 +76,7 @@ class PoolSettings:
     tsas: tuple[TsaSettings, ...]
     cooldown_seconds: float = 30.0
     probe_on_start: bool = True
+    probe_interval_seconds: float = 60.0  # a healthy TSA is probed this often too; 0: only failed ones
     raw: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # each TSA's table, for plug-ins
 
 
@@ -240,5 +241,6 @@ def parse_pool(section: dict[str, Any], directory: Path) -> PoolSettings:
         tsas=tuple(tsas),
         cooldown_seconds=r.number("cooldown_seconds", 30.0, 0.0),
         probe_on_start=r.get("probe_on_start", bool, True),
+        probe_interval_seconds=r.number("probe_interval_seconds", 60.0, 0.0),
         raw={tsa_id: dict(table) for tsa_id, table in tables.items()},
     )

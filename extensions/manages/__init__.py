@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from extensions.manages import handlers
+from extensions.manages import handlers, schemas
 from extensions.manages.clients import MANAGE_SCOPE
 from rssp.api.registry import Method, Registry
 from rssp.ca_registry import CAPolicy, ca_policy
@@ -39,9 +39,9 @@ def setup(app: web.Application, registry: Registry, services: Services) -> None:
         log.info("no CA configured in [ca]: manages/* not mounted")
         return
     services.extras[handlers.POLICIES] = _policies(services)
-    registry.add(Method("manages/login", handlers.login, auth="custom", empty_body=True))
-    registry.add(Method("manages/generateKey", handlers.generate_key, scopes=_MANAGE))
-    registry.add(Method("manages/linkEid", handlers.link_eid, scopes=_MANAGE))
-    registry.add(Method("manages/authorize", handlers.authorize, scopes=_MANAGE))
-    registry.add(Method("manages/linkCert", handlers.link_cert, scopes=_MANAGE))
-    registry.add(Method("manages/deleteKey", handlers.delete_key, scopes=_MANAGE))
+    registry.add(Method("manages/login", handlers.login, auth="custom", empty_body=True, doc=schemas.LOGIN))
+    registry.add(Method("manages/generateKey", handlers.generate_key, scopes=_MANAGE, doc=schemas.GENERATE_KEY))
+    registry.add(Method("manages/linkEid", handlers.link_eid, scopes=_MANAGE, doc=schemas.LINK_EID))
+    registry.add(Method("manages/authorize", handlers.authorize, scopes=_MANAGE, doc=schemas.AUTHORIZE))
+    registry.add(Method("manages/linkCert", handlers.link_cert, scopes=_MANAGE, doc=schemas.LINK_CERT))
+    registry.add(Method("manages/deleteKey", handlers.delete_key, scopes=_MANAGE, doc=schemas.DELETE_KEY))

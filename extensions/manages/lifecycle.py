@@ -35,6 +35,7 @@ from rssp.api.parse import encode_b64
 from rssp.audit import record
 from rssp.auth.secrets import new_id
 from rssp.ca_registry import CAPolicy
+from rssp.credentials.keylabel import make_label
 from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm import HsmError, KeyNotFound
@@ -123,7 +124,7 @@ async def generate_key(services: Services, caller: Caller, policy: CAPolicy, req
 async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id: str,
                     request_id: str | None) -> dict[str, Any]:
     credential_id = new_id(12)
-    key = await services.hsm.generate_key_pair(req.spec, label=f"cred-{credential_id}")
+    key = await services.hsm.generate_key_pair(req.spec, label=make_label(credential_id))
     now = time.time()
     values = dict(
         id=credential_id, user_id=user_id, description=req.description, level=req.level, key_kind=req.spec.kind,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from extensions.timestamps import handlers
+from extensions.timestamps import handlers, schemas
 from rssp.api.registry import Method, Registry
 from rssp.services import Services
 from rssp.tsa import TSA_POOL
@@ -40,6 +40,6 @@ def setup(app: web.Application, registry: Registry, services: Services) -> None:
         await pool.close()
 
     app.cleanup_ctx.append(pool_ctx)
-    registry.add(Method("signatures/timestamp", handlers.timestamp))
-    registry.add(Method("timestamps/list", handlers.list_tsas))
-    registry.add(Method("timestamps/info", handlers.tsa_info))
+    registry.add(Method("signatures/timestamp", handlers.timestamp, doc=schemas.TIMESTAMP))
+    registry.add(Method("timestamps/list", handlers.list_tsas, doc=schemas.LIST))
+    registry.add(Method("timestamps/info", handlers.tsa_info, doc=schemas.INFO))

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from extensions.validates import handlers
+from extensions.validates import handlers, schemas
 from extensions.validates.engine import ValidationEngine
 from extensions.validates.settings import load_settings
 from rssp.api.registry import Method, Registry
@@ -45,5 +45,5 @@ def setup(app: web.Application, registry: Registry, services: Services) -> None:
         await engine.close()
 
     app.cleanup_ctx.append(engine_ctx)
-    registry.add(Method("validates/validSign", handlers.valid_sign))
-    registry.add(Method("validates/validCert", handlers.valid_cert))
+    registry.add(Method("validates/validSign", handlers.valid_sign, doc=schemas.VALID_SIGN))
+    registry.add(Method("validates/validCert", handlers.valid_cert, doc=schemas.VALID_CERT))

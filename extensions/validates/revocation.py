@@ -32,6 +32,7 @@ from asn1crypto import crl, ocsp, x509
 from pyhanko_certvalidator.util import issuer_serial
 
 from extensions.validates.outbound import FetchBudget, FetchFailed
+from rssp import metrics
 
 
 @dataclass
@@ -106,13 +107,17 @@ class RevocationCache:
                   next_update: Callable[[Any], datetime | None]) -> Any:
         """The cached value for ``key``, or ``fetch()`` once for all concurrent askers."""
         value, pending, mine = self._lookup(key)
+        counted = metrics.m()
+        counted.revocation_cache.labels(key[0], "miss" if mine else "hit").inc()
         if pending is None:
             return value
         if not mine:
             return await asyncio.shield(asyncio.wrap_future(pending))
         try:
             value = await fetch()
+            counted.revocation_fetches.labels(key[0], "ok").inc()
         except BaseException as exc:
+            counted.revocation_fetches.labels(key[0], "failed").inc()
             with self._lock:
                 del self._inflight[key]
             # the others get a fetch failure of their own, never this request's cancellation

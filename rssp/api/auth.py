@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record, typed_name_actor
 from rssp.auth.basic import MalformedBasic, NotBasic, split_basic
@@ -76,5 +77,5 @@ async def revoke(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("auth/login", login, auth="custom", empty_body=True))
-    registry.add(Method("auth/revoke", revoke))
+    registry.add(Method("auth/login", login, auth="custom", empty_body=True, doc=schemas.LOGIN))
+    registry.add(Method("auth/revoke", revoke, doc=schemas.REVOKE))

@@ -7,10 +7,12 @@ from aiohttp import web
 from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, decode_b64, is_text
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
-from rssp.errors import invalid_param, invalid_request, missing_param, unknown_credential
+from rssp import metrics
+from rssp.errors import CSCError, credential_locked, invalid_param, invalid_request, missing_param, unknown_credential
 from rssp.hsm.types import HashName
 from rssp.sam.factors import Factors, check_factors
 from rssp.sam.sad import SadGrant, extend_sad, insert_sad
@@ -140,9 +142,14 @@ async def authorize(call: Call) -> web.Response:
         raise missing_param("array", "hashes")
     body.string("description", max_len=500)
     factors = parse_factors(body)
-    await check_factors(services.store, services.hsm, cred, factors,
-                        max_failures=services.config.security.max_failed_attempts,
-                        actor=call.user.user_id, client_ip=call.ip)
+    try:
+        await check_factors(services.store, services.hsm, cred, factors,
+                            max_failures=services.config.security.max_failed_attempts,
+                            actor=call.user.user_id, client_ip=call.ip)
+    except CSCError as refused:
+        if refused.description == credential_locked().description:
+            metrics.m().lockouts.inc()
+        raise
     ttl = services.config.security.sad_ttl_seconds
     grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
     async with services.store.write() as conn:
@@ -163,7 +170,7 @@ async def extend_transaction(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("credentials/list", list_, empty_body=True))
-    registry.add(Method("credentials/info", info))
-    registry.add(Method("credentials/authorize", authorize))
-    registry.add(Method("credentials/extendTransaction", extend_transaction))
+    registry.add(Method("credentials/list", list_, empty_body=True, doc=schemas.LIST))
+    registry.add(Method("credentials/info", info, doc=schemas.CREDENTIAL_INFO))
+    registry.add(Method("credentials/authorize", authorize, doc=schemas.AUTHORIZE))
+    registry.add(Method("credentials/extendTransaction", extend_transaction, doc=schemas.EXTEND))

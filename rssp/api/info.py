@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from rssp.algorithms import HASH_DISPLAY, SIGN_ALGOS
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.api.signdoc_request import ENVELOPES, FORMATS
 
@@ -42,4 +43,4 @@ async def info(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("info", info, auth="none", empty_body=True))
+    registry.add(Method("info", info, auth="none", empty_body=True, doc=schemas.INFO))

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from rssp import metrics
 from rssp.api.parse import Body
 from rssp.errors import CSCError, invalid_request
+from rssp.store.errors import database_unavailable
 
 log = logging.getLogger("rssp.api")
 
@@ -62,9 +65,27 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             log.error("HTTP %s on %s", exc.status, request.path)
             return error_response(CSCError(500, "server_error", "Internal error"))
         return error_response(CSCError(exc.status, "invalid_request", exc.reason or "Invalid request"))
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            return _unavailable(request, exc)
         log.exception("unhandled error on %s", request.path)
         return error_response(CSCError(500, "server_error", "Internal error"))
+
+
+UNAVAILABLE = CSCError(503, "temporarily_unavailable", "The service is temporarily unavailable",
+                       headers={"Retry-After": "1"})
+_quiet_until = [0.0]  # one warning per second per process while the database is away, not one per request
+
+
+def _unavailable(request: web.Request, exc: BaseException) -> web.Response:
+    """The database cannot be used now: 503 with Retry-After, one log line (no traceback) per second."""
+    metrics.m().db_unavailable.inc()
+    now = time.monotonic()
+    if now >= _quiet_until[0]:
+        _quiet_until[0] = now + 1.0
+        log.warning("database unavailable (%s: %s); answering 503 (first seen on %s)", type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "", request.path[:200])
+    return error_response(UNAVAILABLE)
 
 
 def complete_body(timeout: float, max_bytes: int) -> Middleware:

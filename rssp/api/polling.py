@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from rssp.api.parse import Body
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.errors import invalid_param, invalid_request
 from rssp.jobs.store import NewJob, outcome_for
@@ -72,4 +73,5 @@ async def sign_polling(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("signatures/signPolling", sign_polling, scopes=frozenset({"service", "credential"})))
+    registry.add(Method("signatures/signPolling", sign_polling, scopes=frozenset({"service", "credential"}),
+                        doc=schemas.SIGN_POLLING))

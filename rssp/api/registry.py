@@ -15,6 +15,7 @@ from aiohttp import web
 
 from rssp.api.middleware import client_ip, read_body
 from rssp.api.parse import Body
+from rssp.api.schema import Doc
 from rssp.auth.tokens import Principal
 from rssp.errors import CSCError, invalid_request, invalid_token, wrong_scope
 from rssp.services import Services
@@ -60,6 +61,7 @@ class Method:
     empty_body: bool = False
     fast_path: FastPath | None = None  # must have no effect when it returns None
     large_body: bool = False  # takes whole documents: bodies up to Config.max_request_bytes
+    doc: Doc | None = None  # request/response schemas for the served OpenAPI (rssp.api.openapi)
 
 
 @dataclass

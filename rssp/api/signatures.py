@@ -10,6 +10,7 @@ from rssp.api.credentials import own_credential, parse_digests
 from rssp.api.middleware import client_ip
 from rssp.api.parse import Body, decode_b64, encode_b64
 from rssp.api.polling import accepted, async_request
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry, bearer_token, method_body
 from rssp.errors import CSCError, missing_param, unknown_credential
 from rssp.jobs.sign_hash import new_job
@@ -96,7 +97,8 @@ def sad_or_credential_token(call: Call, credential_id: str | None) -> str:
     return sad
 
 
-METHOD = Method("signatures/signHash", sign_hash, scopes=_SCOPES, fast_path=sign_hash_in_one_hop)
+METHOD = Method("signatures/signHash", sign_hash, scopes=_SCOPES, fast_path=sign_hash_in_one_hop,
+                doc=schemas.SIGN_HASH)
 
 
 def register(registry: Registry) -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from rssp.api.credentials import own_credential
 from rssp.api.polling import accepted, async_request
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.api.signatures import SCOPES, sad_or_credential_token
 from rssp.api.signdoc_request import parse_request, plan_outputs
@@ -75,4 +76,4 @@ def _pool(call: Call, timestamp_id: str | None, needed: bool) -> TimestampAuthor
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("signatures/signDoc", sign_doc, scopes=SCOPES, large_body=True))
+    registry.add(Method("signatures/signDoc", sign_doc, scopes=SCOPES, large_body=True, doc=schemas.SIGN_DOC))

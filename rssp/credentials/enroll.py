@@ -27,6 +27,7 @@ from rssp.ca import CAConnector, CAError, issue_with
 from rssp.errors import OperatorError
 from rssp.hsm import Hsm
 from rssp.hsm.types import KeySpec
+from rssp.credentials.keylabel import make_label  # who made the key: rssp doctor tells orphans
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.store import Store
 from rssp.store.schema import credentials
@@ -74,7 +75,7 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
     if user is None:
         raise EnrollmentError(f"no user {req.username!r}")
     credential_id = new_id(12)
-    key = await hsm.generate_key_pair(req.key_spec, label=f"cred-{credential_id}")
+    key = await hsm.generate_key_pair(req.key_spec, label=make_label(credential_id))
     try:
         subject = parse_subject(req.subject_dn or f"CN={req.username}")
         signing_key = hsm_signing_key(hsm, key.key_id, key.public_key_der)

@@ -44,6 +44,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
+from rssp import metrics
 from rssp.coalesce import Coalescer, Outcome
 from rssp.threads import named_pool
 
@@ -451,9 +452,13 @@ class Hsm:
         await self.close()
 
     async def _submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` on the HSM thread without blocking the event loop."""
+        """Run ``fn`` on the HSM thread without blocking the event loop (timed: ``rssp_hsm_call_duration_seconds``)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(hsm_executor(), functools.partial(fn, *args, **kwargs))
+        start = time.perf_counter()
+        try:
+            return await loop.run_in_executor(hsm_executor(), functools.partial(fn, *args, **kwargs))
+        finally:
+            metrics.m().hsm_latency.labels(_operation(fn)).observe(time.perf_counter() - start)
 
     def _require(self) -> _TokenSession:
         if self._token is None:
@@ -490,6 +495,13 @@ class Hsm:
         if token is not None:
             await self._submit(_close_token, token)
 
+    async def ping(self) -> None:
+        """One real round trip to the token (an object search); HsmError if it cannot be used.
+
+        For readiness checks: the session is logged in, the token answers, the HSM thread is free.
+        """
+        await self._submit(self._ping_sync)
+
     # -- key pairs ----------------------------------------------------------------------------
 
     async def generate_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey:
@@ -503,6 +515,10 @@ class Hsm:
     async def has_key(self, key_id: str) -> bool:
         """Whether a private key with that CKA_ID exists (searches the token, no cache)."""
         return await self._submit(self._has_key_sync, key_id)
+
+    async def key_pairs(self) -> list[tuple[str, str]]:
+        """(key ID in hex, label) of every private key on the token (for reconciliation)."""
+        return await self._submit(self._key_pairs_sync)
 
     async def destroy_key(self, key_id: str) -> None:
         """Destroy the private and public key objects with that CKA_ID; KeyNotFound if none."""
@@ -581,6 +597,12 @@ class Hsm:
             raise KeyNotFound("no public key with that key ID") if not found else _ambiguous()
         return _spki_of(found[0])
 
+    @_guard("token check")
+    def _ping_sync(self) -> None:
+        session = self._require().session
+        _find_all(session, ObjectClass.SECRET_KEY, {Attribute.LABEL: "rssp-readiness-probe"})
+        session.token.slot.get_token()  # CKR_TOKEN_NOT_PRESENT once the token is gone
+
     @_guard("key lookup")
     def _has_key_sync(self, key_id: str) -> bool:
         try:
@@ -588,6 +610,15 @@ class Hsm:
         except KeyNotFound:
             return False
         return bool(_find_all(self._require().session, ObjectClass.PRIVATE_KEY, attrs))
+
+    @_guard("key listing")
+    def _key_pairs_sync(self) -> list[tuple[str, str]]:
+        found = _find_all(self._require().session, ObjectClass.PRIVATE_KEY, {})
+        out = []
+        for key in found:
+            attrs = key.get_attributes([Attribute.ID, Attribute.LABEL])
+            out.append((bytes(attrs[Attribute.ID] or b"").hex(), str(attrs[Attribute.LABEL] or "")))
+        return out
 
     @_guard("key destruction")
     def _destroy_sync(self, key_id: str) -> None:
@@ -705,6 +736,12 @@ class Hsm:
 # --------------------------------------------------------------------------------------------
 # Small HSM-thread helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _operation(fn: Callable[..., Any]) -> str:
+    """A metric label for an HSM-thread function: ``_sign_jobs_sync`` -> ``sign_jobs``."""
+    name = getattr(fn, "__name__", "other").strip("_")
+    return name[:-5] if name.endswith("_sync") else name
 
 
 def _by_id(key_id: str) -> dict[Attribute, Any]:

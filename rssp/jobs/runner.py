@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rssp import metrics
 from rssp.config import AsyncConfig
 from rssp.errors import CSCError
 from rssp.jobs import store as jobs
@@ -26,6 +27,7 @@ from rssp.jobs.callback import notify
 from rssp.jobs.kinds import kind_function, known_kinds
 from rssp.jobs.store import Job
 from rssp.store import Store
+from rssp.store.errors import database_unavailable
 
 if TYPE_CHECKING:
     from rssp.services import Services
@@ -80,8 +82,12 @@ class JobRunner:
             try:
                 await self._sweep()
                 await self._claim_while_free()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the runner
-                log.exception("job runner: a round failed; trying again at the next one")
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the runner
+                if database_unavailable(exc):  # one line, not a traceback per round while the database is away
+                    log.warning("job runner: database unavailable (%s); trying again at the next round",
+                                type(exc).__name__)
+                else:
+                    log.exception("job runner: a round failed; trying again at the next one")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_seconds)
             except TimeoutError:
@@ -113,6 +119,7 @@ class JobRunner:
         swept = await jobs.sweep(self.store, self.settings.max_attempts)
         for job in swept.failed:
             self._notify(job)
+        metrics.m().jobs_queued.set(await jobs.queued(self.store))
 
     async def _run(self, job: Job) -> None:
         ended = asyncio.Event()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from rssp.audit import write_record
@@ -218,6 +218,12 @@ async def sweep(store: Store, max_attempts: int) -> Swept:
     """Delete the jobs past their validity period; fail those whose every claim ended in a crash."""
     result: Swept = await store.transaction(partial(_sweep, max_attempts))
     return result
+
+
+async def queued(store: Store) -> int:
+    """Jobs waiting for a worker, in the whole database (the ``rssp_async_jobs_queued`` gauge)."""
+    query = select(func.count()).select_from(jobs).where(jobs.c.status == "pending")
+    return int(await store.query(lambda conn: conn.execute(query).scalar()) or 0)
 
 
 def _outcome(row: Row | None) -> Outcome | None:

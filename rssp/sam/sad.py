@@ -19,10 +19,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection
 
+from rssp import metrics
 from rssp.audit import write_record
 from rssp.auth.secrets import digest, new_secret
 from rssp.auth.tokens import principal_for
-from rssp.errors import invalid_request, invalid_sad, unknown_credential, wrong_scope
+from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential, wrong_scope
 from rssp.store import Conn, Store
 from rssp.store.prepared import Prepared
 from rssp.store.schema import credentials, sad_hashes, sads, tokens
@@ -106,7 +107,12 @@ async def spend_sad(store: Store, sad: str, spend: Spend, then: Callable[[Connec
     runs in the same transaction after a successful spend (an asynchronous job's row).
     """
     spend_it = partial(_spend, digest(sad), spend)
-    await store.transaction(spend_it if then is None else partial(_in_turn, spend_it, then))
+    try:
+        await store.transaction(spend_it if then is None else partial(_in_turn, spend_it, then))
+    except CSCError:
+        metrics.m().sad.labels("refused").inc()
+        raise
+    metrics.m().sad.labels("spent").inc()
 
 
 def _in_turn(first: Callable[[Connection], object], then: Callable[[Connection], object], conn: Connection) -> None:
@@ -122,6 +128,7 @@ async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], 
     mismatch raises before anything is written.
     """
     await store.transaction(partial(_spend_for_token, digest(token), scopes, digest(sad), spend))
+    metrics.m().sad.labels("spent").inc()  # a refusal here is retried the ordinary way, which counts it
 
 
 def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:

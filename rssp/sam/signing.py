@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
+from rssp import metrics
 from rssp.algorithms import check_digest, resolve_mechanism
 from rssp.audit import record
 from rssp.credentials import Credential
@@ -105,6 +106,7 @@ class SigningService:
         if not await self.verifier.all_valid(cred.public_key, mechanism, digests, signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
+        metrics.m().signatures.labels(f"{cred.key_kind}-{cred.curve or cred.key_len}", str(cred.level)).inc(len(signatures))
         return signatures
 
     async def _record(self, req: SignRequest, outcome: str, reason: str) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from rssp.store.db import create_postgres_engine, normalise_url
-from rssp.store.migrations import apply_migrations
+from rssp.store.migrations import LATEST, apply_migrations, current_version
 from rssp.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -82,7 +82,13 @@ def open_store(url: str) -> SqliteStore | PostgresStore:
 
 
 async def migrate(store: Store) -> int:
-    """Apply every pending schema step; return the schema version now in force."""
+    """Apply every pending schema step; return the schema version now in force.
+
+    An up-to-date database is only read: a server (or a second host) can start on a database
+    it cannot write at that moment, and answers 503 until it can (#18).
+    """
+    if await store.query(current_version) >= LATEST:
+        return LATEST
     return await store.transaction(apply_migrations)
 
 

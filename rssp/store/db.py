@@ -18,8 +18,21 @@ def normalise_url(url: str) -> str:
     return url
 
 
+CONNECT_TIMEOUT_SECONDS = 5.0  # a PostgreSQL server that does not answer a connect: 503 after this, not a hang
+POOL_TIMEOUT_SECONDS = 10.0  # waiting for a free pooled connection
+COMMAND_TIMEOUT_SECONDS = 60.0  # one statement; none of rssp's take more than milliseconds
+SQLITE_BUSY_TIMEOUT_MS = 5000  # another program holding SQLite's lock; the server's processes queue on a flock
+
+
 def create_postgres_engine(url: str) -> AsyncEngine:
-    return create_async_engine(url, pool_size=10, max_overflow=10)
+    """A pool of asyncpg connections that fails fast while the server is away and heals by itself.
+
+    A connection broken by a server restart is a "disconnect" to SQLAlchemy: it invalidates
+    the whole pool, so the next checkouts connect afresh instead of failing on stale ones.
+    """
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=POOL_TIMEOUT_SECONDS,
+                               connect_args={"timeout": CONNECT_TIMEOUT_SECONDS,
+                                             "command_timeout": COMMAND_TIMEOUT_SECONDS})
 
 
 def sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -29,7 +42,7 @@ def sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 

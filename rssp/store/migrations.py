@@ -91,12 +91,38 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
 ]
 
 
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version in force, read without writing anything (0 for an empty database)."""
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())).scalar() or 0
+
+
 def _current(conn: Connection) -> int:
     _version_meta.create_all(conn)
     return conn.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())).scalar() or 0
 
 
+# pg_advisory_xact_lock key: "rssp" in ASCII. Held until the migrating transaction ends.
+_MIGRATION_LOCK = 0x72737370
+
+
+def _lock(conn: Connection) -> None:
+    """One migrator at a time across hosts (#18: two hosts starting on an empty database).
+
+    Without it both saw no schema_version table and both created it, and one failed with an
+    IntegrityError on PostgreSQL's catalog. The second now waits, then finds the work done.
+    SQLite needs nothing here: its write transactions are serial (``BEGIN IMMEDIATE``).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+
+
 def apply_migrations(conn: Connection) -> int:
+    _lock(conn)
     current = _current(conn)
     for number, step in MIGRATIONS:
         if number > current:

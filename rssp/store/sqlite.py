@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from rssp.coalesce import Coalescer, Outcome
 from rssp.store.db import sqlite_begin, sqlite_pragmas
+from rssp.store.errors import database_unavailable
 from rssp.store.group import Work, run_each, run_grouped
 from rssp.store.writer_lock import WriterLock
 from rssp.threads import named_pool
@@ -101,7 +102,12 @@ class WriteTransaction:
         return await self._store.call(lambda: fn(self._connection()))
 
     def _execute(self, statement: Any, parameters: Any) -> BufferedResult:
-        return BufferedResult(self._connection().execute(statement, parameters))
+        conn = self._connection()
+        try:
+            return BufferedResult(conn.execute(statement, parameters))
+        except Exception as exc:
+            self._store.forget_on(exc, write=True)  # a read-only or locked database: reopen next time
+            raise
 
     def _connection(self) -> Connection:
         if self._conn is None:  # begin lazily: the first statement pays no extra hop
@@ -124,8 +130,11 @@ class WriteTransaction:
                 self._conn.commit()
             else:
                 self._conn.rollback()
+        except Exception as exc:
+            self._store.forget_on(exc, write=True)
+            raise
         finally:
-            if self._conn.in_transaction():  # a failed commit: never leave the held connection mid-transaction
+            if not self._conn.closed and self._conn.in_transaction():  # never leave it mid-transaction
                 self._conn.rollback()
             self._conn = None
             self._store.writer_lock.release()
@@ -191,21 +200,34 @@ class SqliteStore:
 
     async def _write_batch(self, fns: list[Work]) -> list[Outcome]:
         def in_thread() -> list[Outcome]:
-            conn = self.held_connection(write=True)
-            with self.writer_lock.held(), conn.begin():
-                return run_grouped(conn, fns)
+            try:
+                with self.writer_lock.held():
+                    conn = self.held_connection(write=True)
+                    with conn.begin():
+                        outcomes = run_grouped(conn, fns)
+            except Exception as exc:
+                self.forget_on(exc, write=True)
+                raise
+            for ok, value in outcomes:
+                if not ok:
+                    self.forget_on(value, write=True)
+            return outcomes
 
         async with self._lock():
             return await self.call(in_thread)
 
     async def _read_batch(self, fns: list[Work]) -> list[Outcome]:
         def in_thread() -> list[Outcome]:
-            conn = self.held_connection(write=False)
-            transaction = conn.begin()
             try:
-                return run_each(conn, fns)
-            finally:
-                transaction.rollback()
+                conn = self.held_connection(write=False)
+                transaction = conn.begin()
+                try:
+                    return run_each(conn, fns)
+                finally:
+                    transaction.rollback()
+            except Exception as exc:
+                self.forget_on(exc, write=False)
+                raise
 
         return await self.call(in_thread)
 
@@ -224,6 +246,22 @@ class SqliteStore:
         if conn is None or conn.closed or conn.invalidated:
             conn = self._held[write] = self.engine(write).connect()
         return conn
+
+    def forget_on(self, exc: BaseException, write: bool) -> None:
+        """Drop the held connection after a failure of the database itself (store thread only).
+
+        Why: SQLite opens a file it cannot write read-only and keeps it so; a connection made
+        while the database was read-only (or locked, or its directory gone) would fail for
+        ever after the cause went away (#18). The next use opens a fresh one.
+        """
+        if not database_unavailable(exc):
+            return
+        conn = self._held.pop(write, None)
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
 
     def _close_held(self) -> None:
         for conn in self._held.values():

@@ -1,0 +1,163 @@
+"""One server process: serve the app until SIGTERM, then stop without dropping accepted requests.
+
+The stop, in order (#18):
+
+1. ``/readyz`` answers 503 ``stopping`` and every response says ``Connection: close``;
+2. ``[server] shutdown_delay_seconds`` pass while the port stays open (a load balancer that
+   probes ``/readyz`` takes the host out meanwhile);
+3. the connections the kernel already completed but nobody accepted yet are accepted, and in
+   the same step the listening socket closes (closing it with connections queued would reset
+   them: a client would see its request dropped);
+4. a short linger lets the just-accepted connections deliver their requests; requests in flight
+   (their bodies still arriving included) get ``[server] shutdown_timeout_seconds`` to finish,
+   then the connections close (aiohttp's own shutdown stops reading at once, which would cut a
+   request whose body is still on its way);
+5. the app's clean-up runs: job claims go back, the HSM session logs out, the database closes;
+   the process exits 0.
+
+A worker of ``rssp serve --workers N`` also stops when its supervising process dies, however it
+dies (``prctl(PR_SET_PDEATHSIG)``): no worker keeps serving orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from rssp import logs
+from rssp.config import Config, load_config
+from rssp.config_seal import require_sealed
+from rssp.errors import OperatorError
+from rssp.hsm import Hsm
+from rssp.store import open_store
+
+log = logging.getLogger("rssp.server")
+
+_PR_SET_PDEATHSIG = 1
+_LINGER_SECONDS = 0.5  # step 4: long enough for a request already sent to be read, short enough not to matter
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the parent dies; exit now if it already has (Linux; elsewhere a no-op)."""
+    name = ctypes.util.find_library("c")
+    prctl = getattr(ctypes.CDLL(name, use_errno=True), "prctl", None) if name else None
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the prctl took effect
+        sys.exit(0)
+
+
+async def sealed_config(directory: Path | str) -> Config:
+    """The configuration, read once and checked against its seal; a mismatch is audited and raised."""
+    config = load_config(directory)
+    store = open_store(config.database_url)
+    hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
+    try:
+        await hsm.start()
+        content = await require_sealed(config.directory, store, hsm, actor="rssp serve")
+    finally:
+        await hsm.close()
+        await store.close()
+    return load_config(config.directory, content)
+
+
+def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pid: int | None = None,
+               checked: Config | None = None) -> None:
+    """The body of one server process (a spawned worker, or the only process with ``--workers 1``).
+
+    A spawned worker checks the configuration's seal itself (``checked`` is the parent's check,
+    for the single-process case): a worker started later never serves an unsealed edit.
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    try:
+        config = checked or asyncio.run(sealed_config(directory))
+    except OperatorError as exc:  # the configuration changed since the parent checked it
+        print(f"rssp: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    logs.configure(logs.log_format(config.raw))
+    config = replace(config, server=replace(config.server, host=host, port=port))
+    from rssp.server import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(config, reuse_port))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(config: Config, reuse_port: bool) -> None:
+    from rssp.api.access import TRAFFIC
+    from rssp.app import create_app
+    from rssp.server import tls_context
+
+    app = create_app(config)
+    server = config.server
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           keepalive_timeout=server.keepalive_timeout_seconds,
+                           shutdown_timeout=server.shutdown_timeout_seconds)
+    await runner.setup()
+    ssl_context = tls_context(server)
+    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, ssl_context=ssl_context)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    traffic = app[TRAFFIC]
+    traffic.stopping = True
+    log.info("stopping: readiness off, port open for %ss more", server.shutdown_delay_seconds)
+    await asyncio.sleep(server.shutdown_delay_seconds)
+    await _close_listener(runner, site, ssl_context)
+    await asyncio.sleep(_LINGER_SECONDS)
+    if not await traffic.wait_idle(server.shutdown_timeout_seconds):  # bodies still arriving are read whole
+        log.warning("stopping with %d request(s) still in flight after %ss", traffic.inflight,
+                    server.shutdown_timeout_seconds)
+    await runner.cleanup()
+    log.info("stopped")
+
+
+async def _close_listener(runner: web.AppRunner, site: web.TCPSite, ssl_context: object) -> None:
+    """Accept what the kernel queued, close the listening socket in the same step, then serve those."""
+    listener = getattr(site, "_server", None)  # the asyncio Server behind the site
+    queued = _accept_queued(listener.sockets if listener is not None else ())
+    await site.stop()  # closes the listening socket before any other task runs
+    loop = asyncio.get_running_loop()
+    for conn in queued:
+        try:
+            await loop.connect_accepted_socket(runner.server, conn, ssl=ssl_context)  # type: ignore[arg-type]
+        except OSError:
+            conn.close()
+    if queued:
+        log.info("accepted %d queued connection(s) while closing the port", len(queued))
+
+
+def _accept_queued(sockets: object) -> list[socket.socket]:
+    out: list[socket.socket] = []
+    for listening in sockets:  # type: ignore[attr-defined]
+        dup = socket.socket(fileno=os.dup(listening.fileno()))  # the same socket: closing the copy keeps it
+        try:
+            dup.setblocking(False)
+            while True:
+                try:
+                    conn, _addr = dup.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                conn.setblocking(False)
+                out.append(conn)
+        finally:
+            dup.close()
+    return out

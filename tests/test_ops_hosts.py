@@ -1,0 +1,109 @@
+"""Two hosts of one deployment (#18): one PostgreSQL database, one HSM token (the SoftHSM2 token
+directory of host A, which host B reaches through its ``softhsm2.conf``), the same keys and
+settings, host B made with ``rssp init DIR --join A``. Nothing a request relies on may live in
+one host only: SAD spends, OAuth codes, the signing-key cache, lockout counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+from deployment import make_deployment_minimal
+from manages_helpers import RA, local_ca_issue
+from oauth_helpers import add_client, auth_params, exchange, get_code, pkce
+from ops_helpers import b64, digest, join, login, post, sad_for, sign
+
+EC = "1.2.840.10045.2.1"
+P256 = "1.2.840.10045.3.1.7"
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory, pg_cluster):
+    base = tmp_path_factory.mktemp("hosts")
+    a = make_deployment_minimal(base / "a", pg_cluster.create_database("rssp_two_hosts"))
+    a.add_credential("lock", "signer", "ec-p256")
+    b = join(a, base / "b")
+    assert not (b.directory / "tokens").exists() and (b.directory / "audit-key").read_bytes() == (
+        a.directory / "audit-key").read_bytes()
+    a.start(workers=1)
+    try:
+        b.start(workers=1)
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+async def test_one_signature_sad_is_spent_once_across_hosts(hosts, http):
+    a, b = hosts
+    cred = a.creds["signer"].id
+    token = await login(http, a.base, "signer", "signer-password")
+    h = digest("fifty spenders, one signature")
+    status, out = await sad_for(http, a.base, token, cred, h)
+    assert status == 200, out
+    results = await asyncio.gather(*(sign(http, (a, b)[i % 2].base, token, cred, out["SAD"], h) for i in range(50)))
+    assert sorted(s for s, _ in results).count(200) == 1, results
+    assert {s for s, _ in results} == {200, 400}
+
+
+async def test_an_oauth_code_from_host_a_is_redeemed_on_host_b(hosts, http):
+    a, b = hosts
+    client = add_client(a, "two-hosts", "https://app.example/cb")
+    verifier, challenge = pkce()
+    code = await get_code(a, auth_params(client, challenge, scope="service"), user="signer")
+    status, out = await exchange(http, b, client, code, verifier)
+    assert status == 200, out
+    status, listed = await post(http, a.base, "credentials/list", {}, out["access_token"])
+    assert status == 200 and a.creds["signer"].id in listed["credentialIDs"]
+    status, again = await exchange(http, a, client, code, verifier)  # a code is single-use on every host
+    assert status == 400, again
+
+
+async def _ra_enrolled(http, a) -> str:
+    """A credential of ``signer`` that the local CA's RA enrolls through host A (manages/*)."""
+    client_id, secret = a.manage_clients["local"]
+    ra = RA(http, a, client_id, secret)
+    await ra.login()
+    gen = await ra.ok("manages/generateKey", {"userID": "signer", "keyAlgo": EC, "curve": P256, "level": 1})
+    cred_id = gen["credentialID"]
+    await ra.ok("manages/linkEid", {"credentialID": cred_id, "eids": [{"type": "password", "reference": "246810"}]})
+    csr = await ra.ok("manages/authorize", {"credentialID": cred_id, "subjectDN": "CN=Two Hosts"})
+    chain = local_ca_issue(a, "local", base64.b64decode(csr["csr"]))
+    await ra.ok("manages/linkCert", {"credentialID": cred_id, "certificates": [b64(c) for c in chain]})
+    a.ra = ra
+    return cred_id
+
+
+async def test_a_credential_deleted_through_host_a_is_refused_by_host_b_at_once(hosts, http):
+    a, b = hosts
+    cred = await _ra_enrolled(http, a)
+    token = await login(http, b.base, "signer", "signer-password")
+    first, second = digest("cached on b"), digest("after the delete")
+    for h in (first,):
+        status, out = await sad_for(http, b.base, token, cred, h, pin="246810")
+        assert status == 200, out
+        status, out = await sign(http, b.base, token, cred, out["SAD"], h)
+        assert status == 200, out  # host B has the credential's key in its signing-key cache now
+    status, out = await sad_for(http, b.base, token, cred, second, pin="246810")
+    assert status == 200, out
+    await a.ra.ok("manages/deleteKey", {"credentialID": cred, "reason": "revoked", "requestID": f"del-{cred}"})
+    status, refused = await sign(http, b.base, token, cred, out["SAD"], second)
+    assert status == 400, refused
+    assert refused["error_description"] in ("Invalid parameter credentialID",
+                                            "The credential identified by credentialID is disabled")
+
+
+async def test_lockout_counts_across_hosts(hosts, http):
+    a, b = hosts
+    cred = a.creds["lock"].id
+    token = await login(http, a.base, "signer", "signer-password")
+    for i in range(5):  # max_failed_attempts = 5: three wrong PINs on A, two on B
+        status, out = await sad_for(http, (a, a, a, b, b)[i].base, token, cred, digest(f"wrong {i}"), pin="999999")
+        assert status == 400 and out["error"] == "invalid_authentication_data", out
+    for host in (a, b):
+        status, out = await sad_for(http, host.base, token, cred, digest("right pin, too late"))
+        assert (status, out["error_description"]) == (400, "Credential locked"), out

@@ -1,0 +1,168 @@
+"""Watching a running deployment (#18): /metrics, /healthz and /readyz, the access log, the
+served OpenAPI document, and TSA health learned by probing rather than by traffic.
+
+One development instance (SQLite, ``rssp serve --workers 2``) with ``[metrics] port`` set and
+one extra TSA that nothing names (``auto_select = false``), served by a real TSA the test stops.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+
+import aiohttp
+import pytest
+from deployment import make_deployment_minimal
+from ops_helpers import configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics
+from tsa_helpers import ServerThread, TestPki, TsaServer, animator
+
+from rssp.devpki import free_port
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("observed")
+    thread = ServerThread()
+    port = free_port()
+    pki = TestPki(base / "keys", f"http://127.0.0.1:{port}")
+    servers = [animator(thread, pki, port), TsaServer(thread, pki, "tsa-ec")]
+    dep = make_deployment_minimal(base / "instance", None)
+    dep.metrics_port = with_metrics(dep)
+    root = pki.write_root(base / "spare-root.pem")
+    configure(dep, timestamps={"probe_interval_seconds": 1, "cooldown_seconds": 1})
+    raw_tsa = {"url": f"{servers[1].url}/ok", "anchors": [str(root)], "auto_select": False}
+    path = dep.directory / "rssp.toml"
+    path.write_text(path.read_text() + "\n[timestamps.tsa.spare]\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in raw_tsa.items()))
+    dep.spare = servers[1]
+    dep.start(workers=2)
+    try:
+        yield dep
+    finally:
+        dep.stop()
+        for server in servers:
+            server.close()
+        thread.close()
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+async def test_metrics_count_the_traffic_without_secrets_or_people(observed, http):
+    dep = observed
+    before = scrape(dep.metrics_port)
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred = dep.creds["signer"].id
+    for i in range(3):
+        h = digest(f"metrics {i}")
+        status, out = await sad_for(http, dep.base, token, cred, h)
+        assert status == 200, out
+        status, out = await sign(http, dep.base, token, cred, out["SAD"], h)
+        assert status == 200, out
+    status, out = await sign(http, dep.base, token, cred, "not-a-sad", digest("refused"))
+    assert status == 400, out
+    after = scrape(dep.metrics_port)
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert moved("rssp_http_requests_total", method="signatures/signHash", status="200") == 3
+    assert moved("rssp_http_requests_total", method="signatures/signHash", status="400") == 1
+    assert moved("rssp_http_requests_total", method="credentials/authorize", status="200") == 3
+    assert moved("rssp_http_request_duration_seconds_count", method="signatures/signHash") == 4
+    assert moved("rssp_signatures_total", key_type="ec-P-256", level="1") == 3
+    assert moved("rssp_sad_spends_total", outcome="spent") == 3
+    assert moved("rssp_sad_spends_total", outcome="refused") == 1
+    assert moved("rssp_hsm_call_duration_seconds_count", operation="sign_jobs") >= 1
+    assert sample(after, "rssp_tsa_requests_total", tsa="spare", outcome="ok") >= 1  # the start-up probe
+    label_values = {v for (_name, labels) in after for _k, v in labels}
+    assert not label_values & {cred, "signer", token, dep.creds["signer"].user}
+    assert all(len(v) <= 64 for v in label_values)
+
+
+async def test_each_request_is_one_json_log_line_with_its_echoed_id(observed, http):
+    dep = observed
+    offset = len(dep.server_log())
+    token = await login(http, dep.base, "signer", "signer-password")
+    async with http.post(f"{dep.base}/csc/v2/credentials/list", json={},
+                            headers={"Authorization": f"Bearer {token}", "X-Request-ID": "trace-42"}) as resp:
+        assert resp.status == 200
+        assert resp.headers["X-Request-ID"] == "trace-42"
+    async with http.post(f"{dep.base}/csc/v2/info", json={}, headers={"X-Request-ID": "bad id\u00e9"}) as resp:
+        generated = resp.headers["X-Request-ID"]
+    assert generated != "bad id\u00e9" and len(generated) == 32
+
+    def lines() -> list[dict]:
+        out = []
+        for line in dep.server_log()[offset:].splitlines():
+            record = json.loads(line) if line.startswith("{") else None
+            if record and record.get("logger") == "rssp.access":
+                out.append(record)
+        return out
+
+    records = await wait_for(lambda: len(found := [r for r in lines() if r["request_id"] in ("trace-42", generated)]) == 2
+                             and found)
+    listed = next(r for r in records if r["request_id"] == "trace-42")
+    assert listed["method"] == "credentials/list" and listed["status"] == 200 and listed["http_method"] == "POST"
+    assert listed["client"] == "127.0.0.1" and listed["duration_ms"] >= 0
+    assert token not in dep.server_log()[offset:]
+
+
+async def test_openapi_describes_exactly_the_mounted_methods(observed, http):
+    dep = observed
+    status, document = _get(f"{dep.base}/csc/v2/openapi.json")
+    assert status == 200
+    assert document["openapi"].startswith("3.1")
+    status, info = await post(http, dep.base, "info", {})
+    assert sorted(p.removeprefix("/csc/v2/") for p in document["paths"]) == sorted(info["methods"])
+    assert "timestamps/list" in info["methods"] and "validates/validSign" in info["methods"]
+    for path, item in document["paths"].items():
+        op = item["post"]
+        assert op["summary"] != "(no schema declared)", path
+        assert op["requestBody"]["content"]["application/json"]["schema"]["type"] == "object", path
+        assert "200" in op["responses"] and "400" in op["responses"], path
+
+
+async def test_an_unused_tsa_that_stops_is_listed_unavailable_within_the_probe_interval(observed, http):
+    dep = observed
+    token = await login(http, dep.base, "signer", "signer-password")
+
+    async def statuses() -> set[str]:
+        seen = set()
+        for _ in range(6):  # on a fresh connection each: the kernel spreads them over both workers
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+                status, out = await post(fresh, dep.base, "timestamps/info", {"timestampID": "spare"}, token)
+            assert status == 200, out
+            seen.add(out["status"])
+        return seen
+
+    async def all_unavailable() -> bool:
+        return await statuses() == {"unavailable"}
+
+    assert await statuses() == {"available"}
+    dep.spare.stop()  # nobody asks this TSA for anything: only the prober can notice
+    await wait_for(all_unavailable, timeout=30, interval=0.5)
+    status, out = await post(http, dep.base, "timestamps/list", {"onlyValid": True}, token)
+    assert "spare" not in out["timestampIDs"]
+
+
+async def test_health_and_readiness_and_an_hsm_that_is_gone(observed):
+    dep = observed
+    assert _get(f"{dep.base}/healthz") == (200, {"status": "ok"})
+    status, ready = _get(f"{dep.base}/readyz")
+    assert status == 200 and ready["checks"] == {"database": "ok", "hsm": "ok", "tsa": "ok"}, ready
+    tokens = dep.directory / "tokens"
+    shutil.move(tokens, dep.directory / "tokens.gone")  # the token disappears under the running server
+    try:
+        results = [_get(f"{dep.base}/readyz") for _ in range(6)]
+    finally:
+        shutil.move(dep.directory / "tokens.gone", tokens)
+    assert {s for s, _ in results} == {503}, results
+    assert all(body["checks"]["hsm"] == "failed" and body["checks"]["database"] == "ok" for _, body in results)
+    assert _get(f"{dep.base}/healthz")[0] == 200  # alive, only not ready
