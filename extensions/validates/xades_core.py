@@ -101,22 +101,27 @@ class Core:
     signed_info_c14n: bytes = b""
     value: bytes = b""
     digest: str = "sha256"
+    properties_covered: bool = True
 
 
 def _xades(node: etree._Element, local: str) -> list[etree._Element]:
     return [e for e in node.iter(etree.Element) if local_name(e) == local and etree.QName(e).namespace in XADES_NS]
 
 
-def qualifying_properties(signature: etree._Element) -> etree._Element | None:
-    """This signature's QualifyingProperties (in its own ds:Object, Target naming it)."""
-    own = f"#{signature.get('Id')}"
-    for obj in signature.iterchildren(ds("Object")):
-        for prop in obj:
-            if local_name(prop) == "QualifyingProperties" and etree.QName(prop).namespace in XADES_NS:
-                if prop.get("Target") != own:
-                    raise _format("the QualifyingProperties do not target this signature")
-                return prop
-    return None
+def qualifying_properties(core: Core) -> etree._Element | None:
+    """This signature's QualifyingProperties: in one of its own ds:Object (never elsewhere in the
+    document), the one whose Target names the signature's Id if there are several."""
+    own = f"#{core.signature.get('Id')}"
+    found = [prop for obj in core.signature.iterchildren(ds("Object")) for prop in obj
+             if local_name(prop) == "QualifyingProperties" and etree.QName(prop).namespace in XADES_NS]
+    if not found:
+        return None
+    targeted = [prop for prop in found if prop.get("Target") == own]
+    if len(targeted) > 1 or (len(found) > 1 and not targeted):
+        raise _format("the signature holds several QualifyingProperties")
+    if not targeted:
+        core.notes.append("the QualifyingProperties' Target does not name the signature's Id")
+    return targeted[0] if targeted else found[0]
 
 
 def _b64(text: str | None) -> bytes:
@@ -230,7 +235,16 @@ def check_references(core: Core, tree: etree._ElementTree, ids: IdIndex, content
             continue
         core.signed_objects.append({"uri": uri if uri is not None else "",
                                     "element": "external" if not same_document(uri) else _path(tree, processed.target)})
-    if props is not None and not covered_props:
+    if not core.signed_objects:
+        raise Failed(indications.indeterminate(AdESIndeterminate.SIGNED_DATA_NOT_FOUND),
+                     "the signature covers no data object")
+    core.properties_covered = props is None or covered_props
+
+
+def check_coverage(core: Core) -> None:
+    """A XAdES signature whose SignedProperties no reference covers (checked once the value verified:
+    a reference taken out of SignedInfo breaks the value first)."""
+    if not core.properties_covered:
         raise _format("the SignedProperties are not covered by the signature")
 
 
@@ -328,7 +342,7 @@ def check_core(tree: etree._ElementTree, ids: IdIndex, signature: etree._Element
     core = Core(signature)
     try:
         _, core.digest = _structure(core)
-        core.qualifying = qualifying_properties(signature)
+        core.qualifying = qualifying_properties(core)
         embedded(core)
         _signing_time(core)
         check_references(core, tree, ids, content)
@@ -336,6 +350,7 @@ def check_core(tree: etree._ElementTree, ids: IdIndex, signature: etree._Element
         assert core.signer is not None
         if not verify_value(core, core.signer):
             raise Failed(indications.failed(AdESFailure.SIG_CRYPTO_FAILURE), "the signature value does not verify")
+        check_coverage(core)
         if core.digest in WEAK or "a reference uses a weak digest algorithm" in core.notes:
             raise Failed(indications.indeterminate(AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE),
                          "SHA-1 is not accepted")
