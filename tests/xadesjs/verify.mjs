@@ -29,7 +29,13 @@ if (detached) {
   const content = new Uint8Array(readFileSync(detached));
   signed.contentHandler = async (reference) => (reference.Uri && !reference.Uri.startsWith("#") ? content : null);
 }
-const valid = await signed.Verify();
+let valid, error = null;
+try {
+  valid = await signed.Verify();
+} catch (e) { // xmldsigjs throws on a digest that does not match
+  valid = false;
+  error = e.message;
+}
 const sp = signed.Properties.SignedProperties;
 const ssp = sp.SignedSignatureProperties;
 const usp = signed.Properties.UnsignedProperties.UnsignedSignatureProperties;
@@ -41,6 +47,7 @@ const formats = [];
 sp.SignedDataObjectProperties.DataObjectFormats.ForEach((f) => formats.push([f.ObjectReference, f.MimeType]));
 console.log(JSON.stringify({
   valid,
+  error,
   signingTime: ssp.SigningTime.Value ? ssp.SigningTime.Value.toISOString() : null,
   certDigest: v2 ? {
     algorithm: v2.CertDigest.DigestMethod.Algorithm,
