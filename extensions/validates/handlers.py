@@ -104,8 +104,8 @@ def sniff(data: bytes) -> str:
     the signedData OID. XML with a declaration before the PDF test: its text may name ``%PDF-``."""
     if data[:1] == b"\x30" and SIGNED_DATA_OID in data[:16]:
         return "cms"
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"<?xml":
-        return "xml"
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"<?xml" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "xml"  # UTF-8 with a declaration, or UTF-16 (its byte order mark)
     if b"%PDF-" in data[:1024]:
         return "pdf"
     if data[:1] == b"\x30":
