@@ -12,6 +12,7 @@ import { webcrypto } from "node:crypto";
 import { DOMParser, XMLSerializer } from "@xmldom/xmldom";
 import * as XmlCore from "xml-core";
 import * as xadesjs from "xadesjs";
+import * as XmlDSigJs from "xmldsigjs";
 
 XmlCore.setNodeDependencies({ DOMParser, XMLSerializer });
 xadesjs.Application.setEngine("NodeJS", webcrypto);
@@ -29,9 +30,32 @@ if (detached) {
   const content = new Uint8Array(readFileSync(detached));
   signed.contentHandler = async (reference) => (reference.Uri && !reference.Uri.startsWith("#") ? content : null);
 }
+// The key of the certificate SigningCertificateV2 names (xmldsigjs alone tries every KeyInfo
+// certificate's key with the signature method, and fails on a chain whose CAs use another key type).
+async function signingKey() {
+  const v2 = signed.Properties.SignedProperties.SignedSignatureProperties.SigningCertificateV2;
+  if (!v2.Count) return null;
+  const wanted = XmlCore.Convert.ToBase64(v2.Item(0).CertDigest.DigestValue);
+  const certs = [];
+  signed.XmlSignature.KeyInfo.ForEach((item) => {
+    if (item instanceof XmlDSigJs.KeyInfoX509Data) certs.push(...item.Certificates);
+  });
+  for (const cert of certs) {
+    if (XmlCore.Convert.ToBase64(new Uint8Array(await cert.Thumbprint("SHA-256"))) === wanted) {
+      const key = await cert.exportKey({ ...signed.Algorithm });
+      if (key.algorithm.namedCurve) { // xmldsigjs re-imports the key with the signature's algorithm
+        signed.Algorithm = { ...signed.Algorithm, namedCurve: key.algorithm.namedCurve };
+      }
+      return key;
+    }
+  }
+  return null;
+}
+
 let valid, error = null;
 try {
-  valid = await signed.Verify();
+  const key = await signingKey();
+  valid = key ? await signed.Verify({ key }) : await signed.Verify();
 } catch (e) { // xmldsigjs throws on a digest that does not match
   valid = false;
   error = e.message;
