@@ -130,7 +130,8 @@ def token_of(stamp: etree._Element) -> cms.ContentInfo:
 
 def imprint(token: cms.ContentInfo) -> tuple[str, bytes]:
     info: tsp.TSTInfo = token["content"]["encap_content_info"]["content"].parsed
-    return info["message_imprint"]["hash_algorithm"]["algorithm"].native, info["message_imprint"]["hashed_message"].native
+    message = info["message_imprint"]
+    return message["hash_algorithm"]["algorithm"].native, message["hashed_message"].native
 
 
 async def check_levels(env: Env, signed: bytes, level: str, content: bytes | None) -> None:
@@ -142,7 +143,8 @@ async def check_levels(env: Env, signed: bytes, level: str, content: bytes | Non
         covered = etree.tostring(signature.find(f"{{{DS_NS}}}SignatureValue"), method="c14n", exclusive=True)
         assert hashlib.new(algorithm, covered).digest() == value
     if level in ("B-LT", "B-LTA"):
-        certs = [x509.Certificate.load(b64text(e)) for e in signature.iter(f"{{{XADES_NS}}}EncapsulatedX509Certificate")]
+        certs = [x509.Certificate.load(b64text(e))
+                 for e in signature.iter(f"{{{XADES_NS}}}EncapsulatedX509Certificate")]
         crls = [crl.CertificateList.load(b64text(e)) for e in signature.iter(f"{{{XADES_NS}}}EncapsulatedCRLValue")]
         ocsps = [ocsp.OCSPResponse.load(b64text(e)) for e in signature.iter(f"{{{XADES_NS}}}EncapsulatedOCSPValue")]
         assert crls and ocsps

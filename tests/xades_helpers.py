@@ -35,12 +35,12 @@ from rssp.documents.xades_xml import EXC_C14N, parse_xml
 XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XADESJS = Path(__file__).resolve().parent / "xadesjs"
-INVOICE = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-           '<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2" '
-           'xmlns:cbc="urn:cbc"><!-- issued by rssp tests -->\n'
-           '  <cbc:ID>INV-2026-0042</cbc:ID>\n  <cbc:IssueDate>2026-12-04</cbc:IssueDate>\n'
-           '  <Item Id="item-1"><cbc:Name>Widget</cbc:Name><cbc:Price currencyID="JPY">1000</cbc:Price></Item>\n'
-           '</Invoice>\n').encode()
+INVOICE = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+           b'<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2" '
+           b'xmlns:cbc="urn:cbc"><!-- issued by rssp tests -->\n'
+           b'  <cbc:ID>INV-2026-0042</cbc:ID>\n  <cbc:IssueDate>2026-12-04</cbc:IssueDate>\n'
+           b'  <Item Id="item-1"><cbc:Name>Widget</cbc:Name><cbc:Price currencyID="JPY">1000</cbc:Price></Item>\n'
+           b'</Invoice>\n')
 XXE = (b'<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY x SYSTEM "%s">]>\n<a>&x;</a>\n')
 LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
           + b"".join(b' <!ENTITY lol%d "%s">\n' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)

@@ -240,8 +240,9 @@ class _Job:
             return
         before = (set(collected.certificates), set(collected.crls), set(collected.ocsps))
         await collect_timestamp(vc, token, collected)
-        new = ([c for c in collected.certificates if c not in before[0]], [c for c in collected.crls if c not in before[1]],
-               [o for o in collected.ocsps if o not in before[2]])
+        new = tuple([item for item in found if item not in seen]
+                    for found, seen in zip((collected.certificates, collected.crls, collected.ocsps), before,
+                                           strict=True))
         if any(new):
             add_timestamp_validation_data(skeleton.unsigned, f"v{skeleton.ids['ts']}", *new)
 

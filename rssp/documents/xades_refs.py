@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from rssp.documents.model import DocumentError
 from rssp.documents.xades_xml import (
     BASE64,
     CANONICALISATIONS,
@@ -45,7 +46,6 @@ from rssp.documents.xades_xml import (
     ds,
     parse_xml,
 )
-from rssp.documents.model import DocumentError
 
 ID_ATTRIBUTES = ("Id", "ID", "id", "{http://www.w3.org/XML/1998/namespace}id")
 EXC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
