@@ -18,6 +18,7 @@ verification (clauses 5.2.2 to 5.2.7), for XML:
   (``INDETERMINATE``/``NO_SIGNING_CERTIFICATE_FOUND`` if none); a plain XML-DSig signature's is the
   ``ds:KeyInfo`` certificate whose key verifies the value;
 - the value over the canonical ``ds:SignedInfo`` (``TOTAL_FAILED``/``SIG_CRYPTO_FAILURE``);
+- more than 1,000 references: ``TOTAL_FAILED``/``FORMAT_FAILURE`` (bounded work);
 - SHA-1 (or weaker) anywhere: ``INDETERMINATE``/``CRYPTO_CONSTRAINTS_FAILURE``, as pyHanko's
   default policy answers for PAdES and CAdES.
 
@@ -67,6 +68,7 @@ from rssp.documents.xades_xml import (
 )
 
 WEAK = {"sha1", "md5"}
+MAX_REFERENCES = 1_000  # per signature: each one is a pass over (possibly a copy of) the document
 XADES_NS = (XADES, XADES122, XADES141)
 _HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
            "sha512": hashes.SHA512}
@@ -205,7 +207,10 @@ def check_references(core: Core, tree: etree._ElementTree, ids: IdIndex, content
     signed_info = core.signature.find(ds("SignedInfo"))
     props = _signed_properties(core)
     covered_props = False
-    for reference in signed_info.iterchildren(ds("Reference")):
+    references = list(signed_info.iterchildren(ds("Reference")))
+    if len(references) > MAX_REFERENCES:
+        raise _format("the signature has too many references")
+    for reference in references:
         algorithm = DIGESTS.get(_method(reference, "DigestMethod"))
         if algorithm is None:
             raise _format("a reference uses an unknown digest method")

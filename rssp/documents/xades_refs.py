@@ -18,8 +18,8 @@ An ``Id`` that two elements carry makes every reference to it refused (:class:`A
 that is the basis of signature-wrapping attacks (the verifier checks one element, the
 application reads the other).
 
-Node sets are taken on a copy of the document, so a transform never changes the tree the caller
-holds; the node set is the copy's element (or the whole copy) after the removals.
+A transform never changes the tree the caller holds: the document is copied (once per reference)
+when a transform removes something from it; other references are read in place.
 """
 
 from __future__ import annotations
@@ -109,9 +109,15 @@ class Processed:
 
 @dataclass
 class _NodeSet:
-    tree: etree._ElementTree  # a copy of the document
-    element: etree._Element | None  # None: the whole document
+    """A node set: the element (None: the whole document) of ``tree``, with the signature that
+    encloses the reference (None once removed). ``owned``: ``tree`` is a copy this reference may
+    change; the caller's document is copied only when a transform removes something from it."""
+
+    tree: etree._ElementTree
+    element: etree._Element | None
     comments: bool
+    enclosing: etree._Element | None = None
+    owned: bool = False
 
 
 def same_document(uri: str | None) -> bool:
@@ -133,9 +139,13 @@ def target_of(uri: str, ids: IdIndex, tree: etree._ElementTree) -> tuple[etree._
     return ids.find(fragment), False
 
 
-def _copy(tree: etree._ElementTree, element: etree._Element | None, comments: bool) -> _NodeSet:
-    twin = copy.deepcopy(tree)
-    return _NodeSet(twin, None if element is None else locate(twin, element), comments)
+def _own(nodes: _NodeSet) -> _NodeSet:
+    """The node set on a copy of the document (made once, before a transform removes anything)."""
+    if nodes.owned:
+        return nodes
+    twin = copy.deepcopy(nodes.tree)
+    return _NodeSet(twin, None if nodes.element is None else locate(twin, nodes.element), nodes.comments,
+                    None if nodes.enclosing is None else locate(twin, nodes.enclosing), owned=True)
 
 
 def locate(twin: etree._ElementTree, element: etree._Element) -> etree._Element:
@@ -170,6 +180,7 @@ def _signatures(nodes: _NodeSet) -> list[etree._Element]:
 
 
 def _remove_all_signatures(nodes: _NodeSet) -> None:
+    nodes.enclosing = None
     for signature in _signatures(nodes):
         if nodes.element is not None and (signature is nodes.element or signature in nodes.element.iterancestors()):
             raise Unsupported("a transform would remove the whole referenced element")
@@ -216,7 +227,7 @@ def _octets_to_nodes(data: bytes) -> _NodeSet:
         tree = parse_xml(data)
     except DocumentError:
         raise Unsupported("an XML transform on content that is not acceptable XML") from None
-    return _NodeSet(tree, None, True)
+    return _NodeSet(tree, None, True, owned=True)
 
 
 def process(reference: etree._Element, signature: etree._Element, tree: etree._ElementTree, ids: IdIndex,
@@ -228,25 +239,24 @@ def process(reference: etree._Element, signature: etree._Element, tree: etree._E
     if same_document(uri):
         assert uri is not None
         target, comments = target_of(uri, ids, tree)
-        current = _copy(tree, target, comments)
-        enclosing = locate(current.tree, signature)
+        current = _NodeSet(tree, target, comments, signature)
     else:
         content = external(uri)
         if content is None:
             raise Unresolved("the signed content is not in the document (detached): it was not supplied")
-        current, enclosing = content, None
+        current = content
     transforms = reference.find(ds("Transforms"))
     steps = list(transforms.iterchildren(ds("Transform"))) if transforms is not None else []
     if len(steps) > MAX_TRANSFORMS:
         raise Unsupported("too many transforms")
     for step in steps:
-        current = _apply(step, current, enclosing)
+        current = _apply(step, current)
     if isinstance(current, bytes):
         return Processed(current, False, target, not same_document(uri))
     return Processed(_serialise(current, DEFAULT_C14N), True, target, False)
 
 
-def _apply(step: etree._Element, current: _NodeSet | bytes, enclosing: etree._Element | None) -> _NodeSet | bytes:
+def _apply(step: etree._Element, current: _NodeSet | bytes) -> _NodeSet | bytes:
     algorithm = step.get("Algorithm") or ""
     if algorithm in CANONICALISATIONS:
         nodes = _octets_to_nodes(current) if isinstance(current, bytes) else current
@@ -260,16 +270,22 @@ def _apply(step: etree._Element, current: _NodeSet | bytes, enclosing: etree._El
     if isinstance(current, bytes):
         current = _octets_to_nodes(current)
     if algorithm == ENVELOPED:
-        if enclosing is not None and enclosing.getparent() is not None:
-            if current.element is not None and (enclosing is current.element
-                                                or enclosing in current.element.iterancestors()):
-                raise Unsupported("an enveloped-signature transform would remove the referenced element")
-            _remove(enclosing)
-        return current
+        enclosing = current.enclosing
+        if enclosing is None or enclosing.getparent() is None:  # removed already, or the document itself
+            return current
+        if current.element is not None and (enclosing is current.element
+                                            or enclosing in current.element.iterancestors()):
+            raise Unsupported("an enveloped-signature transform would remove the referenced element")
+        owned = _own(current)
+        assert owned.enclosing is not None
+        _remove(owned.enclosing)
+        owned.enclosing = None
+        return owned
     if (algorithm == XPATH and _xpath_removes_signatures(step)) or \
             (algorithm == XPATH_FILTER2 and _filter2_removes_signatures(step)):
-        _remove_all_signatures(current)
-        return current
+        owned = _own(current)
+        _remove_all_signatures(owned)
+        return owned
     raise Unsupported("a transform this service does not process")
 
 
