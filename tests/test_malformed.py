@@ -649,12 +649,24 @@ def build_specs() -> dict[str, Spec]:
         Row("signatures/signDoc", "document not Base64", with_(sd_docs, documents=[with_(pdf_doc, document="$$$")]),
             desc="Invalid Base64 documents string parameter"),
         Row("signatures/signDoc", "PAdES document not a PDF", sd_docs, desc="The document is not a PDF"),
+        Row("signatures/signDoc", "XAdES digest at B-LTA", entry(signature_format="X", conformance_level="Ades-B-LTA"),
+            desc="AdES-B-LTA needs the whole document for XAdES (the archive time-stamp covers the content)"),
+        Row("signatures/signDoc", "XAdES digest Enveloped", entry(signature_format="X",
+                                                                   signed_envelope_property="Enveloped"),
+            desc=invalid("signed_envelope_property")),
+        Row("signatures/signDoc", "XAdES Enveloped on something that is not XML",
+            with_(sd_docs, documents=[with_(pdf_doc, signature_format="X")]),
+            desc="The document is not well-formed XML"),
+        Row("signatures/signDoc", "XAdES Enveloped on XML with a DTD",
+            with_(sd_docs, documents=[with_(pdf_doc, signature_format="X", document=b64(
+                b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>'))]),
+            desc="XML documents with a DTD (DOCTYPE) are not accepted"),
         Row("signatures/signDoc", "CAdES Parallel on something that is not CMS",
             with_(sd_docs, documents=[with_(pdf_doc, signature_format="C", signed_envelope_property="Parallel")]),
             desc="A Parallel signature needs a CMS SignedData document"),
     ]
     sd_rows += [Row("signatures/signDoc", f"signature_format {v!r}", entry(signature_format=v),
-                    desc=invalid("signature_format")) for v in ["X", "J", "p", "", "CAdES", LONG]]
+                    desc=invalid("signature_format")) for v in ["x", "J", "p", "", "CAdES", LONG]]
     sd_rows += [Row("signatures/signDoc", f"signature_format {json.dumps(v)}", entry(signature_format=v),
                     desc=missing("string", "signature_format")) for v in [1, True, [], {}]]
     sd_rows += [Row("signatures/signDoc", f"conformance_level {v!r}", entry(conformance_level=v),

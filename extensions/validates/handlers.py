@@ -27,6 +27,7 @@ from extensions.validates.outcome import SignatureOutcome
 from extensions.validates.pades import validate_pdf
 from extensions.validates.policy import Request
 from extensions.validates.report import etsi_report
+from extensions.validates.xades import validate_xml
 from rssp.api.parse import Body, decode_b64, decode_certificates, encode_b64
 from rssp.api.registry import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
@@ -98,15 +99,18 @@ SIGNED_DATA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
 
 def sniff(data: bytes) -> str:
     """What a ``document`` is: CMS (DER or BER), a PDF (header in the first KiB, as readers
-    allow), or XML. CMS first: an attached signature over a PDF (``.pdf.p7m``) has ``%PDF-``
-    within its first KiB too, but it starts with a SEQUENCE holding the signedData OID."""
+    allow), or XML (XAdES, :mod:`.xades`). CMS first: an attached signature over a PDF
+    (``.pdf.p7m``) has ``%PDF-`` within its first KiB too, but it starts with a SEQUENCE holding
+    the signedData OID. XML with a declaration before the PDF test: its text may name ``%PDF-``."""
     if data[:1] == b"\x30" and SIGNED_DATA_OID in data[:16]:
         return "cms"
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5] == b"<?xml" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "xml"  # UTF-8 with a declaration, or UTF-16 (its byte order mark)
     if b"%PDF-" in data[:1024]:
         return "pdf"
     if data[:1] == b"\x30":
         return "cms"
-    if data.lstrip()[:1] == b"<":
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
         return "xml"
     return "unknown"
 
@@ -143,6 +147,8 @@ def parse_valid_sign(body: Body, limit: int) -> SignRequest:
 
 async def _run_sign(req: Request, parsed: SignRequest) -> list[SignatureOutcome]:
     if parsed.signature is not None:
+        if sniff(parsed.signature) == "xml":  # a detached XAdES signature
+            return await validate_xml(req, parsed.signature, parsed.detached)
         return await validate_cms(req, parsed.signature, parsed.detached)
     assert parsed.document is not None
     kind = sniff(parsed.document)
@@ -151,8 +157,8 @@ async def _run_sign(req: Request, parsed: SignRequest) -> list[SignatureOutcome]
     if kind == "cms":
         return await validate_cms(req, parsed.document, None)
     if kind == "xml":
-        raise BadDocument("XML signatures are not supported")
-    raise BadDocument("the document is neither a PDF nor a CMS signature")
+        return await validate_xml(req, parsed.document, None)
+    raise BadDocument("the document is neither a PDF, a CMS signature nor XML")
 
 
 def _certificates(outcomes: list[SignatureOutcome]) -> list[x509.Certificate]:

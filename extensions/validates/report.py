@@ -123,6 +123,11 @@ def _single(outcome: SignatureOutcome) -> ts_11910202.SignatureValidationReportT
     """pyHanko's report for a PDF signature; rssp's for CMS and wherever pyHanko's generator gives up
     (it refuses e.g. SHA-3 digests, a missing message-digest, multi-valued attributes)."""
     result, source = outcome.result, outcome.report_source
+    if hasattr(source, "etsi_report"):  # XAdES (extensions/validates/xades_report.py)
+        try:
+            return source.etsi_report(result)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - the report never fails where the JSON answer succeeds
+            return _unread(outcome)
     if result is None or result.api_status is None or source is None:
         return _unread(outcome)
     if isinstance(source, EmbeddedPdfSignature):

@@ -19,8 +19,9 @@ from rssp.credentials import Credential
 from rssp.documents.model import DocumentOptions, Level, Output
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
-FORMATS = ("P", "C")  # what is built; X and J are refused as unsupported values
-ENVELOPES = {"P": ("Certification", "Revision"), "C": ("Attached", "Detached", "Parallel")}
+FORMATS = ("P", "C", "X")  # what is built; J is refused as an unsupported value
+ENVELOPES = {"P": ("Certification", "Revision"), "C": ("Attached", "Detached", "Parallel"),
+             "X": ("Enveloped", "Enveloping", "Detached")}
 _LEVELS: dict[str, Level] = {
     "ades-b-b": "B-B", "ades-b": "B-B", "ades-b-t": "B-T", "ades-t": "B-T",
     "ades-b-lt": "B-LT", "ades-lt": "B-LT", "ades-b-lta": "B-LTA", "ades-lta": "B-LTA",
@@ -114,7 +115,7 @@ def _format(entry: Body) -> str:
 def _envelope(entry: Body, fmt: str, from_documents: bool) -> str:
     allowed = ENVELOPES[fmt]
     given = entry.string("signed_envelope_property", max_len=32)
-    if fmt == "C" and not from_documents:  # a digest can only be signed detached
+    if fmt in ("C", "X") and not from_documents:  # a digest can only be signed detached
         allowed = ("Detached",)
     match = next((a for a in allowed if a.lower() == (given or allowed[0]).lower()), None)
     if match is None:

@@ -2,7 +2,7 @@
 
 A refused call must spend nothing, so what the engines would refuse for the input itself (not
 a PDF, encrypted, a certification on a document already signed, unsupported ``signed_props``, a
-level the form cannot reach, a parallel signature on something that is not an attached CMS
+level the form cannot reach, XML that is not well-formed or carries a DTD, a parallel signature on something that is not an attached CMS
 SignedData) is found here first, with the engines' own checks and texts. The engines check
 again: this is the early answer, not the only guard.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from asn1crypto import cms
 
-from rssp.documents import cades, pades
+from rssp.documents import cades, pades, xades
 from rssp.documents.cades_props import signed_attributes
 from rssp.documents.model import DocumentError, Output
 from rssp.documents.pdf_input import open_for_signing
@@ -29,6 +29,12 @@ def preflight(output: Output) -> None:
             return
         pades.pdf_signed_props(opts.signed_props)
         open_for_signing(output.data, certify=opts.envelope == "Certification", field_name=opts.field_name)
+        return
+    if output.format == "X":
+        if output.data is None:
+            xades.check_digest_options(opts)
+        else:
+            xades.check_document(output.data, opts)  # parses the XML safely: no DTD, bounded
         return
     _cades_signed_props(opts.signed_props)
     if output.data is not None and opts.envelope == "Parallel":

@@ -1,6 +1,7 @@
 """Producing the outputs of a ``signatures/signDoc`` call once its SAD is spent.
 
-Each output is built by its engine (:mod:`rssp.documents.pades`, :mod:`rssp.documents.cades`) on
+Each output is built by its engine (:mod:`rssp.documents.pades`, :mod:`rssp.documents.cades`,
+:mod:`rssp.documents.xades`) on
 the documents thread (:class:`~rssp.loop_thread.LoopThread`), with pyHanko objects over the SAM
 permit, the TSA pool and a revocation fetcher (:mod:`rssp.documents.tools`). A call gives all its
 outputs or none: when a TSA or responder fails, every output of the call goes back to the SAD
@@ -18,7 +19,7 @@ from asn1crypto import x509
 from rssp.ca_registry import ca_policy
 from rssp.config import Config
 from rssp.credentials import Credential
-from rssp.documents import cades, pades
+from rssp.documents import cades, pades, xades
 from rssp.documents.model import DocumentError, Output, SignedOutput, SigningTools, UpstreamUnavailable
 from rssp.documents.preflight import preflight
 from rssp.documents.tools import (
@@ -121,6 +122,9 @@ async def _engine(output: Output, tools: SigningTools) -> SignedOutput:
     if output.format == "P":
         result = (await pades.sign_pdf(output.data, opts, tools) if output.data is not None
                   else await pades.sign_pdf_digest(output.digest, opts, tools))  # type: ignore[arg-type]
+    elif output.format == "X":
+        result = (await xades.sign_xml(output.data, opts, tools) if output.data is not None
+                  else await xades.sign_xml_digest(output.digest, opts, tools))  # type: ignore[arg-type]
     elif output.data is None:
         result = await cades.sign_digest(output.digest, opts, tools)  # type: ignore[arg-type]
     elif opts.envelope == "Parallel":
