@@ -26,6 +26,7 @@ from rssp.config import CONFIG_NAME, load_config
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
 from rssp.sam.factors import TOTP_KEY_LABEL
+from rssp.sam.samkeys import ensure_sam_keys
 from rssp.store import migrate, open_store
 
 TOKEN_LABEL = "rssp"
@@ -87,6 +88,7 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         version = await migrate(store)
         await hsm.start()
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
+        await ensure_sam_keys(hsm)  # level 3: the SAD MAC key and the KEK derivation key
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
         manage_client = await register_manage_client(store, "local")  # manages/* for the local CA's RA
     finally:

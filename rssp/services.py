@@ -14,6 +14,7 @@ from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
 from rssp.documents.service import DocumentService
 from rssp.hsm import Hsm
+from rssp.sam.samkeys import ensure_sam_keys
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
 
@@ -59,6 +60,7 @@ class Services:
     async def start(self) -> None:
         await migrate(self.store)
         await self.hsm.start()
+        await ensure_sam_keys(self.hsm)  # level 3 (an instance made before it gets its SAM keys here)
         await self.documents.start()
 
     async def close(self) -> None:

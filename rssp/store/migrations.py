@@ -50,12 +50,22 @@ def _v6_sad_not_after(conn: Connection) -> None:
                  .values(not_after=schema.sads.c.expires_at))
 
 
+def _v7_level3(conn: Connection) -> None:
+    """Level 3 (#12): wrapped keys, MACed SADs with a sealed KEK, and the KEK a code carries."""
+    binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    for table, column in (("credentials", "wrapped_key"), ("sads", "mac"), ("sads", "sealed_kek"),
+                          ("oauth_codes", "sealed_kek")):
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {binary}")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
     (3, _v3_manages),
     (4, _v4_login_throttle),
     (6, _v6_sad_not_after),
+    (7, _v7_level3),
 ]
 
 
