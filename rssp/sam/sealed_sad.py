@@ -33,9 +33,9 @@ from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credenti
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
 from rssp.sam.sad import SadGrant, Spend, carry_over, sad_inserts
-from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad
+from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad, state_columns
 from rssp.store import Conn, Store
-from rssp.store.schema import credentials, sad_hashes, sads
+from rssp.store.schema import credentials, sads
 
 MAX_ATTEMPTS = 8  # conditional writes that lost a race before the request gives up (503)
 _NOT_AUTHORIZED = "Hash is not authorized by the SAD."
@@ -90,7 +90,7 @@ def _draft(grant: SadGrant, kek: bytes, expires_at: float, not_after: float,
 def _finish(grant: SadGrant, value: str, state: SadState, mac: bytes) -> NewSad:
     assert state.not_after is not None
     _value, statements = sad_inserts(grant, state.expires_at, state.not_after, value,
-                                     extra={"mac": mac, "sealed_kek": state.sealed_kek})
+                                     extra=state_columns(state, mac))
     return NewSad(value, statements)
 
 
@@ -168,28 +168,19 @@ async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend) -> bytes:
 # --- writing -----------------------------------------------------------------------------------
 
 def _swap(conn: Connection, found: StoredSad, after: SadState, mac: bytes, *, enabled: bool) -> None:
-    """Write ``after``'s count and MAC if the row is still what was read; else :class:`_Conflict`."""
+    """Write ``after`` (count, used hashes) and its MAC if the row is still what was read (its
+    count and MAC); else :class:`_Conflict`."""
     st = found.state
     query = update(sads).where(sads.c.sad_hash == st.sad_hash, sads.c.mac == found.mac,
                                sads.c.remaining == st.remaining)
     if enabled:
         query = query.where(exists().where(credentials.c.id == st.credential_id, credentials.c.status == "enabled"))
-    if conn.execute(query.values(remaining=after.remaining, mac=mac)).rowcount != 1:
-        raise _Conflict()
-
-
-def _mark(conn: Connection, sad_hash: str, digests: tuple[bytes, ...], used: bool) -> None:
-    result = conn.execute(update(sad_hashes).where(sad_hashes.c.sad_hash == sad_hash,
-                                                   sad_hashes.c.digest.in_(list(digests)),
-                                                   sad_hashes.c.used.is_(not used)).values(used=used))
-    if result.rowcount != len(digests):
+    if conn.execute(query.values(remaining=after.remaining, used_map=after.used_map(), mac=mac)).rowcount != 1:
         raise _Conflict()
 
 
 def _commit_spend(found: StoredSad, after: SadState, mac: bytes, spend: Spend, conn: Connection) -> None:
     _swap(conn, found, after, mac, enabled=True)
-    if found.state.bound:
-        _mark(conn, found.state.sad_hash, spend.digests, True)
     write_record(conn, actor=spend.user_id, action="signature.sign", target=spend.credential_id,
                  outcome="authorized", client_ip=spend.client_ip,
                  detail={"hashAlgo": spend.hash_algo, "hashes": [d.hex() for d in spend.digests]})
@@ -197,8 +188,6 @@ def _commit_spend(found: StoredSad, after: SadState, mac: bytes, spend: Spend, c
 
 def _commit_refund(found: StoredSad, after: SadState, mac: bytes, spend: Spend, conn: Connection) -> None:
     _swap(conn, found, after, mac, enabled=False)
-    if found.state.bound:
-        _mark(conn, found.state.sad_hash, spend.digests, False)
     write_record(conn, actor=spend.user_id, action="signature.giveback", target=spend.credential_id, outcome="ok",
                  client_ip=spend.client_ip, detail={"hashes": [d.hex() for d in spend.digests]})
 
@@ -311,7 +300,6 @@ def _commit_extend(found: StoredSad, new: NewSad, grant: SadGrant, client_ip: st
                                            sads.c.remaining == st.remaining))
     if gone.rowcount != 1:
         raise _Conflict()
-    conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == st.sad_hash))
     new.insert_sync(conn)
     write_record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
                  client_ip=client_ip, detail={"remaining": grant.count, "hashes": [d.hex() for d in grant.digests]})

@@ -54,7 +54,7 @@ def _v7_level3(conn: Connection) -> None:
     """Level 3 (#12): wrapped keys, MACed SADs with a sealed KEK, and the KEK a code carries."""
     binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
     for table, column in (("credentials", "wrapped_key"), ("sads", "mac"), ("sads", "sealed_kek"),
-                          ("oauth_codes", "sealed_kek")):
+                          ("sads", "digests"), ("sads", "used_map"), ("oauth_codes", "sealed_kek")):
         if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {binary}")
 

@@ -73,10 +73,14 @@ sads = Table(
     Column("bound", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("not_after", Float),  # end of the transaction: extendTransaction never passes it (NULL: not extendable)
-    # Level 3 (rssp/sam/sealed_sad.py): an HSM MAC over the row's whole state, and the signer's
-    # key-encryption key sealed under a key derived from the SAD itself (only its holder opens it).
+    # Level 3 (rssp/sam/sealed_sad.py): an HSM MAC over the row's whole state, the signer's
+    # key-encryption key sealed under a key derived from the SAD itself (only its holder opens it),
+    # and the bound digests in the row (sorted, concatenated) with a bitmap of those used, so that
+    # a spend reads and writes one row whatever the number of hashes (no sad_hashes rows).
     Column("mac", LargeBinary),
     Column("sealed_kek", LargeBinary),
+    Column("digests", LargeBinary),
+    Column("used_map", LargeBinary),
 )
 
 sad_hashes = Table(
