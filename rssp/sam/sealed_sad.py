@@ -152,7 +152,7 @@ def _check_spend(found: StoredSad, spend: Spend) -> None:
     if found.credential_status != "enabled":
         raise invalid_request("The credential identified by credentialID is disabled")
     if st.bound and (st.hash_algo != spend.hash_algo or len(set(spend.digests)) != n
-                     or not set(spend.digests) <= set(st.unused)):
+                     or not st.all_unused(spend.digests)):
         raise invalid_request(_NOT_AUTHORIZED)
 
 
