@@ -10,14 +10,15 @@ session object for the call and destroyed — over what level 1 does for the sam
    level-3 credentials (PIN AND TOTP; several, because each TOTP step authorizes once and the
    bench needs a pool of SADs now, not over minutes). All with ``--multisign 1000``.
 2. ``rssp serve --workers N`` (default 2).
-3. Per key (RSA-2048, EC P-256) and per n (1 and 50 hashes per call), phases level 1, level 3,
-   level 1 again (the two level-1 runs are averaged, so a drifting machine shows): each with a
-   pool of SADs made by ``credentials/authorize`` outside the timed part (argon2: 64 MiB at
-   level 1, 128 MiB at level 3), every SAD bound to ``--sad-hashes`` fresh digests, then
-   ``signatures/signHash`` from concurrent tasks for ``--seconds``. Both levels get SADs of the
-   same shape, and calls interleave over the SADs (as independent signers would).
+3. Per key (RSA-2048, EC P-256) and per n (1 and 50 hashes per call), ``--rounds`` pairs of
+   phases, level 1 then level 3 (alternating, so that a machine whose load drifts hits both;
+   the row takes the median of each level): ``signatures/signHash`` from concurrent tasks for
+   ``--seconds``. The SADs come from ``credentials/authorize`` outside the timed part (argon2:
+   64 MiB at level 1, 128 MiB at level 3), ``--sads`` at a time, each bound to
+   ``--sad-hashes`` fresh digests, the same shape at both levels; a pool lasts over phases and
+   is refilled when it runs low. Calls interleave over the SADs, as independent signers would.
 4. Prints one row per (key, n): level-1 and level-3 signatures/s, their ratio, the target
-   (>= 0.7 for 50 hashes per call), p50 latencies. ``--out FILE`` writes JSON.
+   (>= 0.7 for 50 hashes per call). ``--out FILE`` writes JSON with every phase.
 
 Run: ``.venv/bin/python bench/level3.py [--seconds S] [--quick] [--out FILE]``.
 """
@@ -179,38 +180,74 @@ class Row:
     phases: list[Phase]
 
 
-async def phase(server: Server, token: str, setup: Setup, key: str, level: int, n: int, args: argparse.Namespace,
-                concurrency: int) -> Phase:
-    pool = await authorize_pool(server.base, token, setup.creds[(key, level)], args.sads, args.sad_hashes)
-    if len(pool) < concurrency:
-        raise RuntimeError(f"only {len(pool)} SADs for {concurrency} tasks: add --level3-creds")
+class Supply:
+    """The signHash bodies still unsent, per (key, level, n): a SAD pool lasts over several phases
+    (a level-3 SAD needs a TOTP step, and the steps are few), and is refilled when it runs low."""
+
+    def __init__(self) -> None:
+        self.left: dict[tuple[str, int, int], list[bytes]] = {}
+        self.sads: dict[tuple[str, int, int], int] = {}
+
+    async def take(self, server: Server, token: str, setup: Setup, key: str, level: int, n: int,
+                   args: argparse.Namespace, need: int, concurrency: int) -> list[bytes]:
+        slot = (key, level, n)
+        if len(self.left.get(slot, [])) < max(need, 1):
+            pool = await authorize_pool(server.base, token, setup.creds[(key, level)], args.sads, args.sad_hashes)
+            if len(pool) < concurrency:
+                raise RuntimeError(f"only {len(pool)} SADs for {concurrency} tasks: add --level3-creds")
+            self.left[slot], self.sads[slot] = bodies(KEYS[key], pool, n), len(pool)
+        return self.left[slot]
+
+    def used(self, key: str, level: int, n: int, count: int) -> None:
+        self.left[(key, level, n)] = self.left[(key, level, n)][count:]
+
+
+async def phase(server: Server, token: str, setup: Setup, supply: Supply, key: str, level: int, n: int,
+                args: argparse.Namespace, concurrency: int, expected: float) -> Phase:
+    # calls this phase may send (from the last rate seen), at most half a fresh pool
+    need = min(int(expected * args.seconds * 1.5 / n), args.sads * args.sad_hashes // n // 2)
+    todo = await supply.take(server, token, setup, key, level, n, args, need, concurrency)
     client = Client(server, token)
     await client.open(concurrency)
     try:
-        result = await client.run("/csc/v2/signatures/signHash", bodies(KEYS[key], pool, n), args.seconds)
+        result = await client.run("/csc/v2/signatures/signHash", todo, args.seconds)
     finally:
         await client.close()
+    supply.used(key, level, n, result["ok"] + len(result["errors"]))
     elapsed = max(result["elapsed"], 1e-9)
     errors = [e for e in result["errors"] if e]
     if errors:
         print(f"  level {level} {key} n={n}: {len(result['errors'])} errors, e.g. {errors[:2]}", file=sys.stderr)
     return Phase(level, result["ok"] * n / elapsed, result["ok"], len(result["errors"]),
-                 percentile(result["latencies"], 0.5) * 1000, len(pool), elapsed)
+                 percentile(result["latencies"], 0.5) * 1000, supply.sads[(key, level, n)], elapsed)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 async def run(args: argparse.Namespace, setup: Setup) -> list[Row]:
     server = Server(signhash.Instance(setup.directory), args.workers)
     server.start()
     rows: list[Row] = []
+    supply = Supply()
     try:
         token = await login(server.base)
         for key in args.keys:
             for n in args.hashes:
                 concurrency = args.concurrency if n == 1 else args.batch_concurrency
-                levels = (1, 3) if args.quick else (1, 3, 1)
-                phases = [await phase(server, token, setup, key, lv, n, args, concurrency) for lv in levels]
-                l1 = sum(p.sigs_per_s for p in phases if p.level == 1) / sum(1 for p in phases if p.level == 1)
-                l3 = next(p.sigs_per_s for p in phases if p.level == 3)
+                phases: list[Phase] = []
+                rate = {1: 2000.0 * n, 3: 2000.0 * n}  # signatures/s, until measured
+                for _round in range(args.rounds):  # alternate, so that a drifting machine hits both levels
+                    for level in (1, 3):
+                        done = await phase(server, token, setup, supply, key, level, n, args, concurrency,
+                                           rate[level])
+                        rate[level] = done.sigs_per_s
+                        phases.append(done)
+                l1 = _median([p.sigs_per_s for p in phases if p.level == 1])
+                l3 = _median([p.sigs_per_s for p in phases if p.level == 3])
                 target = TARGET_BATCH if n == 50 else None
                 ratio = l3 / l1 if l1 else float("nan")
                 verdict = "" if target is None else ("PASS" if ratio >= target else "MISS")
@@ -225,7 +262,8 @@ async def run(args: argparse.Namespace, setup: Setup) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--quick", action="store_true", help="one level-1 phase per row, 1.5 s phases")
+    parser.add_argument("--quick", action="store_true", help="one round, 1.5 s phases")
+    parser.add_argument("--rounds", type=int, default=3, help="level-1/level-3 phase pairs per row (medians)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keys", default="rsa-2048,ec-p256")
     parser.add_argument("--hashes", default="1,50", help="hashes per call, comma-separated")
@@ -238,7 +276,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the instance directory")
     args = parser.parse_args()
     if args.quick:
-        args.seconds = min(args.seconds, 1.5)
+        args.seconds, args.rounds = min(args.seconds, 1.5), 1
     args.keys = args.keys.split(",")
     args.hashes = [int(v) for v in args.hashes.split(",")]
     base = Path(tempfile.mkdtemp(prefix="rssp-bench-level3-"))

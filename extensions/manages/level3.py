@@ -23,6 +23,7 @@ from rssp.sam.kek import new_kek, pin_problem
 from rssp.x509.builder import SigningKeyRef, hsm_signing_key
 
 from extensions.manages import pinhash
+from extensions.manages.linkcheck import BAD_STATE
 
 AUTHORIZE_FIRST = "For a level-3 key, manages/authorize must come before manages/linkEid"
 PIN_ITSELF = "A level-3 PIN must be sent itself, not hashed: the key is wrapped under a key derived from it"
@@ -78,8 +79,8 @@ async def rewrap_for_pin(hsm: Hsm, cred: Credential, pin: str) -> tuple[str, byt
 @asynccontextmanager
 async def csr_key(hsm: Hsm, cred: Credential) -> AsyncIterator[SigningKeyRef]:
     """The key, unwrapped with its enrollment key into a session object for the CSR only."""
-    if cred.wrapped_key is None or cred.pin_hash is not None:
-        raise invalid_request(AUTHORIZE_FIRST)
+    if cred.wrapped_key is None or cred.pin_hash is not None:  # linked: the CSR was given already
+        raise invalid_request(BAD_STATE)
     try:
         key_id = await hsm.unwrap_key(cred.wrapped_key, cred.key_kind, enrollment_key(cred.id))
     except KeyNotFound:

@@ -118,7 +118,9 @@ async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], 
     await store.transaction(partial(_spend_for_token, digest(token), scopes, digest(sad), spend))
 
 
-def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
+def check_token(token_hash: str, scopes: frozenset[str], spend: Spend, conn: Connection) -> None:
+    """Raise unless the token is a live access token of ``spend``'s user, with one of ``scopes``
+    (a credential-scoped one only for ``spend``'s credential); in the caller's transaction."""
     principal = principal_for(token_hash, conn)
     if principal.scope not in scopes:
         raise wrong_scope()
@@ -126,6 +128,10 @@ def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spe
         raise unknown_credential()
     if principal.scope == "credential" and principal.credential_id != spend.credential_id:
         raise unknown_credential()
+
+
+def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
+    check_token(token_hash, scopes, spend, conn)
     _spend(sad_hash, spend, conn)
 
 

@@ -32,7 +32,7 @@ from rssp.auth.secrets import digest, new_secret
 from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
-from rssp.sam.sad import SadGrant, Spend, carry_over, sad_inserts
+from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, sad_inserts
 from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad, state_columns
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sads
@@ -116,18 +116,20 @@ async def insert_token_sad_sealed(conn: Conn, hsm: Hsm, access_token: str, grant
 
 # --- verifying ---------------------------------------------------------------------------------
 
-async def _verified(store: Store, found: StoredSad, computed: bytes, spend: Spend) -> None:
+async def _verified(store: Store, found: StoredSad, computed: bytes, spend: Spend, audit: bool = True) -> None:
     """Raise unless the row's MAC is the one the HSM computed for what was read."""
     if found.mac is None and found.state.credential_id != spend.credential_id:
         raise invalid_sad()  # a level-1/2 SAD of another credential: a mistake, not an edit
     if not mac_matches(found.mac, computed):
-        await _tampered(store, spend, "mac")
+        await _tampered(store, spend, "mac", audit)
 
 
-async def _tampered(store: Store, spend: Spend, check: str) -> None:
-    async with store.write() as conn:
-        await record(conn, actor=spend.user_id, action="sad.tamper", target=spend.credential_id,
-                     outcome="refused", client_ip=spend.client_ip, detail={"check": check})
+async def _tampered(store: Store, spend: Spend, check: str, audit: bool = True) -> None:
+    """Refuse an edited row; audited as ``sad.tamper`` (``audit`` False: the caller's fallback will)."""
+    if audit:
+        async with store.write() as conn:
+            await record(conn, actor=spend.user_id, action="sad.tamper", target=spend.credential_id,
+                         outcome="refused", client_ip=spend.client_ip, detail={"check": check})
     raise invalid_sad()
 
 
@@ -156,11 +158,11 @@ def _check_spend(found: StoredSad, spend: Spend) -> None:
         raise invalid_request(_NOT_AUTHORIZED)
 
 
-async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend) -> bytes:
+async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend, audit: bool = True) -> bytes:
     st = found.state
     kek = unseal(sad, st.sealed_kek, _context(st.sad_hash, st.credential_id))
     if kek is None:  # cannot happen to a row whose MAC holds, unless the SAM itself was bypassed
-        await _tampered(store, spend, "kek")
+        await _tampered(store, spend, "kek", audit)
     assert kek is not None
     return kek
 
@@ -194,21 +196,38 @@ def _commit_refund(found: StoredSad, after: SadState, mac: bytes, spend: Spend, 
 
 # --- the three uses ----------------------------------------------------------------------------
 
-async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend) -> bytes:
+@dataclass(frozen=True)
+class TokenCheck:
+    """signHash's one-hop path: the Bearer token is checked in the transaction that reads the SAD,
+    and a refusal of any kind is left to the ordinary path, which repeats it and audits it."""
+
+    token: str
+    scopes: frozenset[str]
+
+
+def _read_checked(sad_hash: str, spend: Spend, token: TokenCheck | None, conn: Connection) -> StoredSad | None:
+    if token is not None:
+        check_token(digest(token.token), token.scopes, spend, conn)
+    return read_sad(sad_hash, conn)
+
+
+async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, token: TokenCheck | None = None) -> bytes:
     """Reserve ``spend.digests`` of a level-3 SAD, all or none; the signer's KEK to sign them with.
 
-    Refusals are those of :func:`rssp.sam.sad.spend_sad`, after the MAC has held.
+    Refusals are those of :func:`rssp.sam.sad.spend_sad`, after the MAC has held. With ``token``
+    (the one-hop path) a row whose MAC does not hold is refused without its audit record: the
+    ordinary path that serves the request next writes it.
     """
     sad_hash = digest(sad)
     for attempt in range(MAX_ATTEMPTS):
-        found = await store.query(partial(read_sad, sad_hash))
+        found = await store.query(partial(_read_checked, sad_hash, spend, token))
         if found is None:
             raise invalid_sad()
         after = found.state.spent(spend.digests)
         now_mac, after_mac = await mac_states(hsm, [found.state, after])
-        await _verified(store, found, now_mac, spend)
+        await _verified(store, found, now_mac, spend, audit=token is None)
         _check_spend(found, spend)
-        kek = await _kek(store, sad, found, spend)
+        kek = await _kek(store, sad, found, spend, audit=token is None)
         try:
             await store.transaction(partial(_commit_spend, found, after, after_mac, spend))
             return kek

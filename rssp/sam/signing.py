@@ -20,7 +20,7 @@ from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError, SignMechanism
 from rssp.sam.sad import Spend, refund_sad, spend_sad, spend_sad_for_token
-from rssp.sam.sealed_sad import refund_sealed, spend_sealed
+from rssp.sam.sealed_sad import TokenCheck, refund_sealed, spend_sealed
 from rssp.sam.verify import Verifier
 from rssp.store import Store
 
@@ -77,14 +77,17 @@ class SigningService:
         spent and nothing recorded, whenever the request would not succeed before signing: the
         caller then serves it the ordinary way, which raises and audits in its own order.
         """
-        if req.credential.factor_bound:
-            return None  # level 3: the SAM's own spend (MAC check, KEK) on the ordinary path
+        kek = None
         try:
             mechanism = self._mechanism(req)
-            await spend_sad_for_token(self.store, token, scopes, req.sad, self._spend(req, mechanism))
+            spend = self._spend(req, mechanism)
+            if req.credential.factor_bound:  # level 3: the SAM's spend (MAC, KEK), the token checked in its read
+                kek = await spend_sealed(self.store, self.hsm, req.sad, spend, TokenCheck(token, scopes))
+            else:
+                await spend_sad_for_token(self.store, token, scopes, req.sad, spend)
         except CSCError:
             return None
-        return await self.sign_spent(req, mechanism)
+        return await self.sign_spent(req, mechanism, kek)
 
     @staticmethod
     def _mechanism(req: SignRequest) -> SignMechanism:
