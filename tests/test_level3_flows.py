@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from client import ECDSA_SHA256, SHA256, b64, digest
 from deployment import Cred
@@ -68,6 +68,14 @@ async def test_consent_page_issues_a_credential_token_that_signs_what_was_consen
         grant = await db.one(select(sads).where(sads.c.sad_hash == secret_digest(token)))
         assert grant.mac is not None and grant.sealed_kek is not None
     sign = {"credentialID": cred.id, "hashAlgorithmOID": SHA256, "signAlgo": sign_algo(cred)}
+    async with Db(dep) as db:  # the grant is under the SAM's MAC like a SAD: an edited count is refused
+        this_grant = update(sads).where(sads.c.sad_hash == secret_digest(token))
+        before = await db.audit_count("sad.tamper", cred.id)
+        await db.execute(this_grant.values(remaining=50))
+        status, err = await csc.call("signatures/signHash", {**sign, "hashes": [b64(h1)]}, token)
+        assert (status, err["error_description"]) == (400, "Invalid parameter SAD")
+        assert await db.audit_count("sad.tamper", cred.id) == before + 1
+        await db.execute(this_grant.values(remaining=grant.remaining))
     status, err = await csc.call("signatures/signHash", {**sign, "hashes": [b64(other)]}, token)
     assert (status, err["error_description"]) == (400, "Hash is not authorized by the SAD.")
     status, out = await csc.call("signatures/signHash", {**sign, "hashes": [b64(h1), b64(h2)]}, token)
