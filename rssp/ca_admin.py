@@ -75,8 +75,8 @@ def _check(config: Config, opts: CAOptions) -> None:
         if key not in ALLOWED_KEYS_DEFAULT:
             raise OperatorError(f"unknown key algorithm {key!r}; one of {', '.join(ALLOWED_KEYS_DEFAULT)}")
     for level in opts.levels or ():
-        if level not in (1, 2):
-            raise OperatorError("levels are 1 and/or 2")
+        if level not in (1, 2, 3):
+            raise OperatorError("levels are among 1, 2 and 3")
 
 
 async def _local_section(hsm: Any, opts: CAOptions) -> dict[str, Any]:

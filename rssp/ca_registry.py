@@ -22,7 +22,8 @@ from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.store.schema import manage_clients
 
 ALLOWED_KEYS_DEFAULT = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
-LEVELS_DEFAULT = (1, 2)
+# Level 3 is allowed by default: it only ever adds protection (docs/level3.md), and the RA asks for it.
+LEVELS_DEFAULT = (1, 2, 3)
 
 
 @dataclass(frozen=True)

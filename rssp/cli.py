@@ -242,10 +242,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("create", _credential_create, "create a credential (key in the HSM, certificate from a CA)", creds,
                 operator=True)
     p.add_argument("--user", required=True)
-    p.add_argument("--level", type=int, choices=(1, 2), default=1)
+    p.add_argument("--level", type=int, choices=(1, 2, 3), default=1,
+                   help="1: PIN; 2: PIN and TOTP; 3: PIN and TOTP, the key usable only with the PIN "
+                        "(docs/level3.md)")
     p.add_argument("--key", default="rsa-2048", choices=("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"))
-    p.add_argument("--pin", required=True)
-    p.add_argument("--totp", action="store_true", help="add a TOTP factor (required for level 2)")
+    p.add_argument("--pin", required=True,
+                   help="levels 1-2: 4 to 32 digits; level 3: 8 to 64 characters with a letter and a digit")
+    p.add_argument("--totp", action="store_true", help="add a TOTP factor (required for levels 2 and 3)")
     p.add_argument("--multisign", type=int, default=1)
     p.add_argument("--description")
     p.add_argument("--subject", help="subject DN, e.g. 'CN=Taro Yamada,O=Example,C=JP'")
@@ -261,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anchor", action="append", help="PEM/DER trust anchor of the CA's certificates (repeatable)")
     p.add_argument("--name", help="local connector: the new CA's name (default: rssp CA CAID)")
     p.add_argument("--key-algorithms", help="comma-separated allowed keys, e.g. rsa-2048,ec-p256 (default: all)")
-    p.add_argument("--levels", help="comma-separated allowed levels (default: 1,2)")
+    p.add_argument("--levels", help="comma-separated allowed levels (default: 1,2,3)")
     p.add_argument("--url", help="cmp: the CA's CMP HTTP endpoint, e.g. http://ca.example/pkix/")
     p.add_argument("--mac-secret-file", help="cmp: file holding the shared secret for MAC (PBM) protection")
     p.add_argument("--reference", help="cmp: the reference (senderKID) that goes with the shared secret")

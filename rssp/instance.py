@@ -37,6 +37,7 @@ from rssp.config_seal import CONFIG_MAC_LABEL, seal
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
 from rssp.sam.factors import TOTP_KEY_LABEL
+from rssp.sam.samkeys import ensure_sam_keys
 from rssp.store import migrate, open_store
 
 TOKEN_LABEL = "rssp"
@@ -109,6 +110,7 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
         await hsm.ensure_aes_key(TOTP_KEY_LABEL)
         await hsm.ensure_mac_key(AUDIT_MAC_KEY_LABEL)  # the audit trail's checkpoints and writer keys
         await hsm.ensure_mac_key(CONFIG_MAC_LABEL)
+        await ensure_sam_keys(hsm)  # level 3: the SAD MAC key and the KEK derivation key
         _connector, ca_config = await plugins.ca_connector_class("local").create(hsm, name=ca_name)
         manage_client = await register_manage_client(store, "local", actor=INIT_ACTOR)  # the local CA's RA
         first = await add_operator(store, hsm, operator, actor=INIT_ACTOR)

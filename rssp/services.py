@@ -16,6 +16,7 @@ from rssp.credentials.cache import SigningKeyCache
 from rssp.documents.service import DocumentService, signer_anchors
 from rssp.hsm import Hsm
 from rssp.jobs.runner import JobRunner
+from rssp.sam.samkeys import ensure_sam_keys
 from rssp.sam.signing import SigningService
 from rssp.store import Store, migrate, open_store
 
@@ -66,6 +67,7 @@ class Services:
         await migrate(self.store)
         await self.hsm.start()
         await self.audit.start()  # the writer key first: nothing before it writes audit records
+        await ensure_sam_keys(self.hsm)  # level 3 (an instance made before it gets its SAM keys here)
         await self.documents.start()
         self.jobs.start(self)
 

@@ -799,7 +799,7 @@ def build_specs() -> dict[str, Spec]:
         Row("manages/generateKey", "curve secp256k1", with_(gk, curve="1.3.132.0.10"), desc=invalid("curve"),
             auth="manage"),
         Row("manages/generateKey", "level 0", with_(gk, level=0), desc=invalid("level"), auth="manage"),
-        Row("manages/generateKey", "level 3", with_(gk, level=3), desc=invalid("level"), auth="manage"),
+        Row("manages/generateKey", "level 4", with_(gk, level=4), desc=invalid("level"), auth="manage"),
         Row("manages/generateKey", "multisign 0", with_(gk, multisign=0), desc=invalid("multisign"), auth="manage"),
         Row("manages/generateKey", "multisign huge", with_(gk, multisign=10**9), desc=invalid("multisign"),
             auth="manage"),

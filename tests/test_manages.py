@@ -338,7 +338,7 @@ async def test_generate_key_checks_its_input(ras):
         ({"userID": "alice", "keyAlgo": "1.2.3", "level": 1}, "Invalid parameter keyAlgo"),
         ({"userID": "alice", "keyAlgo": RSA, "keyLen": 1024, "level": 1}, "Invalid parameter keyLen"),
         ({"userID": "alice", "keyAlgo": EC, "curve": "1.3.132.0.10", "level": 1}, "Invalid parameter curve"),
-        ({"userID": "alice", "keyAlgo": EC, "curve": P256, "level": 3}, "Invalid parameter level"),
+        ({"userID": "alice", "keyAlgo": EC, "curve": P256, "level": 4}, "Invalid parameter level"),
         ({"userID": "alice", "keyAlgo": EC, "curve": P256, "level": 1, "multisign": 0}, "Invalid parameter multisign"),
     ]
     for body, description in cases:

@@ -12,6 +12,10 @@ its caID, which only ``generateKey`` writes. ``credentials.ca_id`` is not a scop
 CA that issues the certificate, and the operator's ``rssp credential create`` writes it too
 (``local`` by default) for credentials no RA enrolled. Anything else looks unknown, exactly
 like an ID that does not exist.
+
+Level 3 keys are never token objects: they exist wrapped, first under an enrollment key, from
+``linkEid`` under the signer's PIN (:mod:`extensions.manages.level3`), so ``authorize`` (the
+CSR) must come before ``linkEid``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import pyotp
 from sqlalchemy import select, update
 
-from extensions.manages import idempotency, pinhash
+from extensions.manages import idempotency, level3, pinhash
 from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
@@ -42,6 +46,7 @@ from rssp.hsm import HsmError, KeyNotFound
 from rssp.hsm.types import KeySpec
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
+from rssp.sam.kek import pin_problem
 from rssp.store.schema import credentials, manage_enrollments, users
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
 
@@ -114,7 +119,7 @@ async def generate_key(services: Services, caller: Caller, policy: CAPolicy, req
                        request_id: str | None) -> dict[str, Any]:
     if req.spec_name not in policy.key_algorithms:
         raise invalid_param("keyAlgo")
-    if req.level not in policy.levels or req.level not in (1, 2):
+    if req.level not in policy.levels or req.level not in (1, 2, 3):
         raise invalid_param("level")
     user_id = await _find_user_id(services, req.user)
     return await idempotency.once(services.store, caller.ca_id, request_id, "generateKey", req.params(),
@@ -124,14 +129,18 @@ async def generate_key(services: Services, caller: Caller, policy: CAPolicy, req
 async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id: str,
                     request_id: str | None) -> dict[str, Any]:
     credential_id = new_id(12)
-    key = await services.hsm.generate_key_pair(req.spec, label=make_label(credential_id))
+    wrapped = None
+    if req.level >= 3:
+        key, wrapped = await level3.generate(services.hsm, req.spec, credential_id)
+    else:
+        key = await services.hsm.generate_key_pair(req.spec, label=make_label(credential_id))
     now = time.time()
     values = dict(
         id=credential_id, user_id=user_id, description=req.description, level=req.level, key_kind=req.spec.kind,
         key_len=req.spec.length, curve=req.spec.curve or None, hsm_key_id=key.key_id,
         public_key=key.public_key_der, certificate=None, chain="[]", status="disabled", multisign=req.multisign,
         signature_qualifier=req.signature_qualifier, pin_hash=None, totp_secret=None, failed_attempts=0,
-        locked=False, totp_last_step=0, ca_id=caller.ca_id, created_at=now, updated_at=now,
+        locked=False, totp_last_step=0, ca_id=caller.ca_id, wrapped_key=wrapped, created_at=now, updated_at=now,
     )
     key_json: dict[str, Any] = {"status": "disabled", "algo": key_algos(req.spec.kind), "len": req.spec.length}
     if req.spec.curve:
@@ -146,8 +155,11 @@ async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id
             await record(conn, actor=caller.actor, action="manages.generateKey", target=credential_id, outcome="ok",
                          client_ip=caller.ip, detail={"user": user_id, "key": req.spec_name, "level": req.level,
                                                       "requestID": request_id})
-    except BaseException:
-        await services.hsm.destroy_key(key.key_id)  # never a key without its record
+    except BaseException:  # never a key without its record
+        if wrapped is not None:
+            await level3.discard(services.hsm, credential_id)
+        else:
+            await services.hsm.destroy_key(key.key_id)
         raise
     return out
 
@@ -170,7 +182,8 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
         kind, ref = entry.get("type"), entry.get("reference")
         if ref is not None and not isinstance(ref, str):
             raise invalid_param("eids")
-        if kind == "password" and pin is None and ref is not None and (_PIN.match(ref) or pinhash.is_argon2(ref)):
+        if kind == "password" and pin is None and ref is not None and (
+                _PIN.match(ref) or pinhash.is_argon2(ref) or pin_problem(ref) is None):
             pin = ref
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
@@ -194,24 +207,44 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         raise _state_error()
     if cred.level >= 2 and not eids.totp:
         raise invalid_param("eids")
-    pin_hash = await pinhash.to_store(eids.pin)
+    if cred.level >= 3:
+        if cred.pin_hash is not None:  # linked once: the enrollment key that could re-wrap is gone
+            raise _state_error()
+        level3.check_pin(eids.pin)
+        if not await _csr_issued(services, cred.id):
+            raise invalid_request(level3.AUTHORIZE_FIRST)
+        pin_hash, wrapped = await level3.rewrap_for_pin(services.hsm, cred, eids.pin)
+    elif _PIN.match(eids.pin) or pinhash.is_argon2(eids.pin):
+        pin_hash, wrapped = await pinhash.to_store(eids.pin), None
+    else:
+        raise invalid_param("eids")
     seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
+    where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
+    if wrapped is not None:  # level 3: only over the blob the re-wrap started from
+        where.append(credentials.c.wrapped_key == cred.wrapped_key)
     async with services.store.write() as conn:
         result = await conn.execute(
-            update(credentials)
-            .where(credentials.c.id == cred.id, credentials.c.status == "disabled",
-                   credentials.c.certificate.is_(None))
+            update(credentials).where(*where)
             .values(pin_hash=pin_hash, totp_secret=sealed, totp_last_step=0, failed_attempts=0, locked=False,
-                    updated_at=time.time()))
+                    updated_at=time.time(), **({"wrapped_key": wrapped} if wrapped is not None else {})))
         if result.rowcount != 1:
             raise _state_error()
         await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
                      client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])})
+    if wrapped is not None:  # only the signer's PIN opens the key now
+        await level3.discard(services.hsm, cred.id)
     out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed))}
     if seed and not eids.totp_seed:  # generated here: shown once, to the RA that delivers it
         out["otpauthURI"] = pyotp.TOTP(seed).provisioning_uri(name=cred.user_id, issuer_name="rssp")
     return out
+
+
+async def _csr_issued(services: Services, credential_id: str) -> bool:
+    async with services.store.read() as conn:
+        issued = (await conn.execute(select(manage_enrollments.c.csr_issued_at)
+                                     .where(manage_enrollments.c.credential_id == credential_id))).scalar()
+    return issued is not None
 
 
 # --- authorize (the CSR) --------------------------------------------------------------------
@@ -224,7 +257,11 @@ async def authorize(services: Services, caller: Caller, credential_id: str, subj
         subject = parse_subject(subject_dn)
     except ValueError:
         raise invalid_param("subjectDN") from None
-    csr = await build_csr(subject, hsm_signing_key(services.hsm, cred.hsm_key_id, cred.public_key))
+    if cred.level >= 3:
+        async with level3.csr_key(services.hsm, cred) as key:
+            csr = await build_csr(subject, key)
+    else:
+        csr = await build_csr(subject, hsm_signing_key(services.hsm, cred.hsm_key_id, cred.public_key))
     async with services.store.write() as conn:
         result = await conn.execute(
             update(manage_enrollments)
@@ -267,6 +304,8 @@ async def link_cert(services: Services, caller: Caller, policy: CAPolicy, creden
         await record(conn, actor=caller.actor, action="manages.linkCert", target=cred.id, outcome="ok",
                      client_ip=caller.ip, detail={"serialNumber": format(chain[0].serial_number, "x"),
                                                   "issuerDN": chain[0].issuer.human_friendly})
+    if cred.level >= 3:  # in case a crash after linkEid's commit left the enrollment key behind
+        await level3.discard(services.hsm, cred.id)
     return {"credentialID": cred.id, "key": key_view(replace(cred, status="enabled"))}
 
 
@@ -287,7 +326,7 @@ async def _delete(services: Services, caller: Caller, credential_id: str, reason
     async with services.store.write() as conn:
         result = await conn.execute(update(credentials).where(credentials.c.id == cred.id,
                                                               credentials.c.status != "deleted")
-                                    .values(status="deleted", updated_at=now))
+                                    .values(status="deleted", wrapped_key=None, updated_at=now))
         if result.rowcount != 1:
             raise unknown_credential()
         await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
@@ -298,7 +337,10 @@ async def _delete(services: Services, caller: Caller, credential_id: str, reason
                      client_ip=caller.ip, detail={"reason": reason, "requestID": request_id})
     # After the commit: a crash here leaves a key whose credential is already unusable.
     try:
-        await services.hsm.destroy_key(cred.hsm_key_id)
+        if cred.level >= 3:  # the blob is gone with the row; an enrollment key may remain
+            await level3.discard(services.hsm, cred.id)
+        else:
+            await services.hsm.destroy_key(cred.hsm_key_id)
     except KeyNotFound:
         pass
     except HsmError as exc:

@@ -49,9 +49,14 @@ def cert_view(cred: Credential, certificates: str, cert_info: bool) -> dict[str,
     return out
 
 
+def _pin_format(cred: Credential) -> str:
+    """Level 3 PINs have letters and digits (rssp.sam.kek.pin_problem); below, digits only."""
+    return "A" if cred.factor_bound else "N"
+
+
 def auth_view(cred: Credential) -> dict[str, Any]:
     objects: list[dict[str, Any]] = [
-        {"type": "Password", "id": "PIN", "format": "N", "label": "PIN", "description": "Credential PIN"}
+        {"type": "Password", "id": "PIN", "format": _pin_format(cred), "label": "PIN", "description": "Credential PIN"}
     ]
     if cred.needs_totp:
         objects.append({"type": "Password", "id": "OTP", "format": "N", "generator": "totp",
@@ -60,7 +65,8 @@ def auth_view(cred: Credential) -> dict[str, Any]:
 
 
 def v1_fields(cred: Credential) -> dict[str, Any]:
-    out: dict[str, Any] = {"authMode": "explicit", "PIN": {"presence": "true", "format": "N", "label": "PIN"}}
+    out: dict[str, Any] = {"authMode": "explicit", "PIN": {"presence": "true", "format": _pin_format(cred),
+                                                           "label": "PIN"}}
     if cred.needs_totp:
         out["OTP"] = {"presence": "true", "type": "offline", "format": "N", "label": "OTP"}
     return out

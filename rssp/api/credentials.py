@@ -16,6 +16,7 @@ from rssp.errors import CSCError, credential_locked, invalid_param, invalid_requ
 from rssp.hsm.types import HashName
 from rssp.sam.factors import Factors, check_factors
 from rssp.sam.sad import SadGrant, extend_sad, insert_sad
+from rssp.sam.sealed_sad import extend_sealed, issue_sad
 
 _CERTIFICATES = ("none", "single", "chain")
 _MAX_FACTOR_LEN = 256  # a PIN or OTP; longer is malformed, not a failed attempt
@@ -143,17 +144,27 @@ async def authorize(call: Call) -> web.Response:
     body.string("description", max_len=500)
     factors = parse_factors(body)
     try:
-        await check_factors(services.store, services.hsm, cred, factors,
-                            max_failures=services.config.security.max_failed_attempts,
-                            actor=call.user.user_id, client_ip=call.ip)
+        kek = await check_factors(services.store, services.hsm, cred, factors,
+                                  max_failures=services.config.security.max_failed_attempts,
+                                  actor=call.user.user_id, client_ip=call.ip)
     except CSCError as refused:
         if refused.description == credential_locked().description:
             metrics.m().lockouts.inc()
         raise
-    ttl = services.config.security.sad_ttl_seconds
+    security = services.config.security
+    ttl, lifetime = security.sad_ttl_seconds, security.sad_max_lifetime_seconds
     grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
+    # Level 3: the SAD row gets the SAM's MAC and the KEK sealed to the SAD (made before the transaction).
+    sealed = None
+    if cred.factor_bound:
+        assert kek is not None  # check_factors returns it for every level-3 credential it lets through
+        sealed = await issue_sad(services.hsm, grant, kek, ttl, lifetime)
     async with services.store.write() as conn:
-        sad = await insert_sad(conn, grant, ttl, services.config.security.sad_max_lifetime_seconds)
+        if sealed is not None:
+            await sealed.insert(conn)
+            sad = sealed.value
+        else:
+            sad = await insert_sad(conn, grant, ttl, lifetime)
         await record(conn, actor=call.user.user_id, action="credential.authorize", target=cred.id, outcome="ok",
                      client_ip=call.ip, detail={"numSignatures": num, "hashes": [d.hex() for d in digests]})
     return web.json_response({"SAD": sad, "expiresIn": ttl})
@@ -165,7 +176,11 @@ async def extend_transaction(call: Call) -> web.Response:
     cred = await own_credential(call, enabled=True)
     hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request, call.version)
     asked = SadGrant(call.user.user_id, cred.id, 0, hash_name, digests)
-    new_sad, expires_in = await extend_sad(services.store, sad, asked, services.config.security.sad_ttl_seconds, call.ip)
+    ttl = services.config.security.sad_ttl_seconds
+    if cred.factor_bound:
+        new_sad, expires_in = await extend_sealed(services.store, services.hsm, sad, asked, ttl, call.ip)
+    else:
+        new_sad, expires_in = await extend_sad(services.store, sad, asked, ttl, call.ip)
     return web.json_response({"SAD": new_sad, "expiresIn": expires_in})
 
 

@@ -143,15 +143,15 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
     lang, csrf = language(req.lang), form["csrf"]
     factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
     try:
-        await check_factors(services.store, services.hsm, cred, factors,  # type: ignore[arg-type]
-                            max_failures=services.config.security.max_failed_attempts,
-                            actor=session.user_id, client_ip=client_ip(request))
+        kek = await check_factors(services.store, services.hsm, cred, factors,  # type: ignore[arg-type]
+                                  max_failures=services.config.security.max_failed_attempts,
+                                  actor=session.user_id, client_ip=client_ip(request))
     except CSCError as err:
         if err.description == "Credential locked":
             raise await flow.deny(services, session, "Credential locked") from None
         key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
         return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, key), 400)
-    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request)))
+    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek))
 
 
 async def login(request: web.Request) -> web.Response:

@@ -5,6 +5,10 @@ is bound to the signer before certification; the certificate is accepted only if
 exactly that public key. If any step fails, the key is destroyed and nothing is recorded, so
 there is never a half-enrolled credential.
 
+Level 3 (docs/level3.md): the key pair is generated as session objects, used for the CSR,
+then wrapped under the key-encryption key derived from the signer's PIN and destroyed on the
+token; only the wrapped blob is stored. The token never holds the key persistently.
+
 The operator enrolls these credentials, not a CA's RA: ``credentials.ca_id`` records which CA
 issued the certificate, and no ``manage_enrollments`` row is written, so no RA can reach them
 through ``manages/*`` (issue #20, finding 7).
@@ -25,10 +29,12 @@ from rssp.auth.passwords import hash_secret
 from rssp.auth.secrets import new_id
 from rssp.ca import CAConnector, CAError, issue_with
 from rssp.errors import OperatorError
-from rssp.hsm import Hsm
-from rssp.hsm.types import KeySpec
+from rssp.hsm import Hsm, KeyNotFound
+from rssp.hsm.types import GeneratedKey, KeySpec
 from rssp.credentials.keylabel import make_label  # who made the key: rssp doctor tells orphans
 from rssp.sam.factors import TOTP_KEY_LABEL
+from rssp.sam.kek import new_kek, pin_problem
+from rssp.sam.samkeys import ensure_sam_keys
 from rssp.store import Store
 from rssp.store.schema import credentials
 from rssp.users import find_user
@@ -59,11 +65,15 @@ class Enrolled:
 
 
 def _check(req: EnrollRequest) -> None:
-    if req.level not in (1, 2):
-        raise EnrollmentError("level must be 1 or 2")
-    if req.level == 2 and not req.totp:
-        raise EnrollmentError("level 2 needs a second factor: add --totp")
-    if not (req.pin.isdigit() and 4 <= len(req.pin) <= 32):
+    if req.level not in (1, 2, 3):
+        raise EnrollmentError("level must be 1, 2 or 3")
+    if req.level >= 2 and not req.totp:
+        raise EnrollmentError(f"level {req.level} needs a second factor: add --totp")
+    if req.level >= 3:
+        problem = pin_problem(req.pin)
+        if problem:
+            raise EnrollmentError(problem)
+    elif not (req.pin.isdigit() and 4 <= len(req.pin) <= 32):
         raise EnrollmentError("the PIN must be 4 to 32 digits")
     if not 1 <= req.multisign <= 1000:
         raise EnrollmentError("multisign must be between 1 and 1000")
@@ -75,7 +85,12 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
     if user is None:
         raise EnrollmentError(f"no user {req.username!r}")
     credential_id = new_id(12)
-    key = await hsm.generate_key_pair(req.key_spec, label=make_label(credential_id))
+    level3 = req.level >= 3
+    if level3:
+        await ensure_sam_keys(hsm)
+        key = await hsm.generate_wrappable_key_pair(req.key_spec, label=make_label(credential_id))
+    else:
+        key = await hsm.generate_key_pair(req.key_spec, label=make_label(credential_id))
     try:
         subject = parse_subject(req.subject_dn or f"CN={req.username}")
         signing_key = hsm_signing_key(hsm, key.key_id, key.public_key_der)
@@ -85,7 +100,9 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
             raise EnrollmentError("the CA returned a certificate for another key")
         seed = pyotp.random_base32() if req.totp else None
         sealed = await hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), credential_id.encode()) if seed else None
-        pin_hash = await hash_secret(req.pin)  # before the transaction: argon2 must not hold the write lock
+        # Before the transaction: argon2 must not hold the write lock.
+        pin_hash, wrapped = await _level3_key(hsm, credential_id, key, req.pin) if level3 else (
+            await hash_secret(req.pin), None)
         now = time.time()
         async with store.write() as conn:
             await conn.execute(
@@ -95,7 +112,7 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                     hsm_key_id=key.key_id, public_key=key.public_key_der, certificate=issued.certificate,
                     chain=json.dumps([base64.b64encode(c).decode() for c in issued.chain]), status="enabled",
                     multisign=req.multisign, pin_hash=pin_hash, totp_secret=sealed,
-                    failed_attempts=0, locked=False, totp_last_step=0, ca_id=req.ca_id,
+                    failed_attempts=0, locked=False, totp_last_step=0, ca_id=req.ca_id, wrapped_key=wrapped,
                     created_at=now, updated_at=now,
                 )
             )
@@ -103,9 +120,18 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                          detail={"user": user.id, "level": req.level, "key": req.key_spec.kind,
                                  "keyLen": req.key_spec.length, "ca": req.ca_id})
     except BaseException as exc:
-        await hsm.destroy_key(key.key_id)
+        try:
+            await hsm.destroy_key(key.key_id)
+        except KeyNotFound:
+            pass  # a level-3 key already exists only wrapped, in the blob that is now dropped
         if isinstance(exc, CAError):
             raise EnrollmentError(f"the CA refused: {exc}") from None
         raise
     uri = pyotp.TOTP(seed).provisioning_uri(name=req.username, issuer_name="rssp") if seed else None
     return Enrolled(credential_id, uri)
+
+
+async def _level3_key(hsm: Hsm, credential_id: str, key: GeneratedKey, pin: str) -> tuple[str, bytes]:
+    """The PIN record and the key wrapped under the KEK of ``pin``; the session key is destroyed."""
+    kek, pin_record = await new_kek(hsm, credential_id, pin)
+    return pin_record, await hsm.wrap_key(key.key_id, kek)

@@ -37,11 +37,17 @@ class Credential:
     failed_attempts: int
     locked: bool
     ca_id: str | None
+    wrapped_key: bytes | None = None  # level 3: the private key exists only wrapped (docs/level3.md)
 
     @property
     def scal(self) -> str:
         """Level 2+ binds the SAD to the hashes: that is CSC's SCAL 2."""
         return "2" if self.level >= 2 else "1"
+
+    @property
+    def factor_bound(self) -> bool:
+        """Level 3: the key signs only with the signer's factor, under SADs the SAM MACs."""
+        return self.level >= 3
 
     @property
     def needs_totp(self) -> bool:

@@ -48,7 +48,9 @@ from rssp import metrics
 from rssp.coalesce import Coalescer, Outcome
 from rssp.threads import named_pool
 
+from . import wrapping
 from .types import GeneratedKey, HashName, HsmError, KeyNotFound, KeySpec, SignMechanism
+from .wrapping import Wrapping
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -580,6 +582,40 @@ class Hsm:
     async def mac(self, label: str, message: bytes) -> bytes:
         return (await self.mac_many(label, [message]))[0]
 
+    # -- wrapped keys (level 3: usable only with the signer's factor; rssp/hsm/wrapping.py) ------
+
+    async def generate_wrappable_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey:
+        """A key pair as session objects (gone with the process), the private key sensitive and
+        extractable only so that :meth:`wrap_key` can wrap it. Sign with it by its key ID."""
+        return await self._submit(self._generate_wrappable_sync, spec, label)
+
+    async def wrap_key(self, key_id: str, wrapping_key: Wrapping) -> bytes:
+        """Wrap the session private key ``key_id`` and destroy its session objects: from then on
+        the key exists only as the returned blob."""
+        return await self._submit(self._wrap_sync, key_id, wrapping_key)
+
+    async def rewrap_key(self, blob: bytes, kind: str, old: Wrapping, new: Wrapping) -> bytes:
+        """The blob's key wrapped under ``new`` instead of ``old``; no object outlives the call."""
+        return await self._submit(self._rewrap_sync, blob, kind, old, new)
+
+    async def unwrap_key(self, blob: bytes, kind: str, wrapping_key: Wrapping) -> str:
+        """Unwrap into a non-extractable session object; its key ID, for :meth:`sign` (e.g. a CSR).
+        The caller destroys it with :meth:`destroy_key`."""
+        return await self._submit(self._unwrap_sync, blob, kind, wrapping_key)
+
+    async def sign_wrapped(self, blob: bytes, kind: str, kek: bytes, mechanism: SignMechanism,
+                           digests: list[bytes]) -> list[bytes]:
+        """Unwrap with the raw ``kek``, sign every digest, destroy the key: one hop, nothing kept."""
+        return await self._submit(self._sign_wrapped_sync, blob, kind, kek, mechanism, list(digests))
+
+    async def ensure_wrap_key(self, label: str) -> None:
+        """Create the AES token key ``label`` that can only wrap and unwrap, unless it exists."""
+        await self._submit(self._ensure_wrap_sync, label)
+
+    async def destroy_secret_key(self, label: str) -> None:
+        """Destroy the secret key(s) labelled ``label``; :class:`KeyNotFound` if there is none."""
+        await self._submit(self._destroy_secret_sync, label)
+
     # -- HSM-thread implementations -----------------------------------------------------------
 
     @_guard("key generation")
@@ -710,6 +746,80 @@ class Hsm:
         key = self._secret_key(label, KeyType.GENERIC_SECRET)
         return [bytes(key.sign(bytes(m), mechanism=Mechanism.SHA256_HMAC)) for m in messages]
 
+    @_guard("key generation")
+    def _generate_wrappable_sync(self, spec: KeySpec, label: str) -> GeneratedKey:
+        shared = self._require()
+        raw_id = secrets.token_bytes(KEY_ID_BYTES)
+        public, private = _generate_pair(shared.session, spec, raw_id, label, wrappable=True)
+        try:
+            spki = _spki_of(public)
+        finally:
+            public.destroy()  # the SPKI is all that is needed of it
+        shared.private_keys[raw_id.hex()] = _CachedKey(private, _key_type_of(spec))
+        return GeneratedKey(raw_id.hex(), spki)
+
+    def _token_wrap_key(self, label: str) -> Any:
+        return self._secret_key(label, KeyType.AES)
+
+    @_guard("key wrapping")
+    def _wrap_sync(self, key_id: str, wrapping_key: Wrapping) -> bytes:
+        shared = self._require()
+        private = self._private_key(key_id).key
+        with wrapping.wrapping_key(shared.session, wrapping_key, self._token_wrap_key) as kek:
+            blob = wrapping.wrap(kek, private)
+        self._destroy_sync(key_id)
+        return blob
+
+    @_guard("key wrapping")
+    def _rewrap_sync(self, blob: bytes, kind: str, old: Wrapping, new: Wrapping) -> bytes:
+        session = self._require().session
+        with wrapping.wrapping_key(session, old, self._token_wrap_key) as kek:
+            private = wrapping.unwrap(kek, blob, wrapping.key_type(kind), extractable=True)
+        try:
+            with wrapping.wrapping_key(session, new, self._token_wrap_key) as kek:
+                return wrapping.wrap(kek, private)
+        finally:
+            private.destroy()
+
+    @_guard("key unwrapping")
+    def _unwrap_sync(self, blob: bytes, kind: str, wrapping_key: Wrapping) -> str:
+        shared = self._require()
+        with wrapping.wrapping_key(shared.session, wrapping_key, self._token_wrap_key) as kek:
+            private = wrapping.unwrap(kek, blob, wrapping.key_type(kind))
+        key_id = bytes(private[Attribute.ID]).hex()
+        shared.private_keys[key_id] = _CachedKey(private, private.key_type)
+        return key_id
+
+    @_guard("signing")
+    def _sign_wrapped_sync(self, blob: bytes, kind: str, kek: bytes, mech: SignMechanism,
+                           digests: list[bytes]) -> list[bytes]:
+        if not isinstance(kek, bytes):  # a signature needs the signer's factor, never a token key
+            raise HsmError("signing with a wrapped key needs its key-encryption key")
+        _check_digests(mech, digests)
+        session, kind_ = self._require().session, wrapping.key_type(kind)
+        with wrapping.wrapping_key(session, kek, self._token_wrap_key) as key:
+            private = wrapping.unwrap(key, blob, kind_)
+        try:
+            return self._sign_with(_CachedKey(private, kind_), mech, digests)
+        finally:
+            private.destroy()
+
+    @_guard("wrap key creation")
+    def _ensure_wrap_sync(self, label: str) -> None:
+        shared = self._require()
+        if not _find_secret(shared.session, label, KeyType.AES):
+            wrapping.generate_token_wrap_key(shared.session, label)
+
+    @_guard("secret key destruction")
+    def _destroy_secret_sync(self, label: str) -> None:
+        shared = self._require()
+        shared.secret_keys.pop(label, None)
+        found = _find_all(shared.session, ObjectClass.SECRET_KEY, {Attribute.LABEL: label})
+        if not found:
+            raise KeyNotFound("no secret key with that label")
+        for key in found:
+            key.destroy()
+
     @_guard("encryption")
     def _encrypt_sync(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(GCM_NONCE_BYTES)
@@ -756,9 +866,12 @@ def _key_type_of(spec: KeySpec) -> KeyType:
     return KeyType.RSA if spec.kind == "rsa" else KeyType.EC
 
 
-def _generate_pair(session: Any, spec: KeySpec, raw_id: bytes, label: str) -> tuple[Any, Any]:
-    """C_GenerateKeyPair for RSA (e = 65537) or EC on a named curve, as token objects."""
-    public = dict(_PUBLIC_TEMPLATE)
+def _generate_pair(session: Any, spec: KeySpec, raw_id: bytes, label: str,
+                   *, wrappable: bool = False) -> tuple[Any, Any]:
+    """C_GenerateKeyPair for RSA (e = 65537) or EC on a named curve, as token objects
+    (``wrappable``: as session objects, the private key extractable only to be wrapped)."""
+    public = wrapping.session_public_template() if wrappable else dict(_PUBLIC_TEMPLATE)
+    private = wrapping.session_private_template(extractable=True) if wrappable else dict(_PRIVATE_TEMPLATE)
     if spec.kind == "rsa":
         if spec.bits < 2048:
             raise HsmError("RSA keys must have at least 2048 bits")
@@ -774,10 +887,10 @@ def _generate_pair(session: Any, spec: KeySpec, raw_id: bytes, label: str) -> tu
         bits,
         id=raw_id,
         label=label,
-        store=True,
+        store=not wrappable,
         capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
         public_template=public,
-        private_template=dict(_PRIVATE_TEMPLATE),
+        private_template=private,
     )
 
 

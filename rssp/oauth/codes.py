@@ -4,6 +4,10 @@ Only the code's SHA-256 is stored. Redeeming marks it used in the same statement
 so of two concurrent token requests exactly one wins. A code presented again after it was used
 is evidence that it leaked: the tokens it issued are revoked (RFC 6749 §4.1.2), together with
 the SAD row of a credential token.
+
+A code for a level-3 credential carries the signer's key-encryption key sealed under a key
+derived from the code itself (:func:`rssp.sam.kek.seal`): only the code's holder can have it
+sealed on to the access token (:mod:`rssp.oauth.grants`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rssp.audit import record
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.auth.tokens import revoke_grant
 from rssp.oauth.request import AuthorizationRequest
+from rssp.sam.kek import seal, unseal
 from rssp.store import Conn
 from rssp.store.schema import oauth_codes
 
@@ -29,17 +34,25 @@ class RedeemedCode:
     credential_id: str | None
     grant_id: str
     expired: bool
+    kek: bytes | None = None  # level 3: unsealed with the code that was presented
+
+
+def _kek_context(code_hash: str, credential_id: str | None) -> bytes:
+    return f"oauth code\0{code_hash}\0{credential_id}".encode()
 
 
 async def issue_code(conn: Conn, req: AuthorizationRequest, user_id: str, credential_id: str | None,
-                     ttl: int) -> str:
+                     ttl: int, kek: bytes | None = None) -> str:
     """Store a new code for the signer's approved request, in the caller's transaction."""
     value = new_secret()
+    code_hash = digest(value)
     now = time.time()
+    sealed = seal(value, kek, _kek_context(code_hash, credential_id)) if kek is not None else None
     await conn.execute(oauth_codes.delete().where(oauth_codes.c.expires_at < now - 3600))
     await conn.execute(oauth_codes.insert().values(
-        code_hash=digest(value), client_id=req.client_id, user_id=user_id, request=req.to_json(),
+        code_hash=code_hash, client_id=req.client_id, user_id=user_id, request=req.to_json(),
         credential_id=credential_id, grant_id=new_id(), used=False, expires_at=now + ttl, created_at=now,
+        sealed_kek=sealed,
     ))
     return value
 
@@ -64,8 +77,9 @@ async def redeem_code(conn: Conn, code: str, client_ip: str | None) -> RedeemedC
     code_hash = digest(code)
     row = (await conn.execute(_SPEND, {"h": code_hash})).first()
     if row is not None:
+        kek = unseal(code, row.sealed_kek, _kek_context(code_hash, row.credential_id)) if row.sealed_kek else None
         return RedeemedCode(row.client_id, row.user_id, AuthorizationRequest.from_json(row.request),
-                            row.credential_id, row.grant_id, row.expires_at <= time.time())
+                            row.credential_id, row.grant_id, row.expires_at <= time.time(), kek)
     replayed = (await conn.execute(select(oauth_codes.c.grant_id, oauth_codes.c.client_id)
                                    .where(oauth_codes.c.code_hash == code_hash))).first()
     if replayed is not None:

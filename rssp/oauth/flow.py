@@ -117,14 +117,18 @@ async def choose_credential(services: Services, req: AuthorizationRequest, user_
 
 
 async def approve(services: Services, settings: OAuthSettings, session: AuthSession, credential_id: str | None,
-                  ip: str | None) -> str:
-    """Consume the session, issue the code, and return where to send the browser."""
+                  ip: str | None, kek: bytes | None = None) -> str:
+    """Consume the session, issue the code, and return where to send the browser.
+
+    ``kek``: a level-3 credential's key-encryption key from the consent's PIN check; the code
+    carries it sealed to itself, to be sealed to the access token it is exchanged for.
+    """
     req = session.request
     assert session.user_id is not None
     async with services.store.write() as conn:
         if not await close_session(conn, session):
             raise error_redirect(req, RedirectableError("access_denied", "The authorization session has ended"))
-        code = await issue_code(conn, req, session.user_id, credential_id, settings.code_ttl_seconds)
+        code = await issue_code(conn, req, session.user_id, credential_id, settings.code_ttl_seconds, kek)
         detail: dict[str, object] = {"clientID": req.client_id, "scope": req.scope, "at": int(time.time())}
         if req.credential is not None:
             detail["numSignatures"] = req.credential.num_signatures

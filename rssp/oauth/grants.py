@@ -4,7 +4,9 @@ Service tokens (a code with scope ``service``, a refresh token, client credentia
 authorize signing. A code with scope ``credential`` yields an access token bound to the client,
 the signer, one credential, N signatures and (SCAL 2) the exact digests: its grant is stored as
 a SAD keyed by the token's digest (:func:`rssp.sam.sad.insert_token_sad`), so signHash spends
-it through the same atomic path as a SAD from ``credentials/authorize``.
+it through the same atomic path as a SAD from ``credentials/authorize``. For a level-3
+credential the code carries the signer's KEK (:mod:`rssp.oauth.codes`); the grant row then gets
+the SAM's MAC and the KEK sealed to the access token (:mod:`rssp.sam.sealed_sad`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rssp.oauth.pkce import verifier_matches
 from rssp.oauth.rar import same_details
 from rssp.oauth.settings import OAuthSettings
 from rssp.sam.sad import SadGrant, insert_token_sad
+from rssp.sam.sealed_sad import insert_token_sad_sealed
 from rssp.services import Services
 from rssp.store import Conn
 from rssp.store.schema import tokens
@@ -69,7 +72,11 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
         )
         hash_name = hash_from_oid(cred.hash_oid) if cred.hash_oid else None
         grant = SadGrant(redeemed.user_id, redeemed.credential_id, cred.num_signatures, hash_name, cred.digests)
-        await insert_token_sad(conn, issued.access_token, grant, issued.expires_at)
+        if redeemed.kek is not None:
+            await insert_token_sad_sealed(conn, services.hsm, issued.access_token, grant, issued.expires_at,
+                                          redeemed.kek)
+        else:
+            await insert_token_sad(conn, issued.access_token, grant, issued.expires_at)
     else:
         refresh_ttl = settings.refresh_token_ttl_seconds if "refresh_token" in client.grant_types else None
         issued = await services.tokens.issue_scoped(

@@ -1,6 +1,6 @@
 """Checking a signer's factors for a credential, with lockout and OTP replay protection.
 
-Level 1 asks for the PIN; level 2 asks for the PIN AND a TOTP code. Every failed attempt
+Level 1 asks for the PIN; levels 2 and 3 ask for the PIN AND a TOTP code. Every failed attempt
 counts toward the credential's lockout (JT2A 3.2.1.2: resistance to guessing); a locked
 credential refuses even correct factors until a privileged user unlocks it. A TOTP code is
 accepted once: the time step it belongs to is stored and must move forward.
@@ -14,6 +14,10 @@ locks the credential once the count reaches the limit. A request that finds ever
 taken by others still being checked is told to try again (429), not that the credential is
 locked: concurrent authorizations with the right PIN must not lock it out. An attempt whose
 process dies before its answer stays counted, and counts as a failure after two minutes.
+
+At level 3 the PIN is checked by recomputing the credential's key-encryption key from it
+(:mod:`rssp.sam.kek`: argon2id, then an HSM key): the check yields the KEK, which the caller
+seals into the SAD it issues, so the key can be unwrapped only by the holder of that SAD.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
 from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
 from rssp.hsm import Hsm, HsmError
+from rssp.sam import kek as level3
 from rssp.store import Store
 from rssp.store.schema import credentials
 
@@ -67,13 +72,25 @@ async def _totp_step(hsm: Hsm, cred: Credential, otp: str | None) -> int | None:
     return None
 
 
+async def _check_pin(hsm: Hsm, cred: Credential, pin: str) -> tuple[bool, bytes | None]:
+    """Whether the PIN is right, and at level 3 the key-encryption key it unlocks."""
+    if cred.factor_bound:
+        kek = await level3.unlock(hsm, cred.id, cred.pin_hash, pin)
+        return kek is not None, kek
+    return await verify_secret(cred.pin_hash, pin), None
+
+
 async def check_factors(
     store: Store, hsm: Hsm, cred: Credential, factors: Factors, *, max_failures: int, actor: str, client_ip: str | None
-) -> None:
-    """Raise ``Credential locked`` or ``invalid_authentication_data``, or return if all factors hold."""
+) -> bytes | None:
+    """Raise ``Credential locked`` or ``invalid_authentication_data``, or return if all factors hold.
+
+    Returns the level-3 key-encryption key (None below level 3): never store or log it.
+    """
     if cred.locked:
         await _refuse_locked(store, cred, actor, client_ip)
-    if factors.pin is None or (cred.needs_totp and factors.otp is None):
+    otp_required = cred.needs_totp or cred.factor_bound  # level 3 without its seed never passes
+    if factors.pin is None or (otp_required and factors.otp is None):
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
     if not await _take_attempt(store, cred, max_failures):
@@ -81,10 +98,10 @@ async def check_factors(
             await _refuse_locked(store, cred, actor, client_ip)
         # Every attempt left is being checked right now: not a lockout, but no place for this one.
         raise try_later("Other authorizations of this credential are being checked; try again", 1)
-    pin_ok = await verify_secret(cred.pin_hash, factors.pin)
-    step = await _totp_step(hsm, cred, factors.otp) if cred.needs_totp else 0
+    pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
+    step = await _totp_step(hsm, cred, factors.otp) if otp_required else 0
     if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
-        return
+        return kek
     await _count_failure(store, cred, max_failures, actor, client_ip)
     raise invalid_authentication_data()
 

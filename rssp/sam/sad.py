@@ -44,11 +44,12 @@ class SadGrant:
         return bool(self.digests)
 
 
-def _sad_inserts(grant: SadGrant, expires_at: float, not_after: float,
-                 value: str | None = None) -> tuple[str, list[tuple[Any, Any]]]:
+def sad_inserts(grant: SadGrant, expires_at: float, not_after: float, value: str | None = None,
+                extra: dict[str, Any] | None = None) -> tuple[str, list[tuple[Any, Any]]]:
     """A new SAD value (or ``value``) and the statements that store it (its hash, and its bound digests).
 
     ``not_after`` is the end of the whole transaction: no SAD extended from this one lives past it.
+    ``extra``: more column values (a level-3 SAD's MAC and sealed KEK, :mod:`rssp.sam.sealed_sad`).
     """
     value = value or new_secret()
     sad_hash = digest(value)
@@ -56,11 +57,11 @@ def _sad_inserts(grant: SadGrant, expires_at: float, not_after: float,
         sads.insert().values(
             sad_hash=sad_hash, credential_id=grant.credential_id, user_id=grant.user_id,
             remaining=grant.count, expires_at=min(expires_at, not_after), not_after=not_after,
-            hash_algo=grant.hash_algo, bound=grant.bound, created_at=time.time(),
+            hash_algo=grant.hash_algo, bound=grant.bound, created_at=time.time(), **(extra or {}),
         ),
         None,
     )]
-    if grant.digests:
+    if grant.digests and not (extra and "digests" in extra):  # a level-3 row keeps its digests itself
         statements.append((sad_hashes.insert(), [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests]))
     return value, statements
 
@@ -72,7 +73,7 @@ async def insert_sad(conn: Conn, grant: SadGrant, ttl_seconds: int, max_lifetime
     from now, never longer.
     """
     now = time.time()
-    value, statements = _sad_inserts(grant, now + ttl_seconds, now + max(ttl_seconds, max_lifetime_seconds))
+    value, statements = sad_inserts(grant, now + ttl_seconds, now + max(ttl_seconds, max_lifetime_seconds))
     for statement, params in statements:
         await conn.execute(statement, params)
     return value
@@ -90,12 +91,13 @@ class Spend:
 
 
 def _live(sad_hash: str, user_id: str, credential_id: str) -> tuple[ColumnElement[bool], ...]:
-    """The SAD row is this one, for this user and credential, and not expired."""
+    """The SAD row is this one, for this user and credential, not expired, and not level 3 (MACed)."""
     return (
         sads.c.sad_hash == sad_hash,
         sads.c.user_id == user_id,
         sads.c.credential_id == credential_id,
         sads.c.expires_at > time.time(),
+        sads.c.mac.is_(None),
     )
 
 
@@ -131,7 +133,9 @@ async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], 
     metrics.m().sad.labels("spent").inc()  # a refusal here is retried the ordinary way, which counts it
 
 
-def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
+def check_token(token_hash: str, scopes: frozenset[str], spend: Spend, conn: Connection) -> None:
+    """Raise unless the token is a live access token of ``spend``'s user, with one of ``scopes``
+    (a credential-scoped one only for ``spend``'s credential); in the caller's transaction."""
     principal = principal_for(token_hash, conn)
     if principal.scope not in scopes:
         raise wrong_scope()
@@ -139,6 +143,10 @@ def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spe
         raise unknown_credential()
     if principal.scope == "credential" and principal.credential_id != spend.credential_id:
         raise unknown_credential()
+
+
+def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
+    check_token(token_hash, scopes, spend, conn)
     _spend(sad_hash, spend, conn)
 
 
@@ -152,6 +160,7 @@ _SPEND = Prepared(
         sads.c.credential_id == bindparam("c"),
         sads.c.expires_at > bindparam("now"),
         sads.c.remaining >= bindparam("n"),
+        sads.c.mac.is_(None),  # a level-3 row is spent only by rssp.sam.sealed_sad, which checks its MAC
         exists().where(credentials.c.id == bindparam("c"), credentials.c.status == "enabled"),
     )
     .values(remaining=sads.c.remaining - bindparam("n"))
@@ -206,7 +215,7 @@ def _mark_used(conn: Connection, sad_hash: str, digests: tuple[bytes, ...]) -> i
 def _why_not_spendable(conn: Connection, sad_hash: str, user_id: str, credential_id: str, n: int) -> Exception:
     """Pick the error for a failed spend; only reached on the failure path."""
     row = conn.execute(select(sads).where(sads.c.sad_hash == sad_hash)).first()
-    if row is None or row.user_id != user_id or row.credential_id != credential_id:
+    if row is None or row.user_id != user_id or row.credential_id != credential_id or row.mac is not None:
         return invalid_sad()
     if row.expires_at <= time.time():
         return invalid_request("SAD expired")
@@ -275,8 +284,8 @@ def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | N
     if row is None:
         raise _why_not_spendable(conn, old_hash, grant.user_id, grant.credential_id, 0)
     conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash == old_hash))
-    new_grant = _carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
-    value, statements = _sad_inserts(new_grant, now + ttl_seconds, row.not_after)
+    new_grant = carry_over(grant, row.remaining, row.hash_algo, tuple(unused) if row.bound else None)
+    value, statements = sad_inserts(new_grant, now + ttl_seconds, row.not_after)
     for statement, params in statements:
         conn.execute(statement, params)
     write_record(conn, actor=grant.user_id, action="sad.extend", target=grant.credential_id, outcome="ok",
@@ -285,7 +294,7 @@ def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | N
     return value, max(1, int(min(now + ttl_seconds, row.not_after) - now))
 
 
-def _carry_over(asked: SadGrant, remaining: int, hash_algo: str | None, unused: tuple[bytes, ...] | None) -> SadGrant:
+def carry_over(asked: SadGrant, remaining: int, hash_algo: str | None, unused: tuple[bytes, ...] | None) -> SadGrant:
     """The new SAD's grant: never wider than the old one. ``unused`` is None when it was not bound.
 
     A bound SAD keeps its unspent hashes, or narrows to those of them the client names; an
@@ -315,6 +324,6 @@ async def insert_token_sad(conn: Conn, access_token: str, grant: SadGrant, expir
     It expires with the token, to the microsecond (``expires_at`` is the token's): sent as
     ``SAD`` beside a service token, it must not sign after the token expired as a Bearer.
     """
-    _value, statements = _sad_inserts(grant, expires_at, expires_at, access_token)
+    _value, statements = sad_inserts(grant, expires_at, expires_at, access_token)
     for statement, params in statements:
         await conn.execute(statement, params)

@@ -4,6 +4,10 @@ The order is fixed: resolve the algorithm and check every digest (cheap, no stat
 authorization (one database transaction, which may also check the Bearer token), sign the
 whole batch in one HSM call, verify each value, return them in request order. Nothing is
 spent for a request that is malformed.
+
+A level-3 credential takes another spend (:mod:`rssp.sam.sealed_sad`: the SAD row's HSM MAC is
+verified and rewritten) that yields the signer's key-encryption key, and its batch is signed by
+unwrapping the key for that one HSM call (:meth:`rssp.hsm.Hsm.sign_wrapped`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from rssp.audit import record
 from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError, SignMechanism
-from rssp.sam.sad import Spend, spend_sad, spend_sad_for_token
+from rssp.sam.sad import Spend, refund_sad, spend_sad, spend_sad_for_token
+from rssp.sam.sealed_sad import TokenCheck, refund_sealed, spend_sealed
 from rssp.sam.verify import Verifier
 from rssp.store import Store
 
@@ -45,21 +50,45 @@ class SigningService:
         self.verifier = Verifier()
 
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
-        return await self.sign_spent(req, await self.spend(req))
+        mechanism = self._mechanism(req)
+        try:
+            kek = await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism))
+        except CSCError as refused:
+            await self._record(req, "refused", refused.description)
+            raise
+        return await self.sign_spent(req, mechanism, kek)
 
     async def spend(self, req: SignRequest, then: Callable[[Connection], object] | None = None) -> SignMechanism:
-        """Check the request and spend its authorization; a refusal is audited and raised.
+        """Check the request and spend its authorization for an asynchronous job; a refusal is audited and raised.
 
         ``then`` runs in the spend's transaction: an asynchronous request stores its job there,
-        so a job exists exactly when its SAD was spent.
+        so a job exists exactly when its SAD was spent. Not for level 3: its key signs only with
+        the KEK the SAD carries, which a job must not keep (the handlers refuse mode "A" first).
         """
         mechanism = self._mechanism(req)
         try:
-            await spend_sad(self.store, req.sad, self._spend(req, mechanism), then)
+            await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism), then)
         except CSCError as refused:
             await self._record(req, "refused", refused.description)
             raise
         return mechanism
+
+    async def spend_authorization(self, cred: Credential, sad: str, spend: Spend,
+                                  then: Callable[[Connection], object] | None = None) -> bytes | None:
+        """Spend the SAD for ``spend``; at level 3 the signer's KEK (never kept beyond the request)."""
+        if cred.factor_bound:
+            if then is not None:
+                raise CSCError(400, "invalid_request", "Asynchronous mode is not available for level-3 credentials")
+            return await spend_sealed(self.store, self.hsm, sad, spend)
+        await spend_sad(self.store, sad, spend, then)
+        return None
+
+    async def refund(self, cred: Credential, sad: str, spend: Spend) -> None:
+        """Give back what :meth:`spend_authorization` reserved (signatures that were never delivered)."""
+        if cred.factor_bound:
+            await refund_sealed(self.store, self.hsm, sad, spend)
+        else:
+            await refund_sad(self.store, sad, spend)
 
     async def sign_in_one_hop(self, token: str, scopes: frozenset[str], req: SignRequest) -> list[bytes] | None:
         """:meth:`sign_hashes` with the Bearer token checked in the spend's transaction.
@@ -70,12 +99,17 @@ class SigningService:
         spent and nothing recorded, whenever the request would not succeed before signing: the
         caller then serves it the ordinary way, which raises and audits in its own order.
         """
+        kek = None
         try:
             mechanism = self._mechanism(req)
-            await spend_sad_for_token(self.store, token, scopes, req.sad, self._spend(req, mechanism))
+            spend = self._spend(req, mechanism)
+            if req.credential.factor_bound:  # level 3: the SAM's spend (MAC, KEK), the token checked in its read
+                kek = await spend_sealed(self.store, self.hsm, req.sad, spend, TokenCheck(token, scopes))
+            else:
+                await spend_sad_for_token(self.store, token, scopes, req.sad, spend)
         except CSCError:
             return None
-        return await self.sign_spent(req, mechanism)
+        return await self.sign_spent(req, mechanism, kek)
 
     @staticmethod
     def _mechanism(req: SignRequest) -> SignMechanism:
@@ -95,11 +129,19 @@ class SigningService:
     def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:
         return Spend(req.user_id, req.credential.id, mechanism.hash, req.digests, req.client_ip)
 
-    async def sign_spent(self, req: SignRequest, mechanism: SignMechanism) -> list[bytes]:
-        """Sign and verify once the SAD is spent: from here a failure is a server error."""
+    async def sign_spent(self, req: SignRequest, mechanism: SignMechanism, kek: bytes | None = None) -> list[bytes]:
+        """Sign and verify once the SAD is spent: from here a failure is a server error.
+
+        ``kek``: what a level-3 spend returned; without it a level-3 key cannot sign.
+        """
         cred, digests = req.credential, list(req.digests)
         try:
-            signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
+            if cred.factor_bound:
+                if kek is None or cred.wrapped_key is None:
+                    raise HsmError("a level-3 key signs only with the signer's key-encryption key")
+                signatures = await self.hsm.sign_wrapped(cred.wrapped_key, cred.key_kind, kek, mechanism, digests)
+            else:
+                signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
         except HsmError:
             await self._record(req, "hsm_error", "The HSM could not sign")
             raise CSCError(500, "server_error", "The signature could not be created") from None

@@ -73,10 +73,21 @@ def _v8_audit_chain(conn: Connection) -> None:
     if "ix_audit_chain_seq" not in {ix["name"] for ix in inspect(conn).get_indexes("audit")}:
         next(ix for ix in schema.audit.indexes if ix.name == "ix_audit_chain_seq").create(conn)
     chain_existing(conn)
+
+
 def _v9_privileged(conn: Connection) -> None:
     """Operators, configuration seals and credential suspension (JT2A level 3)."""
     for table in (schema.operators, schema.config_seals, schema.credential_suspensions, schema.suspension_requests):
         table.create(conn, checkfirst=True)
+
+
+def _v10_level3(conn: Connection) -> None:
+    """Level 3 (#12): wrapped keys, MACed SADs with a sealed KEK, and the KEK a code carries."""
+    binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    for table, column in (("credentials", "wrapped_key"), ("sads", "mac"), ("sads", "sealed_kek"),
+                          ("sads", "digests"), ("sads", "used_map"), ("oauth_codes", "sealed_kek")):
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {binary}")
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
@@ -88,6 +99,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (7, _v7_jobs),
     (8, _v8_audit_chain),
     (9, _v9_privileged),
+    (10, _v10_level3),
 ]
 
 

@@ -56,6 +56,7 @@ credentials = Table(
     Column("locked", Boolean, nullable=False, default=False),
     Column("totp_last_step", Integer, nullable=False, default=0),
     Column("ca_id", String(64)),  # the CA that issues the certificate; never who may manage it (manage_enrollments)
+    Column("wrapped_key", LargeBinary),  # level 3: the private key, wrapped under the signer's KEK (docs/level3.md)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -72,6 +73,14 @@ sads = Table(
     Column("bound", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("not_after", Float),  # end of the transaction: extendTransaction never passes it (NULL: not extendable)
+    # Level 3 (rssp/sam/sealed_sad.py): an HSM MAC over the row's whole state, the signer's
+    # key-encryption key sealed under a key derived from the SAD itself (only its holder opens it),
+    # and the bound digests in the row (sorted, concatenated) with a bitmap of those used, so that
+    # a spend reads and writes one row whatever the number of hashes (no sad_hashes rows).
+    Column("mac", LargeBinary),
+    Column("sealed_kek", LargeBinary),
+    Column("digests", LargeBinary),
+    Column("used_map", LargeBinary),
 )
 
 sad_hashes = Table(
@@ -177,6 +186,7 @@ oauth_codes = Table(
     Column("request", Text, nullable=False),  # the authorization request it answers, JSON
     Column("credential_id", String(64)),
     Column("grant_id", String(40), nullable=False),  # the tokens it issued (revoked on replay)
+    Column("sealed_kek", LargeBinary),  # level 3: the signer's KEK, sealed under a key derived from the code
     Column("used", Boolean, nullable=False, default=False),
     Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
