@@ -31,6 +31,7 @@ def configure(dep: Deployment, **tables: dict[str, Any]) -> None:
     for name, values in tables.items():
         raw.setdefault(name, {}).update(values)
     path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()  # an edit by hand: the operator accepts it
 
 
 def with_metrics(dep: Deployment) -> int:

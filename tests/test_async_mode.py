@@ -80,6 +80,7 @@ def inst(request, tmp_path_factory) -> Iterator[Instance]:
                  'response_uri_allow_http = true\n'
                  f'lease_seconds = {LEASE}\npoll_interval_seconds = 0.5\ncallback_backoff_seconds = 0.2\n'
                  'callback_timeout_seconds = 5\ntest_hold_file = "hold-jobs"\n')
+    dep.seal_config()
     dep.start(workers=2)
     yield Instance(dep, port)
     dep.stop()

@@ -35,6 +35,7 @@ def observed(tmp_path_factory):
     path = dep.directory / "rssp.toml"
     path.write_text(path.read_text() + "\n[timestamps.tsa.spare]\n" + "".join(
         f"{k} = {json.dumps(v)}\n" for k, v in raw_tsa.items()))
+    dep.seal_config()
     dep.spare = servers[1]
     dep.start(workers=2)
     try:

@@ -70,6 +70,7 @@ def _configure(dep: Deployment, pki: TestPki, other_ca: RootCA, live: TsaServer,
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": [root]}
     raw["ca"]["local"]["anchors"] = [root, other]
     config_path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
 
 
 def _issue(csr_der: bytes, issuer: x509.Certificate, issuer_key, crl_url: str | None) -> bytes:

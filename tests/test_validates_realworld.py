@@ -70,6 +70,7 @@ def renv(tmp_path_factory):
                          "max_fetches": 0}
     raw["server"] = {**raw.get("server", {}), "max_body_bytes": 8 * 1024 * 1024}
     config_path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
     dep.start(workers=1)
     try:
         yield Env(dep, data)

@@ -50,6 +50,7 @@ def xcorpus(tmp_path_factory):
                          "max_fetches": 0}
     raw["server"] = {**raw.get("server", {}), "max_body_bytes": 8 * 1024 * 1024}  # DSS's Official Journal files
     config_path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
     dep.start(workers=1)
     try:
         yield dep

@@ -73,6 +73,7 @@ def xenv(tmp_path_factory):
         raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
                              "fetch_allow": [f"http://127.0.0.1:{port}/"]}
         config_path.write_text(tomli_w.dumps(raw))
+        dep.seal_config()
         dep.start(workers=1)
         remaining = pki.created + LATE_DELAY + 1.5 - time.time()
         if remaining > 0:

@@ -395,6 +395,7 @@ def validation_instance(directory: Path, pki: ValidationPki, validation: dict[st
     raw = tomllib.loads(config_path.read_text())
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"], **validation}
     config_path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
     dep.start(workers=1)
     return dep
 
