@@ -7,6 +7,7 @@ one extra TSA that nothing names (``auto_select = false``), served by a real TSA
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import urllib.request
@@ -153,17 +154,39 @@ async def test_an_unused_tsa_that_stops_is_listed_unavailable_within_the_probe_i
     assert "spare" not in out["timestampIDs"]
 
 
-async def test_health_and_readiness_and_an_hsm_that_is_gone(observed):
+async def _readyz_everywhere(dep) -> list[tuple[int, dict]]:
+    """/readyz six times, each on a fresh connection (the kernel spreads them over both workers)."""
+    return [await asyncio.to_thread(_get, f"{dep.base}/readyz") for _ in range(6)]
+
+
+async def test_health_and_readiness_and_an_hsm_that_is_gone_then_back(observed, http):
     dep = observed
     assert _get(f"{dep.base}/healthz") == (200, {"status": "ok"})
     status, ready = _get(f"{dep.base}/readyz")
     assert status == 200 and ready["checks"] == {"database": "ok", "hsm": "ok", "tsa": "ok"}, ready
-    tokens = dep.directory / "tokens"
-    shutil.move(tokens, dep.directory / "tokens.gone")  # the token disappears under the running server
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred = dep.creds["signer"].id
+    tokens, away = dep.directory / "tokens", dep.directory / "tokens-away"
+    away.mkdir()
+    moved = [shutil.move(str(t), str(away / t.name)) for t in tokens.iterdir()]  # the token's files vanish
+    assert moved
     try:
-        results = [_get(f"{dep.base}/readyz") for _ in range(6)]
+        results = await _readyz_everywhere(dep)
+        assert _get(f"{dep.base}/healthz")[0] == 200  # alive, only not ready
     finally:
-        shutil.move(dep.directory / "tokens.gone", tokens)
+        for t in away.iterdir():
+            shutil.move(str(t), str(tokens / t.name))  # ... and come back
     assert {s for s, _ in results} == {503}, results
     assert all(body["checks"]["hsm"] == "failed" and body["checks"]["database"] == "ok" for _, body in results)
-    assert _get(f"{dep.base}/healthz")[0] == 200  # alive, only not ready
+
+    async def ready_again() -> bool:  # the same processes reopen their sessions: no restart
+        return {s for s, _ in await _readyz_everywhere(dep)} == {200}
+
+    await wait_for(ready_again, timeout=60, interval=0.5)
+    for i in range(4):  # and sign again, on whichever worker takes the connection
+        h = digest(f"after the token came back {i}")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+            status, out = await sad_for(fresh, dep.base, token, cred, h)
+            assert status == 200, out
+            status, out = await sign(fresh, dep.base, token, cred, out["SAD"], h)
+        assert status == 200, out
