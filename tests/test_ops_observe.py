@@ -15,7 +15,9 @@ import urllib.request
 import aiohttp
 import pytest
 from deployment import make_deployment_minimal
-from ops_helpers import configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics
+from ops_helpers import (
+    ECDSA_SHA256, SHA256, b64, configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics,
+)
 from tsa_helpers import ServerThread, TestPki, TsaServer, animator
 
 from rssp.devpki import free_port
@@ -86,6 +88,33 @@ async def test_metrics_count_the_traffic_without_secrets_or_people(observed, htt
     label_values = {v for (_name, labels) in after for _k, v in labels}
     assert not label_values & {cred, "signer", token, dep.creds["signer"].user}
     assert all(len(v) <= 64 for v in label_values)
+
+
+async def test_sign_doc_counts_its_own_revocation_fetches(observed, http):
+    """A B-LT signature fetches the TSA's OCSP response and its CA's CRL (the test PKI's animator):
+    counted like validSign's fetches."""
+    dep = observed
+    before = scrape(dep.metrics_port)
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred, h = dep.creds["signer"].id, digest("signDoc B-LT, counted")
+    status, out = await sad_for(http, dep.base, token, cred, h)
+    assert status == 200, out
+    status, out = await post(http, dep.base, "signatures/signDoc", {
+        "credentialID": cred, "SAD": out["SAD"], "timestampID": "spare", "returnValidationInfo": True,
+        "documentDigests": [{"hashes": [b64(h)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256,
+                             "signature_format": "C", "conformance_level": "Ades-B-LT",
+                             "signed_envelope_property": "Detached"}]}, token)
+    assert status == 200, out
+    after = scrape(dep.metrics_port)
+    info = out["validationInfo"]
+
+    def moved(**labels: str) -> float:
+        return sample(after, "rssp_revocation_fetches_total", **labels) - sample(
+            before, "rssp_revocation_fetches_total", **labels)
+
+    assert moved(kind="ocsp", outcome="ok") >= len(info["ocsp"]) >= 1, info
+    assert moved(kind="crl", outcome="ok") >= len(info["crl"]) >= 1, info
+    assert moved(kind="ocsp", outcome="failed") == moved(kind="crl", outcome="failed") == 0
 
 
 async def test_each_request_is_one_json_log_line_with_its_echoed_id(observed, http):
