@@ -208,7 +208,7 @@ def reopen(shared: TokenSession, pin: str) -> None:
     shared.session, shared.broken = session, False
     shared.next_attempt, shared.delay = 0.0, REOPEN_FIRST_DELAY
     shared.forget_handles()
-    log.warning("HSM session to token %r reopened", shared.label)
+    log.info("HSM session to token %r reopened", shared.label)
 
 
 def _reinitialize(module: str, loaded: LoadedLib) -> None:
