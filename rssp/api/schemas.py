@@ -116,6 +116,19 @@ SIGN_DOC = Doc(
     errors=(400, 401, 403, 413, 429, 500, 503),
 )
 
+def _suspension(what: str) -> Doc:
+    return Doc(
+        f"{what} one of the signer's credentials, confirmed with its factors; requestID makes it replay-proof",
+        obj(("credentialID", "authData", "requestID"), credentialID=string(), authData=_AUTH_DATA,
+            requestID=string("1-128 characters; the same requestID again returns the first answer"),
+            reason=string(), clientData=CLIENT_DATA),
+        obj(("credentialID", "key"), credentialID=string(), key=obj(("status",), status=one_of("enabled", "disabled"))),
+    )
+
+
+SUSPEND = _suspension("Suspend")
+RESUME = _suspension("Resume")
+
 SIGN_POLLING = Doc(
     "The result of an asynchronous signHash or signDoc (202 while it runs)",
     obj(("requestID",), requestID=string("The responseID of the asynchronous call"), clientData=CLIENT_DATA),
@@ -124,5 +137,6 @@ SIGN_POLLING = Doc(
     other={202: obj(("error", "error_description"), error=one_of("accepted_request"), error_description=string())},
 )
 
-__all__ = ["AUTHORIZE", "CREDENTIAL_INFO", "EXTEND", "INFO", "LIST", "LOGIN", "REVOKE", "SIGN_DOC", "SIGN_HASH",
+__all__ = ["AUTHORIZE", "CREDENTIAL_INFO", "EXTEND", "INFO", "LIST", "LOGIN", "RESUME", "REVOKE", "SIGN_DOC",
+           "SIGN_HASH", "SUSPEND",
            "SIGN_POLLING"]
