@@ -131,6 +131,7 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     tsa = usage == "timestamp"
     anchors = req.settings.tsa_anchors if tsa else req.settings.trust_anchors
     supplied = supplied or Supplied()
+    req.log.carried_ocsps += supplied.ocsps
     context = ValidationContext(
         trust_manager=BoundedTrust(anchors), other_certs=others, moment=req.moment,
         crls=supplied.crls, ocsps=supplied.ocsps,

@@ -101,8 +101,12 @@ def ca_anchors(config: Config) -> list[x509.Certificate]:
 
 
 def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """Each anchor once, parsed through: asn1crypto parses lazily and caches on first use, and
+    the anchors are shared by every validation thread (no thread should race another's parse)."""
     seen: dict[bytes, x509.Certificate] = {}
     for cert in certs:
+        cert.native  # noqa: B018
+        (cert.subject.sha256, cert.issuer.sha256, cert.key_identifier, cert.public_key.sha256, cert.self_signed)  # noqa: B018
         seen.setdefault(cert.sha256, cert)
     return tuple(seen.values())
 
