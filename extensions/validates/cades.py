@@ -30,7 +30,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from pyhanko.sign.validation.ades import (
     _LTA_FURTHER_PROC,
     _ades_past_signature_validation,
@@ -42,6 +42,7 @@ from pyhanko_certvalidator.ltv.poe import POEManager, POEType
 from extensions.validates import indications, processes
 from extensions.validates.archive import archive_timestamps
 from extensions.validates.cmsread import REVOCATION_VALUES, der_ordered, known_safely, single_signer
+from extensions.validates.countersign import validate_counter_signatures
 from extensions.validates.errors import BadDocument
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, timestamp_of
 from extensions.validates.policy import Request
@@ -76,7 +77,7 @@ def load_signed_data(data: bytes) -> cms.SignedData:
         for signer_info in signer_infos:
             signer_info["signature"].native  # noqa: B018 - force the lazy parse inside the try
             signer_info["digest_algorithm"]["algorithm"].native  # noqa: B018
-        signed["encap_content_info"]["content"].native  # noqa: B018
+        econtent(signed)
         if signed["certificates"]:
             [c.chosen.native for c in signed["certificates"]]  # noqa: B018
     except BadDocument:
@@ -105,20 +106,27 @@ def level_of(signer_info: cms.SignerInfo, signed: cms.SignedData | None = None) 
     return B_T
 
 
+def econtent(signed: cms.SignedData) -> bytes | None:
+    """The encapsulated content's octets, None when detached. Never parsed by its eContentType (as
+    pyHanko hashes it): a SignedData encapsulating content typed signedData that is not one is
+    still a signature over those octets."""
+    content = signed["encap_content_info"]["content"]
+    return None if isinstance(content, core.Void) else bytes(content)
+
+
 def _content(signed: cms.SignedData, detached: Detached | None) -> bytes | None:
     """The signed content, when it is at hand (attached, or the detached document)."""
     if detached is not None:
         return detached.document
-    content = signed["encap_content_info"]["content"]
-    return bytes(content.native) if content is not None and content.native is not None else None
+    return econtent(signed)
 
 
 def _raw_digest(signed: cms.SignedData, signer_info: cms.SignerInfo, detached: Detached | None) -> bytes | None:
     if detached is None:
-        if signed["encap_content_info"]["content"].native is None:
+        if econtent(signed) is None:
             raise BadDocument("the signature is detached: send the document or its digests")
         return None
-    if signed["encap_content_info"]["content"].native is not None:
+    if econtent(signed) is not None:
         raise BadDocument("the signature is attached: send it as document")
     algo = signer_info["digest_algorithm"]["algorithm"]
     if detached.document is not None:
@@ -183,8 +191,14 @@ async def _signer(req: Request, data: bytes, signed: cms.SignedData, position: i
 
 
 async def validate_cms(req: Request, data: bytes, detached: Detached | None) -> list[SignatureOutcome]:
+    """Every SignerInfo, each followed by its counter-signatures (:mod:`.countersign`)."""
     signed = load_signed_data(data)
-    req.carry(known_safely(signed))
+    known = known_safely(signed)
+    req.carry(known)
     form = "CAdES-detached" if detached is not None else "CAdES-attached"
-    return [await _signer(req, data, signed, i, detached, form) for i in range(len(signed["signer_infos"]))]
+    out: list[SignatureOutcome] = []
+    for i, signer_info in enumerate(signed["signer_infos"]):
+        out.append(await _signer(req, data, signed, i, detached, form))
+        out += await validate_counter_signatures(req, out[-1].signature_id, form, signer_info, known)
+    return out
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from asn1crypto import x509
 from pyhanko.sign.ades.report import AdESFailure
 from pyhanko.sign.validation.ades import AdESBasicValidationResult, AdESWithTimeValidationResult
 from pyhanko.sign.validation.status import TimestampSignatureStatus
@@ -64,6 +65,7 @@ class SignatureOutcome:
     report_source: Any = None  # what the ETSI report needs (the embedded PDF signature, or the SignedData)
     signing_time: datetime | None = None  # claimed by the signer (PDF /M, or the signingTime attribute)
     notes: list[str] = field(default_factory=list)  # what could not be checked, in fixed words
+    signer_cert: x509.Certificate | None = None  # the signer, when there is no pyHanko result (counter-signatures)
 
     @property
     def cert_status(self) -> str:
@@ -80,6 +82,8 @@ class SignatureOutcome:
         if self.notes:
             out["notes"] = list(self.notes)
         status = self.result.api_status if self.result is not None else None
+        if status is None and self.signer_cert is not None:
+            out["signer"] = signer_view(self.signer_cert)
         if status is not None:
             if status.signing_cert is not None:
                 out["signer"] = signer_view(status.signing_cert)
