@@ -13,15 +13,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from asn1crypto import cms, core, crl, ocsp, parser, x509
 from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
-from rssp.documents.cades_envelope import Envelope, split
-from rssp.documents.model import DocumentError
 
 CERTIFICATE_VALUES = "1.2.840.113549.1.9.16.2.23"
 REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
@@ -135,18 +132,18 @@ def known_safely(signed: cms.SignedData) -> LocalKnowledge:
 def single_signer(data: bytes, signed: cms.SignedData, position: int) -> cms.SignedData:
     """The SignedData as pyHanko reads it for one signer: the same, with only that SignerInfo.
 
-    Built from the encoded elements (:func:`rssp.documents.cades_envelope.split`), the SignerInfo
-    kept byte for byte: re-encoding it through asn1crypto's object model sorts the SETs nested
-    in its signed attributes (e.g. the certificates of a content time-stamp), and the signature,
-    computed over the bytes as they were, then no longer verifies.
+    Built from the encoded elements (:func:`_fields`), each kept byte for byte: re-encoding the
+    SignerInfo through asn1crypto's object model sorts the SETs nested in its signed
+    attributes (e.g. the certificates of a content time-stamp), and the signature, computed
+    over the bytes as they were, then no longer verifies.
     """
     try:
-        envelope = split(data)
-    except DocumentError:  # asn1crypto read it, the splitter does not: the object model's copy
+        fields, signers = _fields(data)
+        return _alone(fields, signers[position])
+    except (ValueError, IndexError):  # asn1crypto read it, the splitter does not: the object model's copy
         view = signed.copy()
         view["signer_infos"] = cms.SignerInfos([signed["signer_infos"][position].copy()])
         return view
-    return _alone(envelope, envelope.signer_infos[position])
 
 
 def der_ordered(data: bytes, position: int) -> cms.SignedData | None:
@@ -159,22 +156,34 @@ def der_ordered(data: bytes, position: int) -> cms.SignedData | None:
     (:mod:`.cades`); this view is the second reading. Each attribute is kept byte for byte.
     """
     try:
-        envelope = split(data)
-        raw = envelope.signer_infos[position]
-        fields = _tlvs(parser.parse(raw)[4])
-        index = next(i for i, f in enumerate(fields) if f[0] == 0xA0)
-        attrs = _tlvs(parser.parse(fields[index])[4])
-    except (DocumentError, StopIteration, ValueError):
+        fields, signers = _fields(data)
+        signer = _tlvs(parser.parse(signers[position])[4])
+        index = next(i for i, f in enumerate(signer) if f[0] == 0xA0)
+        attrs = _tlvs(parser.parse(signer[index])[4])
+    except (StopIteration, ValueError, IndexError):
         return None
     if attrs == sorted(attrs):
         return None
-    fields[index] = core.Set(contents=b"".join(sorted(attrs)), implicit=0).dump()
-    return _alone(envelope, core.Sequence(contents=b"".join(fields)).dump())
+    signer[index] = core.Set(contents=b"".join(sorted(attrs)), implicit=0).dump()
+    return _alone(fields, core.Sequence(contents=b"".join(signer)).dump())
 
 
-def _alone(envelope: Envelope, signer_info: bytes) -> cms.SignedData:
-    alone = dataclasses.replace(envelope, signer_infos=[signer_info], parsed=[])
-    return cms.ContentInfo.load(alone.dump())["content"]
+def _fields(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The encoded fields of the ContentInfo's SignedData but its SignerInfos, and the SignerInfos
+    (BER indefinite lengths included, as they came). ValueError if it is not shaped so."""
+    oid, wrapped = _tlvs(parser.parse(data)[4])[:2]
+    signed_data = _tlvs(parser.parse(wrapped)[4])[0]
+    fields = _tlvs(parser.parse(signed_data)[4])
+    if len(fields) < 4 or fields[-1][0] != 0x31:
+        raise ValueError("not a SignedData")
+    return [oid, *fields[:-1]], _tlvs(parser.parse(fields[-1])[4])
+
+
+def _alone(fields: list[bytes], signer_info: bytes) -> cms.SignedData:
+    oid, *rest = fields
+    body = core.Sequence(contents=b"".join([*rest, core.Set(contents=signer_info).dump()])).dump()
+    info = core.Sequence(contents=oid + core.Sequence(contents=body, implicit=0).dump()).dump()
+    return cms.ContentInfo.load(info)["content"]
 
 
 def _tlvs(contents: bytes) -> list[bytes]:

@@ -162,7 +162,7 @@ async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | 
     context = req.tsa_context(_known_safely(ts))
     kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"
     try:
-        status = await async_validate_pdf_timestamp(ts, validation_context=context)
+        status = await async_validate_pdf_timestamp(ts, validation_context=context, diff_policy=req.diff_policy)
     except Exception:  # noqa: BLE001 - a broken timestamp is reported, not fatal
         return Timestamp(kind, None, None, indications.TOTAL_FAILED)
     found = timestamp_of(kind, status)

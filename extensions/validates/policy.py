@@ -14,7 +14,7 @@ fetcher backend of its own.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
@@ -36,6 +36,7 @@ from extensions.validates import algorithms  # noqa: F401 - teaches asn1crypto t
 from extensions.validates import indications
 from extensions.validates.fetchers import FETCH_ERRORS, policy_fetchers
 from extensions.validates.outbound import Outbound
+from extensions.validates.pdfhistory import ReviewOnce
 from extensions.validates.revocation import FetchLog, RevocationCache
 from extensions.validates.settings import ValidationSettings
 from extensions.validates.trust import BoundedTrust
@@ -69,6 +70,8 @@ class Request:
     net: Outbound  # the HTTP session of the validation thread this request runs on
     moment: datetime | None  # validationTime; None = now
     log: FetchLog
+    # the difference analysis of this request's document, each pair of revisions judged once
+    diff_policy: ReviewOnce = field(default_factory=ReviewOnce)
 
     @property
     def timing(self) -> ValidationTimingInfo:
@@ -131,4 +134,4 @@ class Request:
         )
 
     def pdf_spec(self) -> PdfSignatureValidationSpec:
-        return PdfSignatureValidationSpec(signature_validation_spec=self.signature_spec())
+        return PdfSignatureValidationSpec(signature_validation_spec=self.signature_spec(), diff_policy=self.diff_policy)
