@@ -17,12 +17,13 @@ import datetime as dt
 import hashlib
 import re
 import subprocess
+from contextlib import nullcontext
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from asn1crypto import algos, cms, core, pem, x509
+from asn1crypto import cms, core, pem, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.pdf_utils import generic
@@ -89,17 +90,9 @@ async def document_timestamp(pki: ValidationPki, pdf: bytes, *, sig_typed: bool 
     """A document time-stamp (no DSS) after whatever ``pdf`` holds."""
     out = BytesIO()
     stamper = signers.PdfTimeStamper(pki.timestamper())
-    with mock.patch.object(pdf_signer, "DocumentTimestamp", _SigTypedTimestamp) if sig_typed else _null():
+    with mock.patch.object(pdf_signer, "DocumentTimestamp", _SigTypedTimestamp) if sig_typed else nullcontext():
         await stamper.async_timestamp_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), "sha256", output=out)
     return out.getvalue()
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: Any) -> None:
-        return None
 
 
 async def sign_pdf(pki: ValidationPki, label: str, *, level: str = "B-B", pdf: bytes | None = None,

@@ -38,6 +38,7 @@ from typing import Any
 
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.general import match_issuer_serial
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,13 +68,9 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _signer_cert(signed: cms.SignedData, certs: list[x509.Certificate]) -> x509.Certificate | None:
     sid = signed["signer_infos"][0]["sid"]
-    for cert in certs:
-        if sid.name == "issuer_and_serial_number":
-            if cert.issuer == sid.chosen["issuer"] and cert.serial_number == sid.chosen["serial_number"].native:
-                return cert
-        elif cert.key_identifier == sid.chosen.native:
-            return cert
-    return None
+    found = (c for c in certs if (match_issuer_serial(sid.chosen, c) if sid.name == "issuer_and_serial_number"
+                                  else c.key_identifier == sid.chosen.native))
+    return next(found, None)
 
 
 def _adobe_revinfo(signer_info: cms.SignerInfo, facts: Facts) -> None:

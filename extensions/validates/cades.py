@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import cms, core
+from pyhanko.sign.ades.report import AdESFailure
 from pyhanko.sign.validation.ades import (
     _LTA_FURTHER_PROC,
     _ades_past_signature_validation,
 )
-from pyhanko.sign.ades.report import AdESFailure
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator.ltv.poe import POEManager, POEType
 

@@ -19,7 +19,6 @@ from asn1crypto import cms, core, crl, ocsp, parser, x509
 from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
-
 CERTIFICATE_VALUES = "1.2.840.113549.1.9.16.2.23"
 REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
 OCSP_RESPONSE_RI = "1.3.6.1.5.5.7.16.2"  # RFC 5940 id-ri-ocsp-response

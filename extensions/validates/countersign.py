@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from asn1crypto import cms, x509
 from cryptography.exceptions import InvalidSignature
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
+from pyhanko.sign.general import match_issuer_serial
 from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko.sign.validation.utils import DEFAULT_ALGORITHM_USAGE_POLICY
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator, SignatureValidationContext
@@ -63,16 +64,13 @@ def counter_signatures(signer_info: cms.SignerInfo, depth: int = 1) -> Iterator[
 
 def _signer_cert(counter: cms.SignerInfo, certs: list[x509.Certificate]) -> x509.Certificate | None:
     sid = counter["sid"]
-    for cert in certs:
-        if sid.name == "issuer_and_serial_number":
-            if cert.issuer == sid.chosen["issuer"] and cert.serial_number == sid.chosen["serial_number"].native:
-                return cert
-        elif cert.key_identifier == sid.chosen.native:
-            return cert
-    return None
+    if sid.name == "issuer_and_serial_number":
+        return next((c for c in certs if match_issuer_serial(sid.chosen, c)), None)
+    return next((c for c in certs if c.key_identifier == sid.chosen.native), None)
 
 
-def _integrity(counter: cms.SignerInfo, parent: cms.SignerInfo, cert: x509.Certificate) -> indications.Indication | None:
+def _integrity(counter: cms.SignerInfo, parent: cms.SignerInfo, cert: x509.Certificate
+               ) -> indications.Indication | None:
     """Steps 2-4 of the module docstring: None when the counter-signature is intact, valid and allowed."""
     md = counter["digest_algorithm"]["algorithm"].native
     countersigned = parent["signature"].native

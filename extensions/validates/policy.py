@@ -32,8 +32,10 @@ from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
-from extensions.validates import algorithms  # noqa: F401 - teaches asn1crypto the algorithms real files use
-from extensions.validates import indications
+from extensions.validates import (
+    algorithms,  # noqa: F401 - teaches asn1crypto the algorithms real files use
+    indications,
+)
 from extensions.validates.fetchers import FETCH_ERRORS, policy_fetchers
 from extensions.validates.outbound import Outbound
 from extensions.validates.pdfhistory import ReviewOnce

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from asn1crypto import pem, x509
-from yarl import URL
 from pyhanko_certvalidator.fetchers.common_utils import enumerate_delivery_point_urls, gather_aia_issuer_urls
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps
+from yarl import URL
 
 from rssp.config import Config, ConfigError
 
