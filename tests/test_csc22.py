@@ -202,6 +202,13 @@ async def test_the_2025_authorization_types_and_fields(csc, http, dep):
                 "circumstantialData": "x"}]
         body = await token_for(http, dep, user, authorization_details=json.dumps(rar), pin=cred.pin)
         assert body["scope"] == "credential" and body["authorization_details"][0]["credentialID"] == cred.id
+    # a v2.2 credential entry without documentDigests (EUDI Kotlin's CredentialAuthorizationSubject)
+    rar = [{"type": f"{URI}credential", "credentialID": cred.id, "numSignatures": 1}]
+    body = await token_for(http, dep, user, authorization_details=json.dumps(rar), pin=cred.pin)
+    status, out = await csc.call("signatures/signHash", {"credentialID": cred.id, "hashes": [b64(d1)],
+                                                         "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256},
+                                 body["access_token"])
+    assert status == 200, out
     client = lifecycle_client(dep)
     for bad, why in (({"hashType": "XYZ"}, "hashType"), ({"hashType": 1}, "hashType")):
         rar = [{"type": f"{URI}credential", "credentialID": cred.id,
