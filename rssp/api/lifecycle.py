@@ -80,5 +80,6 @@ def setup(app: web.Application, config: Config) -> None:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("credentials/create", create, scopes=frozenset({CREATION}), doc=schemas.CREATE))
+    registry.add(Method("credentials/create", create, scopes=frozenset({CREATION}), empty_body=True,
+                        doc=schemas.CREATE))
     registry.add(Method("credentials/delete", delete, scopes=frozenset({DELETION}), doc=schemas.DELETE))
