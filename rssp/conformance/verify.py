@@ -43,10 +43,10 @@ def timestamp_token(token: bytes, digest: bytes, hash_name: str) -> str:
     if info["content_type"].native != "signed_data":
         raise ValueError("not a CMS SignedData")
     signed = info["content"]
-    content = signed["encap_content_info"]
-    if content["content_type"].native != "tst_info":
+    encapsulated = signed["encap_content_info"]
+    if encapsulated["content_type"].native != "tst_info" or encapsulated["content"] is None:
         raise ValueError("not a TSTInfo")
-    raw = content["content"].parsed.dump() if hasattr(content["content"], "parsed") else content["content"].native
+    raw = bytes(encapsulated["content"])
     tst = tsp.TSTInfo.load(raw)
     imprint = tst["message_imprint"]
     if imprint["hash_algorithm"]["algorithm"].dotted != HASH_OIDS[hash_name] or imprint["hashed_message"].native != digest:
