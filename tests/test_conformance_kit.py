@@ -58,7 +58,8 @@ async def test_every_signing_profile_passes(dep, cred_name):
     assert {"PIN", "hash"} <= set(rows(steps, "pyhanko")["credentials/authorize"][0].sent)
     assert "credentials/authorize" not in rows(steps, "documenso")
     assert {"SAD", "hash", "hashAlgo"} <= set(rows(steps, "documenso")["signatures/signHash"][0].sent)
-    assert {"sign_algo", "hash_algorithm_oid", "credential_id"} <= set(rows(steps, "eudi-swift")["signatures/signHash"][0].sent)
+    swift = set(rows(steps, "eudi-swift")["signatures/signHash"][0].sent)
+    assert {"sign_algo", "hash_algorithm_oid", "credential_id"} <= swift
     assert "SAD" not in rows(steps, "eudi-kotlin")["signatures/signHash"][0].sent
     for profile in ("documenso", "csc-v2.0"):  # the clients that time-stamp through the RSSP
         assert [s.ok for s in rows(steps, profile)["verify timestamp"]] == [True], profile

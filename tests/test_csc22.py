@@ -14,7 +14,9 @@ from sqlalchemy import select
 
 from client import ECDSA_SHA256, SHA256, b64, digest
 from deployment import EUDI_POLICY
-from lifecycle_helpers import URI, approve, creation, deletion, lifecycle_client, made, otp_for, signer_of_own, token_for
+from lifecycle_helpers import (
+    URI, approve, creation, deletion, lifecycle_client, made, otp_for, signer_of_own, token_for,
+)
 from manages_helpers import hsm_has_key
 from oauth_helpers import auth_params, pkce, verify_signature
 from rssp.store import open_store
@@ -142,7 +144,8 @@ async def test_another_users_credential_cannot_be_deleted(csc, http, dep):
     deleter = await token_for(http, dep, user, authorization_details=deletion(own.id), pin=own.pin)
     unknown = await csc.call("credentials/delete", {"credentialID": "no-such-credential"}, deleter["access_token"])
     theirs = await csc.call("credentials/delete", {"credentialID": bob.id}, deleter["access_token"])
-    assert theirs == unknown == (400, {"error": "invalid_request", "error_description": "Invalid parameter credentialID"})
+    unknown_id = (400, {"error": "invalid_request", "error_description": "Invalid parameter credentialID"})
+    assert theirs == unknown == unknown_id
     # nor can a deletion of someone else's credential be approved at the AS
     client = lifecycle_client(dep)
     _, challenge = pkce()

@@ -25,7 +25,8 @@ async def certificate(csc, token, cred) -> x509.Certificate:
 CSC_METHODS = (
     "info", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/authorize",
     "credentials/authorizeCheck", "credentials/getChallenge", "credentials/extendTransaction", "credentials/sendOTP",
-    "credentials/create", "credentials/delete", "signatures/signHash", "signatures/signDoc", "signatures/signPolling", "signatures/timestamp",
+    "credentials/create", "credentials/delete", "signatures/signHash", "signatures/signDoc", "signatures/signPolling",
+    "signatures/timestamp",
 )
 
 

@@ -81,7 +81,8 @@ def credential_v1(data: Any) -> None:
     need(key.get("status") == "enabled" and isinstance(key.get("len"), int), "key.status/key.len")
     need(isinstance(key.get("algo"), list), "key.algo")
     need(isinstance(cert.get("certificates"), list) and cert["certificates"], "cert.certificates (chain)")
-    need(len(cert.get("validFrom", "")) == 15 and len(cert.get("validTo", "")) == 15, "validFrom/validTo YYYYMMDDHHMMSSZ")
+    need(len(cert.get("validFrom", "")) == 15 and len(cert.get("validTo", "")) == 15,
+         "validFrom/validTo YYYYMMDDHHMMSSZ")
     if EC_PUBLIC_KEY in key["algo"] or any(o in key["algo"] for o in ECDSA.values()):
         need(isinstance(key.get("curve"), str), "key.curve (ECDSA)")
     need(isinstance(data.get("multisign"), int) and data["multisign"] >= 1, "multisign")

@@ -111,7 +111,8 @@ async def revoke(run: Run, ep: Endpoints, value: str) -> None:
                      expect=(200, 204))
 
 
-async def _form_post(run: Run, url: str, form: dict[str, str], name: str, *, expect: int | tuple[int, ...] = 200) -> Any:
+async def _form_post(run: Run, url: str, form: dict[str, str], name: str, *,
+                     expect: int | tuple[int, ...] = 200) -> Any:
     target = run.target
     headers = {}
     if target.client_secret:

@@ -49,7 +49,8 @@ def timestamp_token(token: bytes, digest: bytes, hash_name: str) -> str:
     raw = bytes(encapsulated["content"])
     tst = tsp.TSTInfo.load(raw)
     imprint = tst["message_imprint"]
-    if imprint["hash_algorithm"]["algorithm"].dotted != HASH_OIDS[hash_name] or imprint["hashed_message"].native != digest:
+    algorithm = imprint["hash_algorithm"]["algorithm"].dotted
+    if algorithm != HASH_OIDS[hash_name] or imprint["hashed_message"].native != digest:
         raise ValueError("the message imprint is not the digest sent")
     _check_signer(signed, raw)
     return str(tst["gen_time"].native)
