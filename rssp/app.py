@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import health, plugins
-from rssp.api import auth, credentials, info, openapi, polling, signatures, signdoc, suspension
+from rssp.api import auth, credentials, info, lifecycle, openapi, polling, signatures, signdoc, suspension
 from rssp.api import oauth
 from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
@@ -36,10 +36,11 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
                                                                  config.server.max_body_bytes)])
     app[SERVICES] = services
     app[TRAFFIC] = Traffic()
-    app[INFO_EXTRAS] = {}
+    app[INFO_EXTRAS] = {"v1": {}, "v2": {}}
     registry = Registry()
-    for module in (info, auth, credentials, signatures, signdoc, polling, suspension):
+    for module in (info, auth, credentials, lifecycle, signatures, signdoc, polling, suspension):
         module.register(registry)
+    lifecycle.setup(app, config)  # the [credentials] policy of credentials/create
     for setup in plugins.extensions():
         setup(app, registry, services)
     registry.mount(app)

@@ -1,4 +1,4 @@
-"""The operator's command line: ``rssp init|serve|user|credential|client|ca|admin|config|audit``.
+"""The operator's command line: ``rssp init|serve|user|credential|client|ca|admin|config|audit|conformance``.
 
 Every command prints JSON with ``--json`` so it can be scripted; errors go to stderr with a
 non-zero exit status and never include secrets. Every command that changes the instance is
@@ -285,7 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--redirect-uri", action="append", help="a redirect URI, matched exactly (repeatable)")
     p.add_argument("--public", action="store_true", help="a public client: no secret, code flow with PKCE only")
-    p.add_argument("--scopes", nargs="+", help="service and/or credential (default: both)")
+    p.add_argument("--scopes", nargs="+", help="service, credential, credential-creation, credential-deletion "
+                                               "(default: service and credential)")
     p.add_argument("--grant-types", nargs="+",
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
 
@@ -294,6 +295,10 @@ def _parser() -> argparse.ArgumentParser:
     from rssp.doctor import add_command as add_doctor  # rssp doctor (#18)
 
     add_doctor(command)
+
+    from rssp.conformance.runner import add_parser as add_conformance  # rssp conformance URL (#17)
+
+    add_conformance(sub)
 
     audit = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

@@ -176,9 +176,17 @@ def make_deployment_minimal(directory: Path, database_url: str | None) -> Deploy
     return dep
 
 
+EUDI_POLICY = "0.4.0.194112.1.2"  # the certificatePolicy the EUDI RP client sends to credentials/create
+
+
 def make_deployment(directory: Path, database_url: str | None) -> Deployment:
-    """Init an instance and populate it with the users and credentials the suite uses."""
+    """Init an instance and populate it with the users and credentials the suite uses.
+
+    ``credentials/create`` (CSC v2.2) accepts the EUDI client's certificate policy, issued by the
+    local CA (``[credentials.certificate_policies]``).
+    """
     dep = _new_deployment(directory, database_url)
+    dep.rssp("config", "set", str(directory), "credentials.certificate_policies", f'{{"{EUDI_POLICY}" = "local"}}')
     dep.add_user("alice", "alice-password")
     dep.add_user("bob", "bob-password")
     dep.add_credential("rsa2048", "alice", "rsa-2048", multisign=100)

@@ -35,9 +35,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from client import CSC, ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, SHA512, b64, digest
+from deployment import EUDI_POLICY
+from lifecycle_helpers import deletion, token_for
 from rssp.auth.secrets import digest as secret_digest
 from rssp.config import DocumentsConfig, ServerConfig, large_body_limit, load_config
 from rssp.store import open_store
@@ -575,11 +577,57 @@ def build_specs() -> dict[str, Spec]:
     sh_rows.append(Row("signatures/signHash", "mode A, response_uri a number", with_(sh_async, response_uri=5),
                        desc=missing("string", "response_uri")))
     sh_rows += bad_b64_rows("signatures/signHash", sh)
+    sh_rows += [Row("signatures/signHash", f"a {scope} token (CSC v2.2) cannot sign", sh, status=401,
+                    error="invalid_token", desc="The access token is not valid for this method", auth=scope)
+                for scope in ("create", "delete")]
     specs["signatures/signHash"] = Spec(auth="alice", base=sh, rows=sh_rows, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "hashes": ("array", True),
         "signAlgo": ("string", True), "hashAlgorithmOID": ("string", False), "signAlgoParams": ("string", False),
         "operationMode": ("string", False),
     })
+
+    # ------------------------------------------------------------------ credentials/create, delete (CSC v2.2)
+    # With tokens of scope credential-creation ("create", no certificate policy bound at consent)
+    # and credential-deletion ("delete", bound to cred:tbl-del): a row that slipped through would
+    # make a credential or delete one (both checked at the end).
+    cr = {"credentialCreationRequest": {"certificatePolicy": EUDI_POLICY}, "credentialInfo": True,
+          "certificates": "single", "certInfo": True, "authInfo": True, "lang": "en-US"}
+    cr_rows = [Row("credentials/create", f"credentialCreationRequest {v!r}", with_(cr, credentialCreationRequest=v),
+                   desc=invalid("credentialCreationRequest"), auth="create") for v in ["x", "", 5, True, [], [{}]]]
+    cr_rows += [Row("credentials/create", f"certificatePolicy {label}",
+                    with_(cr, credentialCreationRequest={"certificatePolicy": v}), desc=desc, auth="create")
+                for label, v, desc in [
+                    ("not in the operator's policy", "1.2.3.4.5", invalid("certificatePolicy")),
+                    ("empty", "", invalid("certificatePolicy")), ("absurdly long", LONG, invalid("certificatePolicy")),
+                    ("with NUL", "1.2\u00003", invalid("certificatePolicy")),
+                    ("a number", 1.2, missing("string", "certificatePolicy")),
+                    ("a list", [EUDI_POLICY], missing("string", "certificatePolicy")),
+                    ("an object", {"oid": EUDI_POLICY}, missing("string", "certificatePolicy"))]]
+    cr_rows += [Row("credentials/create", f"subjectData {v!r}", with_(cr, credentialCreationRequest={
+        "certificatePolicy": EUDI_POLICY, "subjectData": v}), desc=invalid("subjectData"), auth="create")
+        for v in ["CN=x", 1, ["x"]]]
+    cr_rows += [Row("credentials/create", f"certificates {v!r}", with_(cr, certificates=v),
+                    desc=invalid("certificates"), auth="create") for v in ["", "all", "Single"]]
+    cr_rows.append(Row("credentials/create", "a service token", cr, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method"))
+    cr_rows.append(Row("credentials/create", "a credential-deletion token", cr, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method", auth="delete"))
+    specs["credentials/create"] = Spec(auth="create", base=cr, empty_ok=True, rows=cr_rows, fields={
+        "credentialInfo": ("boolean", False), "certificates": ("string", False), "certInfo": ("boolean", False),
+        "authInfo": ("boolean", False), "lang": ("string", False),
+    })
+    de = {"credentialID": Ref("cred:tbl-del")}
+    de_rows = [Row("credentials/delete", f"credentialID {label}", with_(de, credentialID=v),
+                   desc=invalid("credentialID"), auth="delete")
+               for label, v in [("unknown", "no-such-credential"), ("empty", ""), ("someone else's", bob),
+                                ("another of the signer's own", p256), ("absurdly long", LONG),
+                                ("with NUL", "\u0000"), ("with a trailing space", Ref("cred:tbl-del "))]]
+    de_rows.append(Row("credentials/delete", "a service token", de, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method"))
+    de_rows.append(Row("credentials/delete", "a credential-creation token", de, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method", auth="create"))
+    specs["credentials/delete"] = Spec(auth="delete", base=de, rows=de_rows,
+                                       fields={"credentialID": ("string", True)})
 
     # ------------------------------------------------------------------ signatures/signPolling (#19)
     poll_base = {"requestID": "no-such-request"}
@@ -681,10 +729,11 @@ def build_specs() -> dict[str, Spec]:
                     desc="Invalid array parameter documents") for v in ["x", 1, {}, [1], ["x"], [[]], True]]
     sd_rows += [Row("signatures/signDoc", f"documentDigests {json.dumps(v)[:40]}", with_(sd, documentDigests=v),
                     desc="Invalid object parameter documentDigests") for v in ["x", 1, {}, [1], ["x"], [[]]]]
-    sd_rows += [Row("signatures/signDoc", "documents []", without(with_(sd, documents=[]), "documentDigests"),
-                    desc="Empty documentDigests and documents objects"),
-                Row("signatures/signDoc", "documentDigests []", with_(sd, documentDigests=[]),
-                    desc="Empty documentDigests and documents objects")]
+    sd_rows += [  # an empty array is an empty request (docs/api.md), whichever of the two it is
+        Row("signatures/signDoc", "documents []", without(with_(sd, documents=[]), "documentDigests"),
+            desc="Empty documentDigests and documents objects"),
+        Row("signatures/signDoc", "documentDigests []", with_(sd, documentDigests=[]),
+            desc="Empty documentDigests and documents objects")]
     specs["signatures/signDoc"] = Spec(auth="alice", base=sd, rows=sd_rows, large_body=True, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "signatureQualifier": ("string", False),
         "hashAlgorithmOID": ("string", False), "returnValidationInfo": ("boolean", False),
@@ -990,7 +1039,7 @@ def generic_rows(method: str, spec: Spec, max_body: int) -> list[Row]:
             replace(row, label="empty body", raw=b"", desc="The request body must be a JSON object"),
             replace(row, label="whitespace body", raw=b" \r\n\t ", desc="The request body must be a JSON object"),
         ]
-    if spec.auth == "alice":
+    if spec.auth in ("alice", "create", "delete"):
         bearer = [
             ("no Authorization header", None, 401, "invalid_token", "Missing access token"),
             ("Basic where Bearer is needed", "basic", 400, "invalid_request", "Malformed authorization header"),
@@ -1101,11 +1150,14 @@ async def ctx(dep, http) -> Ctx:
     expired = await csc.token("alice")
     await expire_token(dep, expired)
     creds = dep.creds
+    lifecycle = await lifecycle_tokens(http, dep) if "credentials/create" in await _methods(csc) else {}
     sad_ec = await csc.sad(alice, creds["p256"], num=2)
     sad_rsa = await csc.sad(alice, creds["rsa2048"], num=1)
     sad_l2 = await csc.sad(alice, creds["l2_p256"], num=2, hashes=[H1, H2])
     values: dict[str, Any] = {f"cred:{name}": c.id for name, c in creds.items()}
     values["cred:p256 "] = creds["p256"].id + " "
+    if "tbl-del" in creds:
+        values["cred:tbl-del "] = creds["tbl-del"].id + " "
     values.update({"token:alice": alice, "token:bob": bob, "sad:ec": sad_ec, "sad:rsa": sad_rsa, "sad:l2": sad_l2})
     basic = base64.b64encode(f"alice:{dep.passwords['alice']}".encode()).decode()
     authz = {
@@ -1121,6 +1173,7 @@ async def ctx(dep, http) -> Ctx:
         "sad": f"Bearer {sad_ec}",
         "revoked": f"Bearer {revoked}",
         "expired": f"Bearer {expired}",
+        **{scope: f"Bearer {token}" for scope, token in lifecycle.items()},
     }
     status, info = await csc.call("info", {})
     assert status == 200
@@ -1141,6 +1194,23 @@ async def ctx(dep, http) -> Ctx:
             authz["manage"] = f"Bearer {(await resp.json())['access_token']}"
     max_body = load_config(dep.directory).server.max_body_bytes
     return Ctx(values, authz, max_body, methods)
+
+
+async def _methods(csc: CSC) -> set[str]:
+    status, info = await csc.call("info", {})
+    assert status == 200
+    return set(info["methods"])
+
+
+async def lifecycle_tokens(http, dep) -> dict[str, str]:
+    """alice's credential-creation token (no policy bound) and a credential-deletion token for a
+    credential of hers made for the table (``tbl-del``)."""
+    if "tbl-del" not in dep.creds:
+        dep.add_credential("tbl-del", "alice", "ec-p256")
+    created = await token_for(http, dep, "alice", scope="credential-creation")
+    deleted = await token_for(http, dep, "alice", authorization_details=deletion(dep.creds["tbl-del"].id),
+                              pin=dep.creds["tbl-del"].pin)
+    return {"create": created["access_token"], "delete": deleted["access_token"]}
 
 
 async def expire_token(dep, token: str) -> None:
@@ -1261,3 +1331,14 @@ async def test_malformed_requests_spent_nothing(csc, dep, ctx):
     for token in (alice, v["token:bob"]):
         status, _ = await csc.call("credentials/list", {}, token)
         assert status == 200
+    if "create" in ctx.authz:  # CSC v2.2: nothing was deleted, and the creation token made nothing
+        status, listed = await csc.call("credentials/list", {}, alice)
+        assert creds["tbl-del"].id in listed["credentialIDs"]
+        store = open_store(dep.db_url)
+        try:
+            async with store.read() as conn:
+                made = (await conn.execute(select(tokens.c.credential_id).where(
+                    tokens.c.token_hash == secret_digest(ctx.authz["create"].removeprefix("Bearer "))))).scalar()
+        finally:
+            await store.close()
+        assert made is None

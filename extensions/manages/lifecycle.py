@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass, replace
@@ -39,18 +38,18 @@ from rssp.api.parse import encode_b64
 from rssp.audit import record
 from rssp.auth.secrets import new_id
 from rssp.ca_registry import CAPolicy
+from rssp.credentials.deletion import DeletionAudit, delete_credential
 from rssp.credentials.keylabel import make_label
 from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
-from rssp.hsm import HsmError, KeyNotFound
 from rssp.hsm.types import KeySpec
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
+from rssp.store import Conn
 from rssp.sam.kek import pin_problem
 from rssp.store.schema import credentials, manage_enrollments, users
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
 
-log = logging.getLogger("extensions.manages")
 
 _PIN = re.compile(r"^[0-9]{4,32}$")
 
@@ -322,27 +321,16 @@ async def _delete(services: Services, caller: Caller, credential_id: str, reason
                   request_id: str | None) -> dict[str, Any]:
     cred = await enrolled_credential(services, caller.ca_id, credential_id)
     out = {"credentialID": cred.id, "key": {"status": "deleted"}}
-    now = time.time()
-    async with services.store.write() as conn:
-        result = await conn.execute(update(credentials).where(credentials.c.id == cred.id,
-                                                              credentials.c.status != "deleted")
-                                    .values(status="deleted", wrapped_key=None, updated_at=now))
-        if result.rowcount != 1:
-            raise unknown_credential()
+
+    async def enrollment_and_replay(conn: Conn) -> None:
         await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
-                           .values(deleted_at=now))
+                           .values(deleted_at=time.time()))
         if request_id is not None:
             await idempotency.complete(conn, caller.ca_id, request_id, out)
-        await record(conn, actor=caller.actor, action="manages.deleteKey", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"reason": reason, "requestID": request_id})
-    # After the commit: a crash here leaves a key whose credential is already unusable.
-    try:
-        if cred.level >= 3:  # the blob is gone with the row; an enrollment key may remain
-            await level3.discard(services.hsm, cred.id)
-        else:
-            await services.hsm.destroy_key(cred.hsm_key_id)
-    except KeyNotFound:
-        pass
-    except HsmError as exc:
-        log.error("credential %s deleted but its HSM key could not be destroyed: %s", cred.id, exc)
+
+    audit = DeletionAudit(caller.actor, "manages.deleteKey", {"reason": reason, "requestID": request_id}, caller.ip)
+    if await delete_credential(services.store, services.hsm, cred.id, audit, also=enrollment_and_replay) is None:
+        raise unknown_credential()
+    if cred.level >= 3:  # the blob went with the row; an enrollment key may remain on the token
+        await level3.discard(services.hsm, cred.id)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
+from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, decode_b64, is_text
 from rssp.api import schemas
@@ -18,7 +18,7 @@ from rssp.sam.factors import Factors, check_factors
 from rssp.sam.sad import SadGrant, extend_sad, insert_sad
 from rssp.sam.sealed_sad import extend_sealed, issue_sad
 
-_CERTIFICATES = ("none", "single", "chain")
+CERTIFICATES = ("none", "single", "chain")
 _MAX_FACTOR_LEN = 256  # a PIN or OTP; longer is malformed, not a failed attempt
 
 
@@ -64,10 +64,7 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     if not digests:
         return None, ()
     if oid is None and version == "v1":
-        by_size = {size: name for name, size in DIGEST_SIZES.items()}
-        if len(digests[0]) not in by_size:
-            raise invalid_request("Invalid digest value length")
-        oid = HASH_OID_BY_NAME[by_size[len(digests[0])]]
+        oid = oid_for_length(digests[0])
     if oid is None:
         raise missing_param("string", "hashAlgorithmOID")
     hash_name = hash_from_oid(oid)
@@ -97,7 +94,7 @@ async def list_(call: Call) -> web.Response:
     if "userID" in body:
         raise invalid_request("userID parameter MUST be null")
     with_info = body.boolean("credentialInfo")
-    certificates = body.choice("certificates", _CERTIFICATES, "single")
+    certificates = body.choice("certificates", CERTIFICATES, "single")
     cert_info = body.boolean("certInfo")
     body.boolean("authInfo")
     only_valid = body.boolean("onlyValid")
@@ -118,7 +115,7 @@ async def list_(call: Call) -> web.Response:
 
 
 async def info(call: Call) -> web.Response:
-    certificates = call.body.choice("certificates", _CERTIFICATES, "single")
+    certificates = call.body.choice("certificates", CERTIFICATES, "single")
     cert_info = call.body.boolean("certInfo")
     call.body.boolean("authInfo")
     lang = call.body.string("lang") or call.services.config.service.lang

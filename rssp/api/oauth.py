@@ -12,9 +12,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.info import INFO_EXTRAS
+from rssp.api.lifecycle import POLICY
 from rssp.api.middleware import client_ip
 from rssp.api.registry import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
+from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.oauth import flow, grants, par
 from rssp.oauth.clients import authenticate_client, get_client
@@ -24,6 +26,7 @@ from rssp.oauth.metadata import BASE, WELL_KNOWN, info_fields, metadata
 from rssp.oauth.pages import ConsentView, consent_page, error_page, html_response, language, login_page
 from rssp.oauth.request import AuthorizationRequest, NotRedirectable, parse_request, resolve_redirect_uri
 from rssp.oauth.sessions import COOKIE, COOKIE_PATH, AuthSession, SessionError, load_session, open_session, set_user
+from rssp.oauth.scopes import CONSENTED, CREATION, CREDENTIAL, DELETION, SERVICE
 from rssp.oauth.settings import OAuthSettings
 from rssp.sam.factors import Factors, check_factors
 from rssp.services import Services
@@ -85,14 +88,24 @@ async def _page_step(request: web.Request, step) -> web.Response:  # type: ignor
         return _see_other(redirect.url)
 
 
-async def _consent_view(request: web.Request, session: AuthSession) -> tuple[ConsentView, object]:
+async def _consent_view(request: web.Request, session: AuthSession) -> tuple[ConsentView, Credential | None]:
+    """What the signer is asked to approve, and the credential whose factors confirm it (None: creation)."""
     services, req = request.app[SERVICES], session.request
-    assert session.user_id is not None and req.credential is not None
-    cred = await flow.choose_credential(services, req, session.user_id)
+    assert session.user_id is not None
     client = await get_client(services.store, req.client_id)
+    client_name = client.name if client else req.client_id
+    if req.scope == CREATION:
+        terms = flow.creation_terms(req, request.app[POLICY])
+        return ConsentView(client_name, "", None, 0, None, (), None, False, action="create", terms=terms), None
+    if req.scope == DELETION:
+        cred = await flow.choose_deletion(services, req, session.user_id)
+        return ConsentView(client_name, cred.id, cred.description, 0, None, (), None, cred.needs_totp,
+                           action="delete"), cred
+    assert req.credential is not None
+    cred = await flow.choose_credential(services, req, session.user_id)
     grant = req.credential
     view = ConsentView(
-        client_name=client.name if client else req.client_id, credential_id=cred.id,
+        client_name=client_name, credential_id=cred.id,
         credential_description=cred.description, num_signatures=grant.num_signatures,
         hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes)),
         description=grant.description, needs_otp=cred.needs_totp,
@@ -118,9 +131,9 @@ async def _login_step(request: web.Request, session: AuthSession, form: dict[str
 
 
 async def _after_login(request: web.Request, session: AuthSession, csrf: str) -> web.Response:
-    """Service scope: the code at once. Credential scope: the consent page."""
+    """Service scope: the code at once. The other scopes: the consent page."""
     services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
-    if req.scope == "service":
+    if req.scope == SERVICE:
         return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
     view, _cred = await _consent_view(request, session)
     return html_response(consent_page(language(req.lang), f"{BASE}/consent", csrf, view))
@@ -135,11 +148,13 @@ async def _login_again(services: Services, req: AuthorizationRequest, lang: str,
 
 async def _consent_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
     services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
-    if session.user_id is None or req.scope != "credential":
+    if session.user_id is None or req.scope not in CONSENTED:
         raise SessionError("consent before login")
     if form.get("action") == "deny":
         raise await flow.deny(services, session)
     view, cred = await _consent_view(request, session)
+    if cred is None:  # a creation: approved by the signer's login and this page; no factors exist yet
+        return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
     lang, csrf = language(req.lang), form["csrf"]
     factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
     try:
@@ -151,6 +166,7 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
             raise await flow.deny(services, session, "Credential locked") from None
         key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
         return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, key), 400)
+    kek = kek if req.scope == CREDENTIAL else None  # a deletion token carries no key
     return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek))
 
 
@@ -212,7 +228,8 @@ async def well_known(request: web.Request) -> web.Response:
 def setup(app: web.Application, settings: OAuthSettings) -> None:
     """Mount the AS on ``app`` and advertise it in ``info``."""
     app[SETTINGS] = settings
-    app[INFO_EXTRAS].update(info_fields(settings))
+    for version, fields in info_fields(settings).items():
+        app[INFO_EXTRAS].setdefault(version, {}).update(fields)
     app.router.add_get(f"{BASE}/authorize", authorize)
     app.router.add_post(f"{BASE}/login", login)
     app.router.add_post(f"{BASE}/consent", consent)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pyotp
@@ -35,7 +36,7 @@ from rssp.credentials.keylabel import make_label  # who made the key: rssp docto
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.sam.kek import new_kek, pin_problem
 from rssp.sam.samkeys import ensure_sam_keys
-from rssp.store import Store
+from rssp.store import Conn, Store
 from rssp.store.schema import credentials
 from rssp.users import find_user
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
@@ -79,7 +80,11 @@ def _check(req: EnrollRequest) -> None:
         raise EnrollmentError("multisign must be between 1 and 1000")
 
 
-async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *, actor: str = "operator") -> Enrolled:
+async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *, actor: str = "operator",
+                 then: Callable[[Conn, str], Awaitable[None]] | None = None) -> Enrolled:
+    """``then(conn, credential_id)`` runs in the transaction that records the credential: what the
+    caller must commit with it (``credentials/create`` marks its token spent there); if it raises,
+    nothing is recorded and the key is destroyed."""
     _check(req)
     user = await find_user(store, req.username)
     if user is None:
@@ -116,6 +121,8 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                     created_at=now, updated_at=now,
                 )
             )
+            if then is not None:
+                await then(conn, credential_id)
             await record(conn, actor=actor, action="credential.create", target=credential_id, outcome="ok",
                          detail={"user": user.id, "level": req.level, "key": req.key_spec.kind,
                                  "keyLen": req.key_spec.length, "ca": req.ca_id})

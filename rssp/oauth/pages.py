@@ -27,6 +27,11 @@ _TEXT = {
         "login_busy": "The service is busy. Try again in a moment.",
         "factors_failed": "The authentication data is invalid.",
         "missing_factors": "Enter every authentication factor.",
+        "title_create": "Create a credential", "title_delete": "Delete a credential",
+        "intro_create": "{client} asks to create a new signing credential for you.",
+        "intro_delete": "{client} asks to delete your credential. Its key will be destroyed: this cannot be undone.",
+        "certificate_policy": "Certificate policy", "ca": "Certificate authority", "level": "Level",
+        "key": "Key", "default_policy": "(the service's default)",
     },
     "ja": {
         "title_login": "ログイン", "title_consent": "署名の承認", "title_error": "認可エラー",
@@ -42,6 +47,11 @@ _TEXT = {
         "login_busy": "混み合っています。しばらくしてから再度お試しください。",
         "factors_failed": "認証データが正しくありません。",
         "missing_factors": "すべての認証要素を入力してください。",
+        "title_create": "クレデンシャルの作成", "title_delete": "クレデンシャルの削除",
+        "intro_create": "{client} があなたの新しい署名用クレデンシャルの作成を求めています。",
+        "intro_delete": "{client} があなたのクレデンシャルの削除を求めています。鍵は破棄され、元に戻せません。",
+        "certificate_policy": "証明書ポリシー", "ca": "認証局", "level": "レベル",
+        "key": "鍵", "default_policy": "(サービスの既定)",
     },
 }
 
@@ -100,6 +110,8 @@ class ConsentView:
     documents: tuple[tuple[str | None, str], ...]  # (label, Base64 hash)
     description: str | None
     needs_otp: bool
+    action: str = "sign"  # sign | create | delete (CSC v2.2 credential-creation / credential-deletion)
+    terms: tuple[tuple[str, str], ...] = ()  # create: (text key, value) rows of what will be made ("": default)
 
 
 def _documents(lang: str, view: ConsentView) -> str:
@@ -113,28 +125,44 @@ def _documents(lang: str, view: ConsentView) -> str:
             f'<table id="documents"><tr><th>{_t(lang, "label")}</th><th>{_t(lang, "hash")}</th></tr>{rows}</table>')
 
 
-def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: str | None = None) -> str:
+def _subject(lang: str, view: ConsentView) -> str:
+    """What the signer approves: the signatures, the credential to delete, or the one to make."""
+    if view.action == "create":
+        rows = "".join(f"<dt>{_t(lang, key)}</dt><dd>{escape(value) if value else _t(lang, 'default_policy')}</dd>"
+                       for key, value in view.terms)
+        return f'<dl id="terms">{rows}</dl>'
     cred = escape(view.credential_id) + (f" ({escape(view.credential_description)})"
                                          if view.credential_description else "")
+    count = (f'<dt>{_t(lang, "signatures")}</dt><dd id="num-signatures">{view.num_signatures}</dd>'
+             if view.action == "sign" else "")
+    return f'<dl><dt>{_t(lang, "credential")}</dt><dd id="credential">{cred}</dd>{count}</dl>'
+
+
+def _factors(lang: str, view: ConsentView) -> str:
+    """The credential's factors confirm signing and deleting; nothing exists yet to confirm a creation."""
+    if view.action == "create":
+        return ""
     otp = ""
     if view.needs_otp:
         otp = (f'<label for="otp">{_t(lang, "otp")}</label>'
                f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" required>')
+    return (f'<label for="pin">{_t(lang, "pin")}</label>'
+            f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}')
+
+
+def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: str | None = None) -> str:
+    intro = "intro_consent" if view.action == "sign" else f"intro_{view.action}"
     description = f"<p>{_t(lang, 'description')}: {escape(view.description)}</p>" if view.description else ""
     content = (
-        f"<p>{_t(lang, 'intro_consent', client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
-        f'<dl><dt>{_t(lang, "credential")}</dt><dd id="credential">{cred}</dd>'
-        f'<dt>{_t(lang, "signatures")}</dt><dd id="num-signatures">{view.num_signatures}</dd></dl>'
-        f"{description}{_documents(lang, view)}"
+        f"<p>{_t(lang, intro, client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
+        f"{_subject(lang, view)}{description}{_documents(lang, view)}"
         f'<form method="post" action="{escape(action)}">'
-        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-        f'<label for="pin">{_t(lang, "pin")}</label>'
-        f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">{_factors(lang, view)}'
         f'<button type="submit" id="approve" name="action" value="approve">{_t(lang, "approve")}</button>'
         f'<button type="submit" id="deny" name="action" value="deny" formnovalidate>{_t(lang, "deny")}</button>'
         f"</form>"
     )
-    return _page(lang, "title_consent", content)
+    return _page(lang, "title_consent" if view.action == "sign" else f"title_{view.action}", content)
 
 
 def error_page(lang: str, description: str) -> str:
