@@ -66,3 +66,21 @@ def csc(http, dep):
     from client import CSC
 
     return CSC(http, dep)
+
+
+# ============================================================================ factor deployments (#14)
+# An instance per database backend with an SMTP relay (aiosmtpd, STARTTLS + AUTH) and an OpenID
+# Provider (oidc-provider in node) of its own, on loopback (tests/factors_helpers.py).
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def fdep(request, tmp_path_factory):
+    from factors_helpers import factor_deployment
+
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_cluster").create_database("rssp_factors")
+    deployment = factor_deployment(tmp_path_factory.mktemp(f"factors-{request.param}") / "instance", url)
+    yield deployment
+    deployment.dep.stop()
+    deployment.op.stop()
+    deployment.smtp.stop()

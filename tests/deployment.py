@@ -112,8 +112,9 @@ class Deployment:
         self.creds[name] = cred
         return cred
 
-    def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None) -> None:
-        self.port = free_port()
+    def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None, port: int | None = None) -> None:
+        """``port``: one chosen beforehand (a peer configured with rssp's URL before it starts)."""
+        self.port = port or free_port()
         self.log_path = self.directory / "server.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

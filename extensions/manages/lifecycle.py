@@ -44,6 +44,12 @@ from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm import HsmError, KeyNotFound
 from rssp.hsm.types import KeySpec
+from rssp.factors.expression import Expression
+from rssp.factors.link import FactorRequest, LinkError, check_email, check_oidc, expression_for
+from rssp.factors.link import apply as apply_factors
+from rssp.factors.model import load as load_factor_set
+from rssp.factors.service import of_services
+from rssp.factors.settings import FactorSettings
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
 from rssp.sam.kek import pin_problem
@@ -173,11 +179,13 @@ class Eids:
     pin: str  # the initial PIN, or its argon2id hash ("delivered hashed")
     totp_seed: str | None  # a base32 seed the RA enrolled, or None
     totp: bool
+    more: FactorRequest = FactorRequest()  # email, fido, oidc (rssp.factors.link) and the expression
 
 
 def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
     pin: str | None = None
     totp, seed = False, None
+    more: dict[str, Any] = {}
     for entry in entries:
         kind, ref = entry.get("type"), entry.get("reference")
         if ref is not None and not isinstance(ref, str):
@@ -187,14 +195,34 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
             pin = ref
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
+        elif kind in ("email", "fido", "oidc") and kind not in more:
+            more[kind] = _more_eid(kind, ref, entry)
         else:
             raise invalid_param("eids")
     if pin is None:
         raise invalid_param("eids")
     wanted = "PIN AND OTP" if totp else "PIN"
-    if expression is not None and expression != wanted:
+    if not more and expression is not None and expression != wanted:
         raise invalid_param("expression")
-    return Eids(pin, seed, totp)
+    request = FactorRequest(email=more.get("email"), oidc=more.get("oidc"), passkey="fido" in more,
+                            expression=expression if more else None)
+    return Eids(pin, seed, totp, request)
+
+
+def _more_eid(kind: str, ref: str | None, entry: dict[str, Any]) -> Any:
+    """``email`` (reference: the address), ``fido`` (no reference: a registration link is returned),
+    ``oidc`` (reference: the subject, ``issuer``: a configured OpenID Provider's issuer)."""
+    try:
+        if kind == "email" and ref is not None:
+            return check_email(ref)
+        if kind == "fido" and ref is None:
+            return True
+        issuer = entry.get("issuer")
+        if kind == "oidc" and ref is not None and isinstance(issuer, str) and len(issuer) <= 512:
+            return issuer, ref
+    except LinkError:
+        pass
+    raise invalid_param("eids")
 
 
 def _is_base32_seed(value: str) -> bool:
@@ -205,8 +233,9 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     cred = await enrolled_credential(services, caller.ca_id, credential_id)
     if cred.certificate is not None or cred.status != "disabled":
         raise _state_error()
-    if cred.level >= 2 and not eids.totp:
+    if cred.level >= 2 and not (eids.totp or eids.more.any):
         raise invalid_param("eids")
+    expression = _expression(services, eids, cred.level)
     if cred.level >= 3:
         if cred.pin_hash is not None:  # linked once: the enrollment key that could re-wrap is gone
             raise _state_error()
@@ -220,6 +249,10 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         raise invalid_param("eids")
     seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
+    passkey_uri = None
+    if expression is not None:  # first: the credential never has its PIN without the factors that go with it
+        passkey_uri = await apply_factors(services.store, services.hsm, _settings(services), cred.id, eids.more,
+                                          expression)
     where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
     if wrapped is not None:  # level 3: only over the blob the re-wrap started from
         where.append(credentials.c.wrapped_key == cred.wrapped_key)
@@ -231,13 +264,33 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         if result.rowcount != 1:
             raise _state_error()
         await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])})
+                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])
+                                                  + sorted(eids.more.kinds)})
     if wrapped is not None:  # only the signer's PIN opens the key now
         await level3.discard(services.hsm, cred.id)
-    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed))}
+    factor_set = await load_factor_set(services.store, cred.id) if expression is not None else None
+    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed), factor_set)}
     if seed and not eids.totp_seed:  # generated here: shown once, to the RA that delivers it
         out["otpauthURI"] = pyotp.TOTP(seed).provisioning_uri(name=cred.user_id, issuer_name="rssp")
+    if passkey_uri:  # shown once, to the RA that delivers it to the subscriber
+        out["passkeyRegistrationURI"] = passkey_uri
     return out
+
+
+def _settings(services: Services) -> FactorSettings:
+    return of_services(services.extras, services.config).settings
+
+
+def _expression(services: Services, eids: Eids, level: int) -> Expression | None:
+    """The factor set's expression when the RA linked factors beyond PIN and TOTP (else None: PIN [AND OTP])."""
+    if not eids.more.any:
+        return None
+    try:
+        if eids.more.oidc:
+            check_oidc(_settings(services), *eids.more.oidc)
+        return expression_for(eids.more, eids.totp, level)
+    except LinkError as exc:
+        raise invalid_param(exc.parameter) from None
 
 
 async def _csr_issued(services: Services, credential_id: str) -> bool:

@@ -1,4 +1,7 @@
-"""The login, consent and error pages: plain HTML, no scripts, no external assets, ja or en.
+"""The login, consent and error pages: plain HTML, no external assets, ja or en.
+
+No scripts, but for one same-origin file on a consent page that offers a passkey (the WebAuthn
+ceremony needs the browser's JavaScript API; :mod:`rssp.factors.pages`).
 
 Every value that is not a fixed string of this module goes through :func:`html.escape`
 (quotes included), whether it came from the client (labels, description, client name) or from
@@ -27,6 +30,9 @@ _TEXT = {
         "login_busy": "The service is busy. Try again in a moment.",
         "factors_failed": "The authentication data is invalid.",
         "missing_factors": "Enter every authentication factor.",
+        "code_not_sent": "The one-time password could not be sent. Try again later.",
+        "code_throttled": "Too many one-time passwords were sent. Try again later.",
+        "oidc_failed": "The sign-in at the identity provider was not accepted.",
     },
     "ja": {
         "title_login": "ログイン", "title_consent": "署名の承認", "title_error": "認可エラー",
@@ -42,6 +48,9 @@ _TEXT = {
         "login_busy": "混み合っています。しばらくしてから再度お試しください。",
         "factors_failed": "認証データが正しくありません。",
         "missing_factors": "すべての認証要素を入力してください。",
+        "code_not_sent": "ワンタイムパスワードを送信できませんでした。しばらくしてから再度お試しください。",
+        "code_throttled": "ワンタイムパスワードの送信回数が上限に達しました。しばらくしてから再度お試しください。",
+        "oidc_failed": "外部の認証サービスでのログインを受け付けられませんでした。",
     },
 }
 
@@ -64,12 +73,17 @@ _STYLE = (
 )
 
 
-def _page(lang: str, title_key: str, content: str) -> str:
-    title = _t(lang, title_key)
+def page(lang: str, title: str, content: str, script: str | None = None) -> str:
+    """A whole page around ``content`` (escaped by the caller); ``script``: a same-origin script path."""
+    tag = f'<script src="{escape(script)}" defer></script>' if script else ""
     return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{title}</title><style>{_STYLE}</style></head>"
+            f"<title>{title}</title><style>{_STYLE}</style>{tag}</head>"
             f"<body><h1>{title}</h1>{content}</body></html>")
+
+
+def _page(lang: str, title_key: str, content: str, script: str | None = None) -> str:
+    return page(lang, _t(lang, title_key), content, script)
 
 
 def _error(lang: str, key: str | None) -> str:
@@ -100,6 +114,8 @@ class ConsentView:
     documents: tuple[tuple[str | None, str], ...]  # (label, Base64 hash)
     description: str | None
     needs_otp: bool
+    factors_html: str = ""  # further factors (rssp.factors.pages.consent_fields): e-mail code, passkey, OpenID
+    script: str | None = None  # the passkey ceremony's script, when the page offers one
 
 
 def _documents(lang: str, view: ConsentView) -> str:
@@ -129,12 +145,12 @@ def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: st
         f'<form method="post" action="{escape(action)}">'
         f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
         f'<label for="pin">{_t(lang, "pin")}</label>'
-        f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}'
+        f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}{view.factors_html}'
         f'<button type="submit" id="approve" name="action" value="approve">{_t(lang, "approve")}</button>'
         f'<button type="submit" id="deny" name="action" value="deny" formnovalidate>{_t(lang, "deny")}</button>'
         f"</form>"
     )
-    return _page(lang, "title_consent", content)
+    return _page(lang, "title_consent", content, view.script)
 
 
 def error_page(lang: str, description: str) -> str:
@@ -142,13 +158,15 @@ def error_page(lang: str, description: str) -> str:
     return _page(lang, "title_error", f'<p class="error" role="alert">{escape(description)}</p>')
 
 
-def html_response(body: str, status: int = 200) -> web.Response:
+def html_response(body: str, status: int = 200, *, scripts: bool = False) -> web.Response:
+    """``scripts``: the page loads same-origin scripts (the passkey ceremony); never inline ones."""
     response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"  # no form-action: it would
         # block the redirect to the client's redirect URI that follows the form post
+        + ("; script-src 'self'" if scripts else "")
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

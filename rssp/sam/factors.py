@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pyotp
 from sqlalchemy import or_, select, update
@@ -38,6 +38,11 @@ from rssp.sam import kek as level3
 from rssp.store import Store
 from rssp.store.schema import credentials
 
+from rssp.factors.check import plan as factor_plan  # the factors beyond PIN and TOTP (#14)
+
+if TYPE_CHECKING:
+    from rssp.factors.check import Supplied
+
 TOTP_KEY_LABEL = "rssp-totp-seeds"
 TOTP_WINDOW = 1  # accept the previous and the next 30 s step for clock drift
 _STALE_ATTEMPT_SECONDS = 120  # an attempt unanswered this long died with its process; it counts as failed
@@ -49,6 +54,7 @@ class Factors:
 
     pin: str | None
     otp: str | None
+    more: "Supplied | None" = None  # e-mailed codes and links, passkeys, OpenID Connect (rssp.factors.check)
 
 
 def auth_expression(cred: Credential) -> str:
@@ -89,7 +95,8 @@ async def check_factors(
     """
     if cred.locked:
         await _refuse_locked(store, cred, actor, client_ip)
-    otp_required = cred.needs_totp or cred.factor_bound  # level 3 without its seed never passes
+    plan = await factor_plan(store, hsm, cred, factors, actor, client_ip)  # None: no factor set, PIN [AND OTP]
+    otp_required = (cred.needs_totp or cred.factor_bound) if plan is None else plan.otp  # level 3 needs its seed
     if factors.pin is None or (otp_required and factors.otp is None):
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
@@ -100,7 +107,8 @@ async def check_factors(
         raise try_later("Other authorizations of this credential are being checked; try again", 1)
     pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if otp_required else 0
-    if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
+    more_ok = plan is None or await plan.verify(store, hsm)  # checked whatever the PIN gave: no timing oracle
+    if pin_ok and step is not None and more_ok and await _accept(store, cred, step, actor, client_ip):
         return kek
     await _count_failure(store, cred, max_failures, actor, client_ip)
     raise invalid_authentication_data()
@@ -142,10 +150,11 @@ async def _locked_now(store: Store, cred: Credential, max_failures: int) -> bool
 async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
     """Reset the attempt count and spend the OTP step, atomically; False if locked or the step was used."""
     query = update(credentials).where(credentials.c.id == cred.id, credentials.c.locked.is_(False))
-    if cred.needs_totp:
+    if cred.needs_totp and step:  # step 0: no TOTP code was asked for (another factor stood in for it)
         query = query.where(credentials.c.totp_last_step < step)
     async with store.write() as conn:
-        result = await conn.execute(query.values(failed_attempts=0, totp_last_step=max(step, 0)))
+        values = {"failed_attempts": 0, **({"totp_last_step": step} if step else {})}  # never moves a step back
+        result = await conn.execute(query.values(**values))
         if result.rowcount != 1:
             return False
         await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="ok", client_ip=client_ip)
