@@ -25,6 +25,7 @@ from rssp.oauth.pages import ConsentView, consent_page, error_page, html_respons
 from rssp.oauth.request import AuthorizationRequest, NotRedirectable, parse_request, resolve_redirect_uri
 from rssp.credentials import Credential
 from rssp.factors import consent
+from rssp.factors.model import load as load_factor_set
 from rssp.factors.oidc import OidcError
 from rssp.factors.pages import consent_fields
 from rssp.factors.service import factor_service
@@ -106,6 +107,7 @@ async def _consent_view(request: web.Request, session: AuthSession,
         credential_description=cred.description, num_signatures=grant.num_signatures,
         hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes)),
         description=grant.description, needs_otp=cred.needs_totp if extra is None else extra.otp,
+        otp_required=extra is None,  # with a factor set the expression decides (rssp.factors.check)
         factors_html=consent_fields(language(req.lang), extra) if extra else "",
         script=extra.script if extra else None,
     )
@@ -157,14 +159,16 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
     action = form.get("action")
     if action == "deny":
         raise await flow.deny(services, session)
-    view, cred, extra = await _consent_view(request, session)
+    assert req.credential is not None
+    cred = await flow.choose_credential(services, req, session.user_id)  # the page is rendered only if refused:
+    extra = await load_factor_set(services.store, cred.id) is not None  # that would renew its passkey challenge
     lang, csrf = language(req.lang), form["csrf"]
     if action in ("send_code", "oidc") and extra:
         return await _factor_step(request, session, cred, action, csrf)
     factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
     if extra:  # empty fields supply nothing; the page's ceremonies supply the rest
         more = await consent.supplied(services.store, factor_service(request.app), session.cookie_hash, cred,
-                                      req.credential, form)  # type: ignore[arg-type]
+                                      req.credential, form)
         factors = Factors(pin=form.get("pin") or None, otp=form.get("otp") or None, more=more)
     try:
         kek = await check_factors(services.store, services.hsm, cred, factors,
@@ -174,9 +178,9 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
         if err.description == "Credential locked":
             raise await flow.deny(services, session, "Credential locked") from None
         key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
-        view, _cred, _ = await _consent_view(request, session) if extra else (view, cred, extra)  # a new challenge
+        view, _cred, _ = await _consent_view(request, session)
         return _consent_html(lang, csrf, view, key, 400)
-    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek))
+    return _see_other(await flow.approve(services, settings, session, cred.id, client_ip(request), kek))
 
 
 async def _factor_step(request: web.Request, session: AuthSession, cred: Credential, action: str,

@@ -161,5 +161,6 @@ def register_ceremony_page(lang: str | None, action: str, credential_id: str, ce
     lang = language(lang)
     content = (f"<p>{t(lang, 'register_intro', credential=credential_id)}</p>"
                f'<form method="post" action="{escape(action)}"><input type="hidden" name="ceremony" '
-               f'value="{escape(ceremony)}">{_passkey(lang, options, "create", "create")}</form>')
+               f'value="{escape(ceremony)}"><input type="hidden" name="lang" value="{lang}">'
+               f'{_passkey(lang, options, "create", "create")}</form>')
     return page(lang, t(lang, "title_register"), content, SCRIPT)

@@ -74,7 +74,7 @@ async def register(request: web.Request) -> web.Response:
     if target is None and not credential_id:
         return html_response(message_page(lang, "title_register", "register_failed", error=True), 400)
     shown = target.credential_id if target else str(credential_id)
-    hidden = {"token": token} if token else {"credentialID": shown}
+    hidden = {**({"token": token} if token else {"credentialID": shown}), "lang": lang}
     if request.method == "GET":
         return html_response(register_login_page(lang, registration.REGISTER_PATH, shown, hidden, target is None))
     try:

@@ -114,6 +114,7 @@ class ConsentView:
     documents: tuple[tuple[str | None, str], ...]  # (label, Base64 hash)
     description: str | None
     needs_otp: bool
+    otp_required: bool = True  # False where another factor may stand in for the TOTP code
     factors_html: str = ""  # further factors (rssp.factors.pages.consent_fields): e-mail code, passkey, OpenID
     script: str | None = None  # the passkey ceremony's script, when the page offers one
 
@@ -135,7 +136,8 @@ def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: st
     otp = ""
     if view.needs_otp:
         otp = (f'<label for="otp">{_t(lang, "otp")}</label>'
-               f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" required>')
+               f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code"'
+               f'{" required" if view.otp_required else ""}>')
     description = f"<p>{_t(lang, 'description')}: {escape(view.description)}</p>" if view.description else ""
     content = (
         f"<p>{_t(lang, 'intro_consent', client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
