@@ -95,6 +95,8 @@ def parse_factors(body: Body, *, binding: Binding = Binding(), oob: bool = False
     values: dict[str, str | None] = {}
     for entry in body.object_list("authData") or []:
         ident, value = entry.get("id"), entry.get("value")
+        if not isinstance(ident, str):
+            raise invalid_param("authData")
         if ident in OOB_IDS and oob and value is None and ident not in values:
             values[ident] = None
             continue

@@ -215,12 +215,10 @@ async def oidc_callback(request: web.Request) -> web.Response:
         return _refused(None, "The sign-in does not belong to a live authorization session", 403)
     except OAuthError as err:
         return _refused(None, err.description)
-    state, code, error = params.get("state", ""), params.get("code"), None
+    state, code, error = params.get("state", ""), params.get("code", ""), None
     try:
-        if code is None:
-            raise OidcError("the provider answered without a code")
         await consent.finish_sign_in(services.store, services.hsm, factor_service(request.app), session.cookie_hash,
-                                     state, code, session.user_id or "", client_ip(request))
+                                     state, code, params.get("iss"), session.user_id or "", client_ip(request))
     except OidcError:
         error = "oidc_failed"
     try:

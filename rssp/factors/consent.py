@@ -113,20 +113,27 @@ async def start_sign_in(store: Store, factors: FactorService, session_key: str, 
 
 
 async def finish_sign_in(store: Store, hsm: Hsm, factors: FactorService, session_key: str, state: str,
-                         code: str, actor: str, ip: str | None) -> str:
+                         code: str, iss: str | None, actor: str, ip: str | None) -> str:
     """Check the provider's answer for this session; keep the result; return the credential ID.
 
     Raises :class:`~rssp.factors.oidc.OidcError` for an unknown, used or foreign ``state``, a
     refused ID token, or a subject other than the one the credential is linked to.
     """
     data = await states.take(store, ATTEMPT, state)
-    if data is None or not hmac.compare_digest(data["session"], session_key):
-        raise oidc.OidcError("the sign-in was not started in this session, or it was already used")
+    if data is None:
+        raise oidc.OidcError("no such sign-in, or it was already used")
+    if not hmac.compare_digest(data["session"], session_key):  # a callback URL carried to another browser
+        await _audit(store, actor, data["credential"], ip, "failed", "the sign-in was started in another session")
+        raise oidc.OidcError("the sign-in was started in another session")
+    if not code:  # the provider refused or the signer cancelled: the attempt is spent all the same
+        raise oidc.OidcError("the provider answered without a code")
     provider = factors.settings.oidc.get(data["provider"])
     factor_set = await model.load(store, data["credential"], hsm)
     if provider is None or factor_set is None or factor_set.oidc is None:
         raise oidc.OidcError("the credential is no longer linked to this provider")
     try:
+        if iss is not None and iss != provider.issuer:  # RFC 9207: an answer from another provider (mix-up)
+            raise oidc.OidcError(f"{provider.name}: the answer names another issuer")
         claims = await oidc.sign_in(provider, code, factors.url(CALLBACK_PATH),
                                     oidc.Attempt(state, data["nonce"], data["verifier"]))
         if (provider.issuer, claims["sub"]) != factor_set.oidc:

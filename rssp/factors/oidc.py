@@ -4,7 +4,8 @@ For providers such as the Digital Agency's デジタル認証アプリ (JPKI on 
 gBizID. rssp is a confidential client (``client_secret_basic``) that asks for a fresh sign-in:
 
 - the authorization request carries ``state`` (single use, tied to the consent session),
-  ``nonce`` (single use), a PKCE S256 challenge and ``max_age``;
+  ``nonce`` (single use), a PKCE S256 challenge, ``max_age`` and ``prompt=login``; an ``iss`` in
+  the answer (RFC 9207) must be the provider's;
 - the ID token's signature is verified with joserfc against the provider's published JWKS
   (fetched over the discovery document, cached, re-fetched once for an unknown ``kid``), with
   only the asymmetric algorithms the provider announces — never ``none`` or HMAC;
@@ -127,7 +128,7 @@ async def authorization_url(provider: OidcProvider, redirect_uri: str, attempt: 
     query = {"response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect_uri,
              "scope": " ".join(provider.scopes), "state": attempt.state, "nonce": attempt.nonce,
              "code_challenge": attempt.challenge, "code_challenge_method": "S256",
-             "max_age": str(provider.max_age_seconds)}
+             "max_age": str(provider.max_age_seconds), "prompt": "login"}  # a fresh sign-in, every time
     sep = "&" if "?" in meta.authorization_endpoint else "?"
     return f"{meta.authorization_endpoint}{sep}{urlencode(query)}"
 

@@ -2,12 +2,13 @@
 //
 // Configured by the JSON in OP_CONFIG: {"port", "issuer", "clients": [{client_id, client_secret,
 // redirect_uris}]}. Accounts need no password: the login page takes a name, which becomes the
-// subject. A name starting with "stale" signs in with an authentication time an hour in the past.
+// subject.
 //
-// It can misbehave on purpose, once, when a test asks for it (POST /test/mode {"mode": ...}):
-// "wrong-aud" re-signs the next ID token with another audience, "foreign-key" signs it with a
-// key that is not in the JWKS (same kid), "replay" returns the previous ID token again instead of
-// the new one. rssp must refuse each; the OP itself stays the real library doing real flows.
+// It can misbehave on purpose, for one sign-in, when a test asks for it (POST /test/mode
+// {"mode": ...}): "stale" records the sign-in as an hour old (auth_time), "wrong-aud" re-signs the
+// ID token with another audience, "foreign-key" signs it with a key that is not in the JWKS (same
+// kid), "replay" returns the previous ID token again instead of the new one. rssp must refuse
+// each; the OP itself stays the real library doing real flows.
 import http from "node:http";
 import * as jose from "jose";
 import Provider from "oidc-provider";
@@ -86,7 +87,7 @@ async function interaction(req, res) {
   for await (const chunk of req) { body += chunk; }
   const login = new URLSearchParams(body).get("login") || "";
   const now = Math.floor(Date.now() / 1000);
-  const ts = login.startsWith("stale") ? now - 3600 : now;
+  const ts = mode === "stale" ? now - 3600 : now;
   return provider.interactionFinished(req, res, { login: { accountId: login, ts } },
                                       { mergeWithLastSubmission: false });
 }
