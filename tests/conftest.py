@@ -84,3 +84,29 @@ def fdep(request, tmp_path_factory):
     deployment.dep.stop()
     deployment.op.stop()
     deployment.smtp.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def chromium():
+    """Debian's chromium, headless, driven by Playwright (tests/factors_browser.py; never a download)."""
+    from factors_browser import CHROMIUM, CHROMIUM_ARGS
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def callback():
+    """A signature application's redirect URI on loopback, recording what it receives."""
+    from oauth_helpers import Callback
+
+    cb = await Callback().start()
+    try:
+        yield cb
+    finally:
+        await cb.stop()

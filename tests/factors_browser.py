@@ -16,36 +16,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import pytest_asyncio
+from client import CSC, ECDSA_SHA256, SHA256, b64
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from oauth_helpers import Callback
+from deployment import Cred
+from level3_helpers import verify
+from oauth_helpers import Callback, exchange
 
 CHROMIUM = os.environ.get("RSSP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-@pytest_asyncio.fixture(scope="session")
-async def chromium():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def callback():
-    cb = await Callback().start()
-    try:
-        yield cb
-    finally:
-        await cb.stop()
 
 
 @dataclass
@@ -131,7 +111,7 @@ async def consent_page(t: Tab, url: str, user: str, password: str) -> None:
 async def use_passkey(t: Tab) -> str:
     """Run the consent page's passkey ceremony; the assertion the page will post."""
     await t.page.click("#passkey")
-    await t.page.wait_for_function("document.getElementById('passkey-response').value.length > 0")
+    await t.page.wait_for_selector('#passkey-status[data-state="done"]')  # no polling script: the CSP forbids eval
     return await t.page.input_value("#passkey-response")
 
 
@@ -145,3 +125,16 @@ async def approve(t: Tab, cb: Callback, pin: str) -> dict[str, str] | None:
     if not cb.received.empty() or t.page.url.startswith(cb.uri):
         return await asyncio.wait_for(cb.received.get(), 30)
     return None
+
+
+async def sign_with_code(http, fd: Any, sa, query: dict, verifier: str, cred: Cred, h: bytes) -> None:
+    """Exchange the code, sign ``h`` with the credential token, verify it with the certificate."""
+    status, body = await exchange(http, fd.dep, sa, query["code"], verifier)
+    assert status == 200, body
+    csc = CSC(http, fd.dep)
+    status, signed = await csc.call("signatures/signHash", {"credentialID": cred.id, "hashes": [b64(h)],
+                                                            "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256},
+                                    body["access_token"])
+    assert status == 200, signed
+    _, info = await csc.call("credentials/info", {"credentialID": cred.id}, await csc.token(cred.user))
+    verify(base64.b64decode(info["cert"]["certificates"][0]), h, base64.b64decode(signed["signatures"][0]))

@@ -18,12 +18,17 @@ import base64
 import re
 import time
 
-from cryptography import x509
+import pytest
+from aiosmtpd.controller import Controller
+from client import CSC, ECDSA_SHA256, SHA256, b64, digest
+from deployment import free_port
+from factors_helpers import SMTP_PASSWORD, SMTP_USER, FactorDeployment, SmtpRelay, code_in, link_in, ra_enroll
+from level3_helpers import PIN3, verify
 from sqlalchemy import select, update
 
-from client import CSC, ECDSA_SHA256, SHA256, b64, digest
-from factors_helpers import FactorDeployment, code_in, link_in, ra_enroll
-from level3_helpers import PIN3, verify
+from rssp.factors.delivery import DeliveryError, OobMessage
+from rssp.factors.settings import FactorSettings, OobSettings, SmtpSettings, WebAuthnSettings
+from rssp.factors.smtp import SmtpDelivery
 from rssp.store import open_store
 from rssp.store.schema import audit, credentials, oob_codes
 
@@ -281,12 +286,52 @@ async def test_an_ra_links_the_email_factor_through_link_eid(fdep, http):
     await _sign_verified(csc, token, cred_id, body["SAD"], h)
 
 
+def _delivery(relay: SmtpRelay, port: int, security: str, password: str = SMTP_PASSWORD) -> SmtpDelivery:
+    """The built-in delivery as rssp builds it, for a relay on ``port``."""
+    smtp = SmtpSettings(host="localhost", port=port, security=security, username=SMTP_USER, password=password,
+                        sender="rssp <no-reply@rssp.test>", cafile=str(relay.ca), timeout_seconds=5)
+    return SmtpDelivery(FactorSettings(OobSettings(), smtp, WebAuthnSettings("localhost", "http://localhost", "rssp"),
+                                       {}, "http://localhost", "rssp", "en"))
+
+
+class _Counting:
+    received = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.received += 1
+        return "250 OK"
+
+
+async def test_smtp_delivery_over_tls_and_never_in_plain_text(tmp_path):
+    """The built-in delivery against aiosmtpd: implicit TLS works; a wrong password or no STARTTLS fails."""
+    message = OobMessage("tls@example.jp", "subject", "body 12345678")
+    relay = SmtpRelay(tmp_path, tls=True).start()
+    try:
+        await _delivery(relay, relay.port, "tls").send(message)
+        assert (await relay.next_mail("tls@example.jp", 0)).text.strip() == "body 12345678"
+        with pytest.raises(DeliveryError) as refused:
+            await _delivery(relay, relay.port, "tls", password="wrong-password").send(message)
+        assert "wrong-password" not in str(refused.value)
+        assert relay.plain_deliveries == 0 and relay.count("tls@example.jp") == 1
+    finally:
+        relay.stop()
+    handler, port = _Counting(), free_port()
+    plain = Controller(handler, hostname="127.0.0.1", port=port)  # a relay that offers no STARTTLS
+    plain.start()
+    try:
+        with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+            await _delivery(relay, port, "starttls").send(message)
+        assert handler.received == 0  # nothing was sent in plain text
+    finally:
+        plain.stop()
+
+
 async def test_no_code_or_link_reaches_the_server_log_or_the_audit_trail(fdep):
     """Runs last in this module: every code and link delivered so far is looked for."""
     fd = fdep
     secrets_sent = set()
     for mail in fd.smtp.mails:
-        secrets_sent.update(re.findall(r"^\s{4}(\d{6,10})\s*$", mail.text, re.M))
+        secrets_sent.update(re.findall(r"^\s{4}(\d{6,10})\s*$", mail.text, re.MULTILINE))
         secrets_sent.update(re.findall(r"token=([A-Za-z0-9_-]{20,})", mail.text))
     assert len(secrets_sent) >= 10
     log = fd.dep.server_log()

@@ -16,16 +16,15 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
-from sqlalchemy import select
-
 from client import CSC, b64, digest
 from deployment import Cred
-from factors_browser import Tab, approve, callback, chromium, consent_page, tab  # noqa: F401
+from factors_browser import Tab, approve, consent_page, sign_with_code, tab
 from factors_helpers import FactorDeployment, ra_enroll
 from oauth_helpers import AUTHZ, add_client, auth_params, credential_params, pkce
+from sqlalchemy import select
+
 from rssp.store import open_store
 from rssp.store.schema import audit
-from test_factors_passkey import _sign_with_code
 
 REFUSED = "The sign-in at the identity provider was not accepted."
 
@@ -86,7 +85,7 @@ async def test_a_fresh_sign_in_at_the_provider_approves_and_bad_ones_are_refused
         assert "Signed in at Test OP." in body and b64(h) in body
         query = await approve(t, callback, cred.pin)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h)
 
         before = len(await _oidc_failures(fd))
         attacks = [("another subject", None, "jiro-0002", "another subject"),
@@ -109,7 +108,7 @@ async def test_a_fresh_sign_in_at_the_provider_approves_and_bad_ones_are_refused
         await _sign_in_at_op(t, "taro-0001")
         query = await approve(t, callback, cred.pin)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h2)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h2)
     finally:
         await t.close()
 

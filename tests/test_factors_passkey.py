@@ -12,18 +12,25 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from client import CSC, ECDSA_SHA256, OTP, SHA256, b64, digest
+from client import CSC, OTP, b64, digest
 from deployment import Cred
-from factors_browser import (approve, callback, chromium, consent_page, fresh_p256_pkcs8,  # noqa: F401
-                             open_registration, register_passkey, tab, use_passkey)
+from factors_browser import (
+    approve,
+    consent_page,
+    fresh_p256_pkcs8,
+    open_registration,
+    register_passkey,
+    sign_with_code,
+    tab,
+    use_passkey,
+)
 from factors_helpers import FactorDeployment, ra_enroll
-from level3_helpers import PIN3, verify
-from oauth_helpers import AUTHZ, add_client, auth_params, credential_params, exchange, pkce
+from level3_helpers import PIN3
+from oauth_helpers import AUTHZ, add_client, auth_params, credential_params, pkce
 
 FAILED = "The authentication data is invalid."
 
@@ -39,18 +46,6 @@ def _url(fd: FactorDeployment, sa, cred: Cred, h: bytes) -> tuple[str, str]:
     verifier, challenge = pkce()
     params = auth_params(sa, challenge, **credential_params(cred, [h]))
     return f"{fd.page_base}{AUTHZ}?{urlencode(params)}", verifier
-
-
-async def _sign_with_code(http, fd: FactorDeployment, sa, query: dict, verifier: str, cred: Cred, h: bytes) -> None:
-    status, body = await exchange(http, fd.dep, sa, query["code"], verifier)
-    assert status == 200, body
-    csc = CSC(http, fd.dep)
-    status, signed = await csc.call("signatures/signHash", {"credentialID": cred.id, "hashes": [b64(h)],
-                                                            "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256},
-                                    body["access_token"])
-    assert status == 200, signed
-    _, info = await csc.call("credentials/info", {"credentialID": cred.id}, await csc.token(cred.user))
-    verify(base64.b64decode(info["cert"]["certificates"][0]), h, base64.b64decode(signed["signatures"][0]))
 
 
 async def _refused(t, fd: FactorDeployment, callback, pin: str) -> None:
@@ -79,7 +74,7 @@ async def test_passkey_from_link_eid_approves_on_the_consent_page_and_copies_are
         captured = await use_passkey(genuine)
         query = await approve(genuine, callback, cred.pin)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h)
 
         # a replayed assertion, in another authorization for other hashes
         replay = await tab(chromium, authenticator=False)
@@ -118,7 +113,7 @@ async def test_passkey_from_link_eid_approves_on_the_consent_page_and_copies_are
         await use_passkey(genuine)
         query = await approve(genuine, callback, cred.pin)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h2)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h2)
     finally:
         await genuine.close()
 
@@ -141,7 +136,7 @@ async def test_level3_passkey_from_the_cli_still_needs_the_pin(fdep, http, chrom
         await use_passkey(t)  # the page made a new challenge
         query = await approve(t, callback, PIN3)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h)
     finally:
         await t.close()
 
@@ -173,6 +168,6 @@ async def test_the_signer_adds_a_passkey_after_password_pin_and_totp(fdep, http,
         await use_passkey(t)  # instead of the TOTP code
         query = await approve(t, callback, cred.pin)
         assert query and "code" in query, query
-        await _sign_with_code(http, fd, sa, query, verifier, cred, h)
+        await sign_with_code(http, fd, sa, query, verifier, cred, h)
     finally:
         await t.close()

@@ -25,13 +25,13 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyotp
 from sqlalchemy import select, update
 
-from extensions.manages import idempotency, level3, pinhash
+from extensions.manages import factor_eids, idempotency, level3, pinhash
 from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
@@ -44,12 +44,8 @@ from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm import HsmError, KeyNotFound
 from rssp.hsm.types import KeySpec
-from rssp.factors.expression import Expression
-from rssp.factors.link import FactorRequest, LinkError, check_email, check_oidc, expression_for
-from rssp.factors.link import apply as apply_factors
+from rssp.factors.link import FactorRequest
 from rssp.factors.model import load as load_factor_set
-from rssp.factors.service import of_services
-from rssp.factors.settings import FactorSettings
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
 from rssp.sam.kek import pin_problem
@@ -179,7 +175,7 @@ class Eids:
     pin: str  # the initial PIN, or its argon2id hash ("delivered hashed")
     totp_seed: str | None  # a base32 seed the RA enrolled, or None
     totp: bool
-    more: FactorRequest = FactorRequest()  # email, fido, oidc (rssp.factors.link) and the expression
+    more: FactorRequest = field(default_factory=FactorRequest)  # email, fido, oidc and the expression (rssp.factors)
 
 
 def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
@@ -196,7 +192,7 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
         elif kind in ("email", "fido", "oidc") and kind not in more:
-            more[kind] = _more_eid(kind, ref, entry)
+            more[kind] = factor_eids.parse(kind, ref, entry)
         else:
             raise invalid_param("eids")
     if pin is None:
@@ -209,22 +205,6 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
     return Eids(pin, seed, totp, request)
 
 
-def _more_eid(kind: str, ref: str | None, entry: dict[str, Any]) -> Any:
-    """``email`` (reference: the address), ``fido`` (no reference: a registration link is returned),
-    ``oidc`` (reference: the subject, ``issuer``: a configured OpenID Provider's issuer)."""
-    try:
-        if kind == "email" and ref is not None:
-            return check_email(ref)
-        if kind == "fido" and ref is None:
-            return True
-        issuer = entry.get("issuer")
-        if kind == "oidc" and ref is not None and isinstance(issuer, str) and len(issuer) <= 512:
-            return issuer, ref
-    except LinkError:
-        pass
-    raise invalid_param("eids")
-
-
 def _is_base32_seed(value: str) -> bool:
     return re.fullmatch(r"[A-Z2-7]{16,128}", value) is not None
 
@@ -235,7 +215,7 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         raise _state_error()
     if cred.level >= 2 and not (eids.totp or eids.more.any):
         raise invalid_param("eids")
-    expression = _expression(services, eids, cred.level)
+    expression = factor_eids.expression(services, eids.more, eids.totp, cred.level)
     if cred.level >= 3:
         if cred.pin_hash is not None:  # linked once: the enrollment key that could re-wrap is gone
             raise _state_error()
@@ -251,8 +231,7 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
     passkey_uri = None
     if expression is not None:  # first: the credential never has its PIN without the factors that go with it
-        passkey_uri = await apply_factors(services.store, services.hsm, _settings(services), cred.id, eids.more,
-                                          expression)
+        passkey_uri = await factor_eids.link(services, cred.id, eids.more, expression)
     where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
     if wrapped is not None:  # level 3: only over the blob the re-wrap started from
         where.append(credentials.c.wrapped_key == cred.wrapped_key)
@@ -275,22 +254,6 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     if passkey_uri:  # shown once, to the RA that delivers it to the subscriber
         out["passkeyRegistrationURI"] = passkey_uri
     return out
-
-
-def _settings(services: Services) -> FactorSettings:
-    return of_services(services.extras, services.config).settings
-
-
-def _expression(services: Services, eids: Eids, level: int) -> Expression | None:
-    """The factor set's expression when the RA linked factors beyond PIN and TOTP (else None: PIN [AND OTP])."""
-    if not eids.more.any:
-        return None
-    try:
-        if eids.more.oidc:
-            check_oidc(_settings(services), *eids.more.oidc)
-        return expression_for(eids.more, eids.totp, level)
-    except LinkError as exc:
-        raise invalid_param(exc.parameter) from None
 
 
 async def _csr_issued(services: Services, credential_id: str) -> bool:

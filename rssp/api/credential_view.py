@@ -13,8 +13,8 @@ from cryptography import x509
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.parse import encode_b64
 from rssp.credentials import Credential
+from rssp.factors.messages import mask
 from rssp.factors.model import EMAIL_LINK, EMAIL_OTP, FactorSet
-from rssp.factors.sending import mask
 from rssp.sam.factors import auth_expression
 
 

@@ -85,7 +85,7 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     return hash_name, digests
 
 
-def parse_factors(body: Body, *, binding: Binding = Binding(), oob: bool = False) -> Factors:
+def parse_factors(body: Body, *, binding: Binding | None = None, oob: bool = False) -> Factors:
     """``authData`` (v2) or the v1 ``PIN`` / ``OTP`` fields.
 
     ``PIN``, ``OTP`` and ``EMAIL_OTP`` carry a value; ``EMAIL_LINK`` (out of band, rssp.factors.pending)
@@ -109,7 +109,7 @@ def parse_factors(body: Body, *, binding: Binding = Binding(), oob: bool = False
         if legacy is not None:
             values.setdefault(name, legacy)
     more = {k: v for k, v in values.items() if k not in ("PIN", "OTP")}
-    return Factors(pin=values.get("PIN"), otp=values.get("OTP"), more=Supplied(more, binding))
+    return Factors(pin=values.get("PIN"), otp=values.get("OTP"), more=Supplied(more, binding or Binding()))
 
 
 async def list_(call: Call) -> web.Response:

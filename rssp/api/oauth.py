@@ -15,7 +15,13 @@ from rssp.api.info import INFO_EXTRAS
 from rssp.api.middleware import client_ip
 from rssp.api.registry import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
+from rssp.credentials import Credential
 from rssp.errors import CSCError
+from rssp.factors import consent
+from rssp.factors.model import load as load_factor_set
+from rssp.factors.oidc import OidcError
+from rssp.factors.pages import consent_fields
+from rssp.factors.service import factor_service
 from rssp.oauth import flow, grants, par
 from rssp.oauth.clients import authenticate_client, get_client
 from rssp.oauth.errors import OAuthError, RedirectableError, invalid_request
@@ -23,14 +29,17 @@ from rssp.oauth.form import parse_query, read_form
 from rssp.oauth.metadata import BASE, WELL_KNOWN, info_fields, metadata
 from rssp.oauth.pages import ConsentView, consent_page, error_page, html_response, language, login_page
 from rssp.oauth.request import AuthorizationRequest, NotRedirectable, parse_request, resolve_redirect_uri
-from rssp.credentials import Credential
-from rssp.factors import consent
-from rssp.factors.model import load as load_factor_set
-from rssp.factors.oidc import OidcError
-from rssp.factors.pages import consent_fields
-from rssp.factors.service import factor_service
-from rssp.oauth.sessions import (COOKIE, COOKIE_PATH, AuthSession, SessionError, load_returning, load_session,
-                                 new_csrf, open_session, set_user)
+from rssp.oauth.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    AuthSession,
+    SessionError,
+    load_returning,
+    load_session,
+    new_csrf,
+    open_session,
+    set_user,
+)
 from rssp.oauth.settings import OAuthSettings
 from rssp.sam.factors import Factors, check_factors
 from rssp.services import Services

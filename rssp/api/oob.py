@@ -30,7 +30,7 @@ from rssp.sam.sad import SadGrant
 
 async def _send(call: Call, parameter: str, locked_text: str) -> web.Response:
     body, services = call.body, call.services
-    cred = await own_credential(call, enabled=True)
+    cred = await own_credential(call)  # a suspended credential's signer needs a code to resume it
     hash_name, digests = bound_hashes(body, services.config.security.max_hashes_per_request, call.version)
     num = body.integer("numSignatures")
     description = body.string("description", max_len=500)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rssp.api.schema import CLIENT_DATA, LANG, Doc, array, b64, integer, obj, string
 
 _HASHES = array(b64("A digest"), minItems=1)
-_BINDING = dict(hashes=_HASHES, hashAlgorithmOID=string(), numSignatures=integer(minimum=1),
-                description=string("Shown in the e-mail"), lang=LANG, clientData=CLIENT_DATA)
+_BINDING = {"hashes": _HASHES, "hashAlgorithmOID": string(), "numSignatures": integer(minimum=1),
+            "description": string("Shown in the e-mail"), "lang": LANG, "clientData": CLIENT_DATA}
 
 GET_CHALLENGE = Doc(
     "Send the challenge of an auth object out of band (EMAIL_OTP: a one-time code by e-mail, 204)",

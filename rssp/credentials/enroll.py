@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyotp
 from asn1crypto import x509 as asn1_x509
@@ -60,7 +60,7 @@ class EnrollRequest:
     description: str | None = None
     subject_dn: str | None = None
     ca_id: str = "local"  # the CA that issues the certificate; the operator, not its RA, enrolls
-    factors: FactorRequest = FactorRequest()  # e-mail, passkey, OpenID Provider (rssp.factors.link)
+    factors: FactorRequest = field(default_factory=FactorRequest)  # e-mail, passkey, OpenID (rssp.factors.link)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class Supplied:
     """
 
     values: dict[str, str | None] = field(default_factory=dict)
-    binding: oob.Binding = oob.Binding()
+    binding: oob.Binding = field(default_factory=oob.Binding)
     usable: frozenset[str] = model.API_IDS  # what this channel can carry (API or consent page)
     webauthn: WebAuthnSettings | None = None
     fido_challenge: bytes | None = None  # the consent page's WebAuthn challenge, spent by this check
@@ -82,7 +82,7 @@ class Plan:
         return False
 
 
-def _values(factor_set: FactorSet, factors: "Factors", supplied: Supplied) -> dict[str, str | None]:
+def _values(factor_set: FactorSet, factors: Factors, supplied: Supplied) -> dict[str, str | None]:
     """The supplied factors by ID. ``OTP`` is the credential's one-time password: its TOTP code,
     or — for a credential without TOTP that has e-mailed codes — the code (v1 clients send ``OTP``)."""
     values = dict(supplied.values)
@@ -95,7 +95,7 @@ def _values(factor_set: FactorSet, factors: "Factors", supplied: Supplied) -> di
     return values
 
 
-async def plan(store: Store, hsm: Hsm, cred: Credential, factors: "Factors", actor: str,
+async def plan(store: Store, hsm: Hsm, cred: Credential, factors: Factors, actor: str,
                client_ip: str | None) -> Plan | None:
     """None for a credential without a factor set; else what to check. Raises before any attempt counts.
 

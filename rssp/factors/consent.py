@@ -26,12 +26,12 @@ from rssp.audit import record
 from rssp.credentials import Credential
 from rssp.factors import model, oidc, states
 from rssp.factors.check import Supplied
-from rssp.factors.messages import Subject
+from rssp.factors.messages import Subject, mask
 from rssp.factors.model import BROWSER_IDS, EMAIL_OTP, FIDO, OIDC
 from rssp.factors.oidc_proof import has_proof, store_proof
 from rssp.factors.oob import Binding
 from rssp.factors.pages import ConsentFactors
-from rssp.factors.sending import mask, send_code
+from rssp.factors.sending import send_code
 from rssp.factors.service import FactorService
 from rssp.factors.webauthn import approval_challenge, authentication_options, new_nonce
 from rssp.hsm import Hsm

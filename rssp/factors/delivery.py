@@ -14,6 +14,7 @@ registers ``sms-gw = "vendor.rssp:factory"`` and delivers to the phone number it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
@@ -45,8 +46,7 @@ class OtpDelivery(Protocol):
 
 def _load(target: str) -> Any:
     module, _, attr = target.partition(":")
-    imported = __import__(module, fromlist=[attr])
-    return getattr(imported, attr)
+    return getattr(import_module(module), attr)
 
 
 def load_delivery(settings: FactorSettings) -> OtpDelivery:
@@ -58,5 +58,6 @@ def load_delivery(settings: FactorSettings) -> OtpDelivery:
     elif name in _BUILTIN:
         factory = _load(_BUILTIN[name])
     else:
-        raise LookupError(f"no OTP delivery named {name!r} (built in: smtp; installed: {', '.join(sorted(found)) or 'none'})")
+        installed = ", ".join(sorted(found)) or "none"
+        raise LookupError(f"no OTP delivery named {name!r} (built in: smtp; installed: {installed})")
     return factory(settings)  # type: ignore[no-any-return]

@@ -40,7 +40,7 @@ class Expression:
         have = set(supplied)
         return all(have.intersection(g) for g in self.groups)
 
-    def restricted_to(self, usable: Iterable[str]) -> "Expression | None":
+    def restricted_to(self, usable: Iterable[str]) -> Expression | None:
         """The expression with only ``usable`` IDs, or None if some group then has none left."""
         keep = set(usable)
         groups = tuple(tuple(i for i in g if i in keep) for g in self.groups)

@@ -39,6 +39,12 @@ _TEXT = {
 }
 
 
+def mask(address: str) -> str:
+    """``t***@example.jp``: enough for the signer to recognise the mailbox, not to learn it."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
 @dataclass(frozen=True)
 class Subject:
     """What a code or link authorizes, as the signer will read it."""

@@ -62,7 +62,7 @@ class Attempt:
     verifier: str
 
     @classmethod
-    def new(cls) -> "Attempt":
+    def new(cls) -> Attempt:
         return cls(secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48))
 
     @property
@@ -78,14 +78,14 @@ async def _get_json(provider: OidcProvider, url: str, **kwargs: Any) -> dict[str
     timeout = aiohttp.ClientTimeout(total=provider.timeout_seconds)
     method = "POST" if "data" in kwargs else "GET"
     try:
-        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-            async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
-                body = await resp.content.read(_MAX_RESPONSE + 1)
-                if len(body) > _MAX_RESPONSE:
-                    raise OidcError(f"{provider.name}: answer too large from {url}")
-                if resp.status != 200:
-                    raise OidcError(f"{provider.name}: HTTP {resp.status} from {url}")
-                data = json.loads(body)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session, \
+                session.request(method, url, allow_redirects=False, **kwargs) as resp:
+            body = await resp.content.read(_MAX_RESPONSE + 1)
+            if len(body) > _MAX_RESPONSE:
+                raise OidcError(f"{provider.name}: answer too large from {url}")
+            if resp.status != 200:
+                raise OidcError(f"{provider.name}: HTTP {resp.status} from {url}")
+            data = json.loads(body)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         raise OidcError(f"{provider.name}: {type(exc).__name__} from {url}") from None
     if not isinstance(data, dict):

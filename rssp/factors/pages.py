@@ -85,7 +85,7 @@ def _json_block(element_id: str, mode: str, data: str) -> str:
 
 def _passkey(lang: str, options: str, mode: str, label_key: str) -> str:
     return (_json_block("passkey-options", mode, options)
-            + f'<input type="hidden" id="passkey-response" name="passkey" value="">'
+            + '<input type="hidden" id="passkey-response" name="passkey" value="">'
             + f'<button type="button" id="passkey">{t(lang, label_key)}</button>'
             + f'<span id="passkey-status" role="status" data-done="{t(lang, "passkey_done")}" '
               f'data-failed="{t(lang, "passkey_failed")}"></span>')

@@ -56,7 +56,7 @@ class PendingRequest:
                            "lang": self.lang, "digests": [base64.b64encode(d).decode() for d in self.digests]})
 
     @classmethod
-    def from_json(cls, text: str) -> "PendingRequest":
+    def from_json(cls, text: str) -> PendingRequest:
         d = json.loads(text)
         return cls(d["n"], d["alg"], tuple(base64.b64decode(x) for x in d["digests"]), d["description"], d["lang"])
 

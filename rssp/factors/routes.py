@@ -18,10 +18,10 @@ from rssp.api.registry import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import get_credential
 from rssp.errors import CSCError
-from rssp.factors import pending, registration
+from rssp.factors import model, pending, registration
 from rssp.factors.check import Supplied
-from rssp.factors.pages import (SCRIPT, approve_page, message_page, register_ceremony_page,
-                                register_login_page)
+from rssp.factors.model import FIDO
+from rssp.factors.pages import SCRIPT, approve_page, message_page, register_ceremony_page, register_login_page
 from rssp.factors.service import factor_service
 from rssp.factors.webauthn import PasskeyError
 from rssp.oauth.errors import OAuthError
@@ -99,7 +99,8 @@ async def _self_service(request: web.Request, user_id: str, credential_id: str,
     """The owner's own enabled credential, once its current factors (PIN, TOTP) were checked and counted."""
     services = request.app[SERVICES]
     cred = await get_credential(services.store, credential_id, user_id)
-    if cred is None or cred.status != "enabled":
+    factor_set = await model.load(services.store, credential_id) if cred else None
+    if cred is None or cred.status != "enabled" or factor_set is None or not factor_set.uses(FIDO):
         return None
     factors = Factors(pin=params.get("pin") or None, otp=params.get("otp") or None, more=Supplied())
     try:

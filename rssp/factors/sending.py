@@ -28,12 +28,6 @@ NOT_SENT = CSCError(503, "temporarily_unavailable", "The one-time password could
                     headers={"Retry-After": "30"})
 
 
-def mask(address: str) -> str:
-    """``t***@example.jp``: enough for the signer to recognise the mailbox, not to learn it."""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
 async def email_factor(store: Store, hsm: Hsm, cred: Credential, parameter: str) -> FactorSet:
     """The credential's checked factor set if it has e-mailed codes; else ``Invalid parameter <parameter>``."""
     try:

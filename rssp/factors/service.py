@@ -18,7 +18,7 @@ class FactorService:
     _delivery: OtpDelivery | None = field(default=None, repr=False)
 
     @classmethod
-    def from_config(cls, config: Config) -> "FactorService":
+    def from_config(cls, config: Config) -> FactorService:
         return cls(load_settings(config))
 
     def delivery(self) -> OtpDelivery:

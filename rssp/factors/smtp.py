@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 
 from rssp.factors.delivery import DeliveryError, OobMessage
 from rssp.factors.settings import FactorSettings, SmtpSettings
@@ -41,7 +41,7 @@ def _mail(smtp: SmtpSettings, message: OobMessage) -> EmailMessage:
     mail["From"] = smtp.sender
     mail["To"] = message.recipient
     mail["Subject"] = message.subject
-    mail["Date"] = format_datetime(datetime.now(timezone.utc))
+    mail["Date"] = format_datetime(datetime.now(UTC))
     mail["Message-ID"] = make_msgid(domain=smtp.sender.rpartition("@")[2].strip("> ") or None)
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to a code
     mail.set_content(message.text, charset="utf-8")

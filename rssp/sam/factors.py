@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import pyotp
 from sqlalchemy import or_, select, update
@@ -33,15 +33,12 @@ from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
 from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
+from rssp.factors.check import Supplied  # the factors beyond PIN and TOTP (#14)
+from rssp.factors.check import plan as factor_plan
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.store import Store
 from rssp.store.schema import credentials
-
-from rssp.factors.check import plan as factor_plan  # the factors beyond PIN and TOTP (#14)
-
-if TYPE_CHECKING:
-    from rssp.factors.check import Supplied
 
 TOTP_KEY_LABEL = "rssp-totp-seeds"
 TOTP_WINDOW = 1  # accept the previous and the next 30 s step for clock drift
@@ -54,7 +51,7 @@ class Factors:
 
     pin: str | None
     otp: str | None
-    more: "Supplied | None" = None  # e-mailed codes and links, passkeys, OpenID Connect (rssp.factors.check)
+    more: Supplied | None = None  # e-mailed codes and links, passkeys, OpenID Connect (rssp.factors.check)
 
 
 def auth_expression(cred: Credential) -> str:

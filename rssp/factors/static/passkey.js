@@ -44,10 +44,10 @@
         const credential = mode === "create" ? await navigator.credentials.create({publicKey: options})
                                              : await navigator.credentials.get({publicKey: options});
         field.value = answer(credential);
-        if (status) { status.textContent = status.dataset.done; }
+        if (status) { status.textContent = status.dataset.done; status.dataset.state = "done"; }
         if (mode === "create") { field.form.submit(); }
       } catch (err) {
-        if (status) { status.textContent = status.dataset.failed; }
+        if (status) { status.textContent = status.dataset.failed; status.dataset.state = "failed"; }
         button.disabled = false;
       }
     });
