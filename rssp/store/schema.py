@@ -384,7 +384,8 @@ factor_states = Table(
     metadata,
     Column("key", String(64), primary_key=True),  # SHA-256 of a random value or of "<purpose>:<session>"
     Column("purpose", String(32), nullable=False),
-    Column("data", Text, nullable=False),  # JSON (no secret: nonces and verifiers of finished ceremonies only)
+    Column("data", Text, nullable=False),  # JSON: a WebAuthn nonce, or an OpenID attempt's nonce and PKCE verifier
+    # (worthless without the provider's code, which only the browser gets; gone at first use or expiry)
     Column("expires_at", Float, nullable=False),
 )
 
