@@ -113,7 +113,8 @@ class Deployment:
         return cred
 
     def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None, port: int | None = None) -> None:
-        """``rssp serve`` on ``port`` (a restart keeps its port), else on a free one."""
+        """``rssp serve`` on ``port`` (a restart keeps its port; a peer configured with rssp's URL before it
+        starts), else on a free one."""
         self.port = port or free_port()
         self.log_path = self.directory / "server.log"
         log = open(self.log_path, "ab")

@@ -365,6 +365,11 @@ def build_specs() -> dict[str, Spec]:
         ("a value with a lone surrogate", [{"id": "PIN", "value": "1234\udc00"}]),
         ("a value with NUL", [{"id": "PIN", "value": "123456\u0000"}]),
         ("a non-string OTP", pin + [{"id": "OTP", "value": 123456}]),
+        ("an e-mailed code on a credential without e-mail", pin + [{"id": "EMAIL_OTP", "value": "12345678"}]),
+        ("EMAIL_LINK with a value", pin + [{"id": "EMAIL_LINK", "value": "x"}]),
+        ("EMAIL_LINK twice", pin + [{"id": "EMAIL_LINK"}, {"id": "EMAIL_LINK"}]),
+        ("EMAIL_LINK on a credential without e-mail", pin + [{"id": "EMAIL_LINK"}]),
+        ("EMAIL_OTP without a value", pin + [{"id": "EMAIL_OTP"}]),
     ]:
         az_rows.append(Row("credentials/authorize", f"authData {label}", with_(az, authData=auth_data),
                            desc=invalid("authData")))
@@ -386,6 +391,59 @@ def build_specs() -> dict[str, Spec]:
         "hashAlgorithmOID": ("string", False), "authData": ("objects", False), "description": ("string", False),
         "PIN": ("string", False), "OTP": ("string", False),
     })
+
+    # ------------------------------------------------------------------ credentials/getChallenge, sendOTP (#14)
+    # The base names a credential without e-mailed codes: a row that slipped through sends nothing.
+    unknown_ids = [("unknown", "no-such-credential"), ("empty", ""), ("someone else's", bob), ("absurdly long", LONG),
+                   ("with NUL", "x\u0000"), ("with a lone surrogate", "\udfff")]
+    binding_fields = {"hashes": ("array", False), "hashAlgorithmOID": ("string", False),
+                      "numSignatures": ("integer", False), "description": ("string", False), "lang": ("string", False)}
+    gc = {"credentialID": p256, "authObjectID": "EMAIL_OTP", "lang": "ja"}
+    gc_rows = [Row("credentials/getChallenge", f"credentialID {label}", with_(gc, credentialID=v),
+                   desc=invalid("credentialID")) for label, v in unknown_ids]
+    gc_rows += [Row("credentials/getChallenge", f"authObjectID {v!r}", with_(gc, authObjectID=v),
+                    desc=invalid("authObjectID")) for v in ["PIN", "OTP", "EMAIL_LINK", "", "email_otp", LONG,
+                                                            "EMAIL_OTP\u0000"]]
+    gc_rows += [
+        Row("credentials/getChallenge", "EMAIL_OTP on a credential without e-mail", gc, desc=invalid("authObjectID")),
+        Row("credentials/getChallenge", "hashes without hashAlgorithmOID", with_(gc, hashes=[b64(H1)]),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/getChallenge", "empty hash array", with_(gc, hashes=[], hashAlgorithmOID=SHA256),
+            desc="Empty hash array"),
+        Row("credentials/getChallenge", "digest of the wrong length", with_(gc, hashes=[b64(H384)],
+                                                                            hashAlgorithmOID=SHA256),
+            desc="Invalid digest value length"),
+        Row("credentials/getChallenge", "numSignatures 0", with_(gc, numSignatures=0),
+            desc="Invalid value for parameter numSignatures"),
+        Row("credentials/getChallenge", "description absurdly long", with_(gc, description=LONG),
+            desc=invalid("description")),
+    ]
+    gc_rows += bad_b64_rows("credentials/getChallenge", with_(gc, hashAlgorithmOID=SHA256))
+    specs["credentials/getChallenge"] = Spec(auth="alice", base=gc, rows=gc_rows, fields={
+        "credentialID": ("string", True), "authObjectID": ("string", True), **binding_fields})
+    so = {"credentialID": p256}
+    so_rows = [Row("credentials/sendOTP", f"credentialID {label}", with_(so, credentialID=v),
+                   desc=invalid("credentialID")) for label, v in unknown_ids]
+    so_rows += [
+        Row("credentials/sendOTP", "a credential without e-mailed codes", so, desc=invalid("credentialID")),
+        Row("credentials/sendOTP", "hashes without hashAlgorithmOID", with_(so, hashes=[b64(H1)]),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/sendOTP", "v1 hash not a list", with_(so, hash=b64(H1)), path="csc/v1/credentials/sendOTP",
+            desc=missing("array", "hashes")),
+        Row("credentials/sendOTP", "numSignatures above multisign", with_(so, numSignatures=101),
+            desc="Invalid value for parameter numSignatures"),
+    ]
+    so_rows += bad_b64_rows("credentials/sendOTP", with_(so, hashAlgorithmOID=SHA256))
+    specs["credentials/sendOTP"] = Spec(auth="alice", base=so, rows=so_rows, fields={
+        "credentialID": ("string", True), **binding_fields})
+
+    # ------------------------------------------------------------------ credentials/authorizeCheck (#14)
+    ac = {"handle": "no-such-handle"}
+    specs["credentials/authorizeCheck"] = Spec(auth="alice", base=ac, fields={"handle": ("string", True)}, rows=[
+        Row("credentials/authorizeCheck", f"handle {label}", with_(ac, handle=v), desc=invalid("handle"))
+        for label, v in [("unknown", "no-such-handle"), ("empty", ""), ("absurdly long", LONG),
+                         ("with NUL", "h\u0000"), ("with a lone surrogate", "\ud800"), ("a SAD", Ref("sad:ec")),
+                         ("an access token", Ref("token:alice")), ("a credential ID", p256)]])
 
     # ------------------------------------------------------------------ credentials/suspend, credentials/resume
     # The base names bob's credential: a row that were valid by mistake would still change nothing.
@@ -1101,7 +1159,7 @@ def v1_rows() -> list[Row]:
 def path_rows() -> list[Row]:
     return [Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
             for p in ["csc/v2/nope", "csc/v2/signatures/nope", "csc/v2/credentials", "csc/v2/",
-                      "csc/v2/credentials/sendOTP", "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
+                      "csc/v2/credentials/sendOTPs", "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
         # oauth2/token is mounted by the OAuth AS (issue 3): form-encoded, so a JSON body is refused
         Row("", "JSON body to oauth2/token", {}, path="csc/v2/oauth2/token", status=400,
             desc="Content-Type must be application/x-www-form-urlencoded", auth=None),

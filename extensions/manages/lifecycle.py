@@ -24,13 +24,13 @@ import base64
 import json
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyotp
 from sqlalchemy import select, update
 
-from extensions.manages import idempotency, level3, pinhash
+from extensions.manages import factor_eids, idempotency, level3, pinhash
 from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
@@ -43,6 +43,8 @@ from rssp.credentials.keylabel import make_label
 from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm.types import KeySpec
+from rssp.factors.link import FactorRequest
+from rssp.factors.model import load as load_factor_set
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
 from rssp.store import Conn
@@ -172,11 +174,13 @@ class Eids:
     pin: str  # the initial PIN, or its argon2id hash ("delivered hashed")
     totp_seed: str | None  # a base32 seed the RA enrolled, or None
     totp: bool
+    more: FactorRequest = field(default_factory=FactorRequest)  # email, fido, oidc and the expression (rssp.factors)
 
 
 def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
     pin: str | None = None
     totp, seed = False, None
+    more: dict[str, Any] = {}
     for entry in entries:
         kind, ref = entry.get("type"), entry.get("reference")
         if ref is not None and not isinstance(ref, str):
@@ -186,14 +190,18 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
             pin = ref
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
+        elif kind in ("email", "fido", "oidc") and kind not in more:
+            more[kind] = factor_eids.parse(kind, ref, entry)
         else:
             raise invalid_param("eids")
     if pin is None:
         raise invalid_param("eids")
     wanted = "PIN AND OTP" if totp else "PIN"
-    if expression is not None and expression != wanted:
+    if not more and expression is not None and expression != wanted:
         raise invalid_param("expression")
-    return Eids(pin, seed, totp)
+    request = FactorRequest(email=more.get("email"), oidc=more.get("oidc"), passkey="fido" in more,
+                            expression=expression if more else None)
+    return Eids(pin, seed, totp, request)
 
 
 def _is_base32_seed(value: str) -> bool:
@@ -204,8 +212,9 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     cred = await enrolled_credential(services, caller.ca_id, credential_id)
     if cred.certificate is not None or cred.status != "disabled":
         raise _state_error()
-    if cred.level >= 2 and not eids.totp:
+    if cred.level >= 2 and not (eids.totp or eids.more.any):
         raise invalid_param("eids")
+    expression = factor_eids.expression(services, eids.more, eids.totp, cred.level)
     if cred.level >= 3:
         if cred.pin_hash is not None:  # linked once: the enrollment key that could re-wrap is gone
             raise _state_error()
@@ -219,6 +228,9 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         raise invalid_param("eids")
     seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
+    passkey_uri = None
+    if expression is not None:  # first: the credential never has its PIN without the factors that go with it
+        passkey_uri = await factor_eids.link(services, cred.id, eids.more, expression)
     where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
     if wrapped is not None:  # level 3: only over the blob the re-wrap started from
         where.append(credentials.c.wrapped_key == cred.wrapped_key)
@@ -230,12 +242,16 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         if result.rowcount != 1:
             raise _state_error()
         await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])})
+                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])
+                                                  + sorted(eids.more.kinds)})
     if wrapped is not None:  # only the signer's PIN opens the key now
         await level3.discard(services.hsm, cred.id)
-    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed))}
+    factor_set = await load_factor_set(services.store, cred.id) if expression is not None else None
+    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed), factor_set)}
     if seed and not eids.totp_seed:  # generated here: shown once, to the RA that delivers it
         out["otpauthURI"] = pyotp.TOTP(seed).provisioning_uri(name=cred.user_id, issuer_name="rssp")
+    if passkey_uri:  # shown once, to the RA that delivers it to the subscriber
+        out["passkeyRegistrationURI"] = passkey_uri
     return out
 
 

@@ -21,8 +21,9 @@ from rssp.api.schema import (
     string,
 )
 
-_AUTH_DATA = array(obj(("id", "value"), id=one_of("PIN", "OTP"), value=string()),
-                   "The signer's factors: PIN, and OTP at level 2")
+_AUTH_DATA = array(obj(("id",), id=one_of("PIN", "OTP", "EMAIL_OTP", "EMAIL_LINK"), value=string()),
+                   "The signer's factors (credentials/info auth.objects): PIN, OTP or EMAIL_OTP with a value, "
+                   "EMAIL_LINK without one (approved out of band: 202 and a handle)")
 _HASHES = array(b64("A digest"), minItems=1)
 _ASYNC = {"operationMode": one_of("S", "A"), "validity_period": integer("Milliseconds a result is kept", minimum=1),
           "response_uri": string("Where to POST {responseID} when the job is done (allowed hosts only)")}
@@ -90,6 +91,7 @@ AUTHORIZE = Doc(
     obj(("credentialID", "numSignatures"), credentialID=string(), numSignatures=integer(minimum=1), hashes=_HASHES,
         hashAlgorithmOID=string(), authData=_AUTH_DATA, description=string(), clientData=CLIENT_DATA),
     obj(("SAD", "expiresIn"), SAD=string(), expiresIn=integer()),
+    other={202: obj(("handle",), handle=string("For credentials/authorizeCheck"))},
 )
 
 EXTEND = Doc(

@@ -35,6 +35,8 @@ from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
 from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
+from rssp.factors.check import Supplied  # the factors beyond PIN and TOTP (#14)
+from rssp.factors.check import plan as factor_plan
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.sam.give_back import give_back_if_unavailable
@@ -52,6 +54,7 @@ class Factors:
 
     pin: str | None
     otp: str | None
+    more: Supplied | None = None  # e-mailed codes and links, passkeys, OpenID Connect (rssp.factors.check)
 
 
 def auth_expression(cred: Credential) -> str:
@@ -92,7 +95,8 @@ async def check_factors(
     """
     if cred.locked:
         await _refuse_locked(store, cred, actor, client_ip)
-    otp_required = cred.needs_totp or cred.factor_bound  # level 3 without its seed never passes
+    plan = await factor_plan(store, hsm, cred, factors, actor, client_ip)  # None: no factor set, PIN [AND OTP]
+    otp_required = (cred.needs_totp or cred.factor_bound) if plan is None else plan.otp  # level 3 needs its seed
     if factors.pin is None or (otp_required and factors.otp is None):
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
@@ -104,7 +108,8 @@ async def check_factors(
         raise try_later("Other authorizations of this credential are being checked; try again", 1)
     pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if otp_required else 0
-    if pin_ok and step is not None:
+    more_ok = plan is None or await plan.verify(store, hsm)  # checked whatever the PIN gave: no timing oracle
+    if pin_ok and step is not None and more_ok:
         try:
             if await _accept(store, cred, step, actor, client_ip):
                 return kek
@@ -152,10 +157,11 @@ async def _locked_now(store: Store, cred: Credential, max_failures: int) -> bool
 async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
     """Reset the attempt count and spend the OTP step, atomically; False if locked or the step was used."""
     query = update(credentials).where(credentials.c.id == cred.id, credentials.c.locked.is_(False))
-    if cred.needs_totp:
+    if cred.needs_totp and step:  # step 0: no TOTP code was asked for (another factor stood in for it)
         query = query.where(credentials.c.totp_last_step < step)
     async with store.write() as conn:
-        result = await conn.execute(query.values(failed_attempts=0, totp_last_step=max(step, 0)))
+        values = {"failed_attempts": 0, **({"totp_last_step": step} if step else {})}  # never moves a step back
+        result = await conn.execute(query.values(**values))
         if result.rowcount != 1:
             return False
         await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="ok", client_ip=client_ip)

@@ -90,6 +90,13 @@ def _v10_level3(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {binary}")
 
 
+def _v11_factors(conn: Connection) -> None:
+    """Signer factors beyond the PIN and TOTP (#14): e-mail, passkeys, OpenID Connect, 202 + handle."""
+    for table in (schema.credential_auth, schema.credential_factors, schema.oob_codes, schema.pending_authorizations,
+                  schema.factor_states, schema.passkey_links):
+        table.create(conn, checkfirst=True)  # with its indexes
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
@@ -100,6 +107,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (8, _v8_audit_chain),
     (9, _v9_privileged),
     (10, _v10_level3),
+    (11, _v11_factors),
 ]
 
 
