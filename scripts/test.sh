@@ -29,5 +29,10 @@ for pkg in xadesjs:xadesjs oidc_op:oidc-provider; do
     fi
 done
 
-[[ $# -gt 0 ]] || set -- tests
+# The whole suite: one pytest worker per core (at least 2; RSSP_TEST_PROCESSES overrides), each test
+# file on one worker so its module-scoped deployments start once. Most of a test's time is spent
+# waiting on servers it started, so two files at once fit on two cores.
+if [[ $# -eq 0 ]]; then
+    set -- -n "${RSSP_TEST_PROCESSES:-$(( $(nproc) > 2 ? $(nproc) : 2 ))}" --dist loadfile tests
+fi
 exec "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -6,6 +6,9 @@ growing existing ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 try:  # tests/ as a package or as a plain rootdir-inserted directory
@@ -44,15 +47,47 @@ sys.path.insert(0, str(Path(__file__).parent))
 from deployment import Deployment, make_deployment  # noqa: E402
 
 
+class Kept:
+    """Session resources made once per backend and kept until the session ends.
+
+    pytest tears a parametrized session fixture down whenever the next test needs its other
+    parameter. Run file by file (scripts/test.sh: pytest-xdist ``--dist loadfile``) that is at
+    almost every file, so each deployment would be rebuilt (its PostgreSQL database made again)
+    a dozen times; here the first one made serves every later file of the same process.
+    """
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+        self.stops: list[Callable[[], None]] = []
+
+    def get(self, key: str, make: Callable[[], Any], stop: Callable[[Any], None]) -> Any:
+        if key not in self.made:
+            self.made[key] = made = make()
+            self.stops.append(lambda: stop(made))
+        return self.made[key]
+
+    def close(self) -> None:
+        for stop in reversed(self.stops):
+            stop()
+
+
+@pytest.fixture(scope="session")
+def kept(pg_cluster):
+    """Depends on the PostgreSQL cluster so that it stops after the deployments using it."""
+    resources = Kept()
+    yield resources
+    resources.close()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def dep(request, tmp_path_factory) -> Deployment:
-    url = None
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_cluster").create_database(f"rssp_{request.param}")
-    deployment = make_deployment(tmp_path_factory.mktemp(request.param) / "instance", url)
-    deployment.start(workers=2)
-    yield deployment
-    deployment.stop()
+def dep(request, tmp_path_factory, kept, pg_cluster) -> Deployment:
+    def make() -> Deployment:
+        url = pg_cluster.create_database(f"rssp_{request.param}") if request.param == "postgresql" else None
+        deployment = make_deployment(tmp_path_factory.mktemp(request.param) / "instance", url)
+        deployment.start(workers=2)
+        return deployment
+
+    return kept.get(f"dep-{request.param}", make, Deployment.stop)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -73,17 +108,19 @@ def csc(http, dep):
 # Provider (oidc-provider in node) of its own, on loopback (tests/factors_helpers.py).
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def fdep(request, tmp_path_factory):
+def fdep(request, tmp_path_factory, kept, pg_cluster):
     from factors_helpers import factor_deployment
 
-    url = None
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_cluster").create_database("rssp_factors")
-    deployment = factor_deployment(tmp_path_factory.mktemp(f"factors-{request.param}") / "instance", url)
-    yield deployment
-    deployment.dep.stop()
-    deployment.op.stop()
-    deployment.smtp.stop()
+    def make():
+        url = pg_cluster.create_database("rssp_factors") if request.param == "postgresql" else None
+        return factor_deployment(tmp_path_factory.mktemp(f"factors-{request.param}") / "instance", url)
+
+    def stop(deployment) -> None:
+        deployment.dep.stop()
+        deployment.op.stop()
+        deployment.smtp.stop()
+
+    return kept.get(f"factors-{request.param}", make, stop)
 
 
 @pytest_asyncio.fixture(scope="session")
