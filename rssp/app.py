@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import health, plugins
-from rssp.api import auth, credentials, info, openapi, polling, signatures, signdoc, suspension
+from rssp.api import auth, credentials, info, openapi, pin_change, polling, signatures, signdoc, suspension
 from rssp.api import oauth
 from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
@@ -38,7 +38,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     app[TRAFFIC] = Traffic()
     app[INFO_EXTRAS] = {}
     registry = Registry()
-    for module in (info, auth, credentials, signatures, signdoc, polling, suspension):
+    for module in (info, auth, credentials, signatures, signdoc, polling, suspension, pin_change):
         module.register(registry)
     for setup in plugins.extensions():
         setup(app, registry, services)

@@ -151,7 +151,8 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
             raise await flow.deny(services, session, "Credential locked") from None
         key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
         return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, key), 400)
-    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek))
+    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek,
+                                         cred))  # type: ignore[arg-type]
 
 
 async def login(request: web.Request) -> web.Response:

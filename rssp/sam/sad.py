@@ -267,6 +267,10 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int,
 
 def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None,
             conn: Connection) -> tuple[str, int]:
+    # The credential's row first (shared; PostgreSQL): a concurrent credentials/changePIN, which
+    # updates that row and then deletes the credential's SADs, either waits for this extension
+    # and deletes the SAD it makes, or comes first, and then the old SAD is gone.
+    conn.execute(select(credentials.c.id).where(credentials.c.id == grant.credential_id).with_for_update(read=True))
     if conn.execute(select(tokens.c.token_hash).where(tokens.c.token_hash == old_hash)).first() is not None:
         # A credential token's grant is the token's: a SAD made from it would outlive its revocation.
         raise invalid_sad()
