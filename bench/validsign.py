@@ -26,6 +26,14 @@ What it does (see docs/validation.md, "Benchmark"):
 Run: ``.venv/bin/python bench/validsign.py [--doc NAME] [--seconds S] [--rounds R]
 [--concurrency C] [--workers W] [--out FILE]``. The machine is shared by whatever else runs:
 compare the ratio, not the absolute rates.
+
+``--corpus``: the real-world corpus instead (tests/realworld_corpus.py; its files must be
+present), every document validated offline, one at a time, by both paths in the same run —
+pyHanko alone in-process (its classic API, tests/realworld_pyhanko.py, as the corpus test
+compares it) and ``validSign`` over HTTP on an instance trusting the corpus anchors with
+``max_fetches = 0`` — ``--rounds`` passes over the corpus, the two paths taking turns per
+document. It prints per path the documents per second, p50/p99 and the slowest document,
+and the ratio rssp/pyHanko.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -243,6 +252,110 @@ async def _measure(args: argparse.Namespace, dep: Deployment, doc: bytes, spec: 
     return results
 
 
+def corpus_instance(directory: Path, anchors: list[Path], workers: int) -> Deployment:
+    env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
+    dep = Deployment(directory, None, env)
+    dep.rssp("init", str(directory), "--production")
+    dep.add_user("bench", "bench-password")
+    path = directory / "rssp.toml"
+    raw = tomllib.loads(path.read_text())
+    raw["server"]["max_body_bytes"] = 16 * 1024 * 1024
+    raw["validation"] = {**raw.get("validation", {}), "trust_anchors": [str(a) for a in anchors], "max_fetches": 0}
+    path.write_text(tomli_w.dumps(raw))
+    dep.start(workers=workers)
+    return dep
+
+
+@dataclass
+class Timed:
+    """One path over the corpus: per-document latencies (ms) and the slowest document."""
+
+    path: str
+    ms: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+
+    def add(self, doc: str, seconds: float) -> None:
+        self.ms.setdefault(doc, []).append(seconds * 1e3)
+
+    def row(self) -> dict[str, Any]:
+        every = sorted(v for values in self.ms.values() for v in values)
+        slowest = max(self.ms, key=lambda d: max(self.ms[d]))
+        pct = lambda q: round(every[min(len(every) - 1, int(q * len(every)))], 1)  # noqa: E731
+        return {"path": self.path, "validations": len(every), "errors": self.errors,
+                "per_s": round(len(every) / (sum(every) / 1e3), 1), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+                "slowest": slowest, "slowest_ms": round(max(self.ms[slowest]), 1)}
+
+
+async def measure_corpus(dep: Deployment, folder: Path, rounds: int) -> dict[str, Timed]:
+    import realworld_pyhanko
+    from realworld_corpus import manifest
+
+    from asn1crypto import pem, x509
+
+    def cert(path: Path) -> x509.Certificate:
+        data = path.read_bytes()
+        return x509.Certificate.load(pem.unarmor(data)[2] if pem.detect(data) else data)
+
+    docs = manifest()["documents"]
+    out = {"pyhanko": Timed("pyhanko"), "rssp": Timed("rssp")}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+        auth = {"Authorization": aiohttp.encode_basic_auth("bench", "bench-password")}
+        async with session.post(f"{dep.base}/csc/v2/auth/login", json={}, headers=auth) as resp:
+            headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        for _ in range(rounds):
+            for entry in docs:
+                data = (folder / entry["file"]).read_bytes()
+                detached = (folder / entry["detached_content"]).read_bytes() if "detached_content" in entry else None
+                body = {"validationTime": entry["validation_time"], "returnReport": "none"}
+                body |= ({"signature": base64.b64encode(data).decode(), "document": base64.b64encode(detached).decode()}
+                         if detached is not None else {"document": base64.b64encode(data).decode()})
+                moment = datetime.strptime(entry["validation_time"], "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+                t0 = time.perf_counter()
+                verdict = await realworld_pyhanko.document(entry, data, detached,
+                                                           [cert(folder / a) for a in entry["anchors"]], moment)
+                out["pyhanko"].add(entry["id"], time.perf_counter() - t0)
+                out["pyhanko"].errors += verdict.indication == "ERROR"
+                t0 = time.perf_counter()
+                async with session.post(f"{dep.base}/csc/v2/validates/validSign", json=body, headers=headers) as resp:
+                    await resp.read()
+                    out["rssp"].add(entry["id"], time.perf_counter() - t0)
+                    out["rssp"].errors += resp.status != 200
+    return out
+
+
+def run_corpus(args: argparse.Namespace) -> None:
+    import logging
+
+    from realworld_corpus import data_dir, manifest
+
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)  # pyHanko logs each odd real file with a traceback
+    folder = data_dir()
+    if folder is None:
+        raise SystemExit("the real-world corpus files are not here (see tests/realworld_corpus.py)")
+    data = manifest()
+    anchors = sorted({folder / a for e in data["documents"] for a in e["anchors"]})
+    with tempfile.TemporaryDirectory(prefix="rssp-bench-validsign-corpus-") as tmp:
+        dep = corpus_instance(Path(tmp) / "instance", anchors, args.workers)
+        try:
+            results = asyncio.run(measure_corpus(dep, folder, args.rounds))
+        finally:
+            dep.stop()
+    rows = {name: r.row() for name, r in results.items()}
+    ratio = rows["rssp"]["per_s"] / rows["pyhanko"]["per_s"]
+    report = {"benchmark": "validates/validSign vs pyHanko in-process, real-world corpus",
+              "documents": len(data["documents"]), "rounds": args.rounds, "workers": args.workers,
+              "cpus": os.cpu_count(), "python": platform.python_version(), "results": list(rows.values()),
+              "ratio_rssp_over_pyhanko": round(ratio, 3)}
+    print(f"{'path':<8} {'validations':>11} {'errors':>6} {'docs/s':>7} {'p50 ms':>8} {'p99 ms':>8}  slowest")
+    for row in rows.values():
+        print(f"{row['path']:<8} {row['validations']:>11} {row['errors']:>6} {row['per_s']:>7} {row['p50_ms']:>8} "
+              f"{row['p99_ms']:>8}  {row['slowest']} ({row['slowest_ms']} ms)")
+    print(f"ratio rssp/pyhanko = {ratio:.3f}; {len(data['documents'])} documents x {args.rounds} rounds, "
+          f"workers {args.workers}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--doc", default="pades-B-LTA",
@@ -251,8 +364,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--corpus", action="store_true", help="the real-world corpus (tests/realworld_corpus.py)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.corpus:
+        run_corpus(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="rssp-bench-validsign-") as tmp:
         base = Path(tmp)

@@ -69,6 +69,15 @@ def hash_from_oid(oid: str, param: str = "hashAlgorithmOID") -> HashName:
         raise invalid_param(param) from None
 
 
+def oid_for_length(digest: bytes) -> str:
+    """The SHA-2 OID of a digest's length (unambiguous among 32, 48, 64 bytes), for CSC v1
+    requests that send digests without naming their algorithm."""
+    by_size = {size: name for name, size in DIGEST_SIZES.items()}
+    if len(digest) not in by_size:
+        raise invalid_request("Invalid digest value length")
+    return HASH_OID_BY_NAME[by_size[len(digest)]]
+
+
 def check_digest(digest: bytes, hash_name: HashName) -> None:
     if len(digest) != DIGEST_SIZES[hash_name]:
         raise invalid_request("Invalid digest value length")

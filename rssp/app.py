@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import health, plugins
-from rssp.api import auth, credentials, info, openapi, pin_change, polling, signatures, signdoc, suspension
+from rssp.api import (auth, credentials, info, lifecycle, oob, openapi, pin_change, polling, signatures, signdoc,
+                      suspension)
 from rssp.api import oauth
 from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
 from rssp.api.registry import SERVICES, Registry
 from rssp.config import Config
+from rssp.factors import routes as signer_pages
+from rssp.factors.service import FACTORS, of_services
 from rssp.oauth.settings import OAuthSettings
 from rssp.services import Services
 
@@ -36,10 +39,12 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
                                                                  config.server.max_body_bytes)])
     app[SERVICES] = services
     app[TRAFFIC] = Traffic()
-    app[INFO_EXTRAS] = {}
+    app[INFO_EXTRAS] = {"v1": {}, "v2": {}}
     registry = Registry()
-    for module in (info, auth, credentials, signatures, signdoc, polling, suspension, pin_change):
+    for module in (info, auth, credentials, lifecycle, oob, signatures, signdoc, polling, suspension, pin_change):
         module.register(registry)
+    lifecycle.setup(app, config)  # the [credentials] policy of credentials/create
+    app[FACTORS] = of_services(services.extras, config)  # e-mailed codes, passkeys, OpenID Providers (#14)
     for setup in plugins.extensions():
         setup(app, registry, services)
     registry.mount(app)
@@ -48,6 +53,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     health.setup(app)  # GET /healthz, /readyz
     openapi.setup(app)  # GET /csc/v2/openapi.json, from the registry just mounted
     oauth.setup(app, OAuthSettings.from_config(config))  # OAuth 2.0 AS (issue 3): form-encoded routes
+    signer_pages.setup(app)  # /signer/*: the e-mailed approval link, passkey registration
     if start_services:
         app.cleanup_ctx.append(_services_ctx)
     return app

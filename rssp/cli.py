@@ -1,4 +1,4 @@
-"""The operator's command line: ``rssp init|serve|user|credential|client|ca|admin|config|audit``.
+"""The operator's command line: ``rssp init|serve|user|credential|client|ca|admin|config|audit|conformance``.
 
 Every command prints JSON with ``--json`` so it can be scripted; errors go to stderr with a
 non-zero exit status and never include secrets. Every command that changes the instance is
@@ -62,6 +62,7 @@ async def _user_add(args: argparse.Namespace) -> None:
 async def _credential_create(args: argparse.Namespace) -> None:
     from rssp.ca import build_connector
     from rssp.credentials.enroll import EnrollRequest, enroll
+    from rssp.factors.settings import load_settings
 
     async with _Instance(args.dir, with_hsm=True) as inst:
         assert inst.hsm is not None
@@ -73,15 +74,30 @@ async def _credential_create(args: argparse.Namespace) -> None:
             username=args.user, level=args.level, key_spec=KeySpec.parse(args.key), pin=args.pin, totp=args.totp,
             multisign=args.multisign, description=args.description, subject_dn=args.subject, ca_id=ca_id,
             pin_change_required=inst.config.security.require_pin_change_on_first_use,
+            factors=_factor_request(args),
         )
         connector = build_connector(inst.config.cas[ca_id], inst.hsm, inst.config.directory)
-        done = await enroll(inst.store, inst.hsm, connector, req, actor=actor)
+        done = await enroll(inst.store, inst.hsm, connector, req, actor=actor,
+                            factors=load_settings(inst.config) if req.factors.any else None)
     out: dict[str, Any] = {"credentialID": done.credential_id}
     text = f"credentialID: {done.credential_id}"
     if done.otpauth_uri:
         out["otpauthURI"] = done.otpauth_uri
         text += f"\notpauth URI (shown once): {done.otpauth_uri}"
+    if done.passkey_uri:
+        out["passkeyRegistrationURI"] = done.passkey_uri
+        text += f"\npasskey registration link for the signer (shown once): {done.passkey_uri}"
     _emit(args, out, text)
+
+
+def _factor_request(args: argparse.Namespace) -> Any:
+    """``--email``, ``--passkey``, ``--oidc-issuer`` + ``--oidc-subject``, ``--expression`` (docs/factors.md)."""
+    from rssp.factors.link import FactorRequest
+
+    if bool(args.oidc_issuer) != bool(args.oidc_subject):
+        raise OperatorError("--oidc-issuer and --oidc-subject go together")
+    oidc = (args.oidc_issuer, args.oidc_subject) if args.oidc_issuer else None
+    return FactorRequest(email=args.email, oidc=oidc, passkey=args.passkey, expression=args.expression)
 
 
 async def _credential_unlock(args: argparse.Namespace) -> None:
@@ -244,12 +260,17 @@ def _parser() -> argparse.ArgumentParser:
                 operator=True)
     p.add_argument("--user", required=True)
     p.add_argument("--level", type=int, choices=(1, 2, 3), default=1,
-                   help="1: PIN; 2: PIN and TOTP; 3: PIN and TOTP, the key usable only with the PIN "
-                        "(docs/level3.md)")
+                   help="1: PIN; 2: PIN and a second factor; 3: the same, the key usable only with the PIN "
+                        "(docs/level3.md, docs/factors.md)")
     p.add_argument("--key", default="rsa-2048", choices=("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"))
     p.add_argument("--pin", required=True,
                    help="levels 1-2: 4 to 32 digits; level 3: 8 to 64 characters with a letter and a digit")
-    p.add_argument("--totp", action="store_true", help="add a TOTP factor (required for levels 2 and 3)")
+    p.add_argument("--totp", action="store_true", help="add a TOTP factor (levels 2 and 3 need a second factor)")
+    p.add_argument("--email", metavar="ADDRESS", help="add one-time codes and approval links by e-mail ([smtp])")
+    p.add_argument("--passkey", action="store_true", help="add a passkey; prints the signer's registration link")
+    p.add_argument("--oidc-issuer", metavar="ISSUER", help="add a sign-in at this OpenID Provider ([oidc.NAME])")
+    p.add_argument("--oidc-subject", metavar="SUB", help="the signer's subject at --oidc-issuer")
+    p.add_argument("--expression", help="how the factors combine, e.g. 'PIN AND (OTP OR FIDO)' (default: all)")
     p.add_argument("--multisign", type=int, default=1)
     p.add_argument("--description")
     p.add_argument("--subject", help="subject DN, e.g. 'CN=Taro Yamada,O=Example,C=JP'")
@@ -286,7 +307,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--redirect-uri", action="append", help="a redirect URI, matched exactly (repeatable)")
     p.add_argument("--public", action="store_true", help="a public client: no secret, code flow with PKCE only")
-    p.add_argument("--scopes", nargs="+", help="service and/or credential (default: both)")
+    p.add_argument("--scopes", nargs="+", help="service, credential, credential-creation, credential-deletion "
+                                               "(default: service and credential)")
     p.add_argument("--grant-types", nargs="+",
                    help="authorization_code, refresh_token, client_credentials (default: the first two)")
 
@@ -295,6 +317,10 @@ def _parser() -> argparse.ArgumentParser:
     from rssp.doctor import add_command as add_doctor  # rssp doctor (#18)
 
     add_doctor(command)
+
+    from rssp.conformance.runner import add_parser as add_conformance  # rssp conformance URL (#17)
+
+    add_conformance(sub)
 
     audit = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(dest="action", required=True)
     p = command("list", _audit_list, "recent audit records", audit)

@@ -238,7 +238,10 @@ class DevPki:
 
     @classmethod
     def from_config(cls, directory: Path, section: dict[str, Any]) -> DevPki | None:
-        return cls(directory, section) if section.get("enabled") else None
+        """The PKI to run: enabled, and its keys here (a host joined with ``rssp init --join`` has none:
+        the first host runs the PKI for all, on its fixed port)."""
+        keys = (directory / section.get("config", "devpki/certomancer.yml")).parent / "keys"
+        return cls(directory, section) if section.get("enabled") and keys.is_dir() else None
 
     def start(self, timeout: float = 30.0) -> None:
         host, port = self.section.get("host", HOST), int(self.section["port"])

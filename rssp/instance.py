@@ -144,6 +144,8 @@ _HEADER = """\
 #             require_pin_change_on_first_use (no signing until the signer changes the PIN set for them).
 # [service]   what info reports: name, description, region, lang, logo.
 # [ca.NAME]   a CA connector ("connector" = entry point name in rssp.ca_connectors) and its settings.
+# [credentials] what credentials/create (CSC v2.2) makes: level, key, totp, multisign, pin_digits,
+#             subject, max_per_user; [credentials.certificate_policies] OID = CA ID.
 # [devpki]    development instances only: the bundled test PKI (TSAs, OCSP, CRLs) that 'rssp serve'
 #             starts on host:port; its certificates carry that port. Not for production.
 # [timestamps] cooldown_seconds, probe_on_start; [timestamps.tsa.ID] one upstream TSA each

@@ -7,24 +7,28 @@ hosts), the CAs, TSAs and trust anchors. The joining host copies the source inst
 directory (the operator's copy of host A's, or host A's itself on a shared file system),
 leaving out what is per host: the SQLite files, the SoftHSM2 token directory (shared by
 reference through ``softhsm2.conf``, never copied: a copy would be another token), logs, and
-the bundled test PKI's process (``[devpki]``: it runs on the first host only).
+the bundled test PKI's keys (``devpki/keys``: the development PKI runs on the host that has
+them, the first one, for all).
+
+The configuration is copied byte for byte, with its seal (:mod:`rssp.config_seal`): the
+database keeps one seal in force for the whole deployment, so every host serves the same
+sealed rssp.toml, and what differs per host is given outside it (``rssp serve --host/--port``,
+``RSSP_DATABASE_URL``). A configuration changed and sealed on one host is copied to the others.
 
 It refuses a source whose database is the default SQLite file (a SQLite database belongs to
-one host), then checks what it copied: the database answers and is migrated, the HSM token
-logs in, and the local CA's key is on it.
+one host), then checks what it copied: the database answers and is migrated, the configuration
+verifies against the seal in force, the HSM token logs in, and the local CA's key is on it.
 """
 
 from __future__ import annotations
 
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from rssp.audit import AUDIT_KEY_FILE, load_audit_key
+from rssp.audit import load_audit_key
 from rssp.config import CONFIG_NAME, load_config
+from rssp.config_seal import require_sealed
 from rssp.errors import OperatorError
 from rssp.hsm import Hsm
 from rssp.store import migrate, open_store
@@ -36,21 +40,19 @@ class JoinError(OperatorError):
     """The source cannot be joined (or the copy does not work); the message says why."""
 
 
-def _skip(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in _PER_HOST or n.endswith(".log") or n.startswith(".")}
+def _skip(source: Path) -> Any:
+    def skip(where: str, names: list[str]) -> set[str]:
+        out = {n for n in names if n in _PER_HOST or n.endswith(".log") or n.startswith(".")}
+        return out | ({"keys"} if Path(where) == source / "devpki" else set())
+
+    return skip
 
 
-def _copy(source: Path, directory: Path) -> dict[str, Any]:
+def _copy(source: Path, directory: Path) -> None:
     if directory.exists() and any(directory.iterdir()):
         raise JoinError(f"{directory} exists and is not empty; refusing to touch it")
-    raw = tomllib.loads((source / CONFIG_NAME).read_text(encoding="utf-8"))
     load_audit_key(source)  # made now if the source never needed it: every host must share one
-    shutil.copytree(source, directory, ignore=_skip, dirs_exist_ok=True)
-    shutil.copy2(source / AUDIT_KEY_FILE, directory / AUDIT_KEY_FILE)
-    raw.pop("devpki", None)
-    header = "# joined from " + str(source) + " (rssp init --join); see docs/operations.md\n"
-    (directory / CONFIG_NAME).write_text(header + tomli_w.dumps(raw), encoding="utf-8")
-    return raw
+    shutil.copytree(source, directory, ignore=_skip(source), dirs_exist_ok=True)
 
 
 async def _check(directory: Path) -> dict[str, Any]:
@@ -63,6 +65,7 @@ async def _check(directory: Path) -> dict[str, Any]:
     try:
         version = await migrate(store)
         await hsm.start()
+        await require_sealed(directory, store, hsm)
         local = config.cas.get("local", {})
         if local.get("key_id") and not await hsm.has_key(local["key_id"]):
             raise JoinError("the local CA's key is not on this host's HSM token: is it the same token?")

@@ -202,6 +202,10 @@ def _worker_exited(pool: _Workers, i: int, proc: multiprocessing.process.BasePro
     if proc.exitcode in _STOPPED:  # told to stop (e.g. the group's SIGTERM reached it first)
         stop(signal.SIGTERM, None)
         return False
+    if proc.exitcode == os.EX_CONFIG:  # the configuration no longer matches its seal: every respawn would refuse
+        print(f"rssp: worker {proc.pid} refused the configuration; stopping", flush=True)
+        stop(signal.SIGTERM, None)
+        return True
     uptime = time.monotonic() - pool.started[i]
     if pool.first[i] and uptime < _MIN_UPTIME_SECONDS:
         print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)

@@ -84,7 +84,7 @@ def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pi
         config = checked or asyncio.run(sealed_config(directory))
     except OperatorError as exc:  # the configuration changed since the parent checked it
         print(f"rssp: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(os.EX_CONFIG)  # the supervisor stops the server: a respawn would refuse the same way
     logs.configure(logs.log_format(config.raw))
     config = replace(config, server=replace(config.server, host=host, port=port))
     from rssp.server import new_event_loop

@@ -15,14 +15,19 @@ cd "$ROOT"
 TEST_APT_PACKAGES=(postgresql chromium)  # chromium: the OAuth pages in a real browser (Playwright)
 TEST_APT_PACKAGES+=(iproute2)  # ip: loopback up in the netns where the openssl cmp mock runs (tests/cmp_mock.py)
 TEST_APT_PACKAGES+=(xmlsec1 nodejs)  # xmlsec1 --verify and node (xadesjs): independent XAdES checks (tests/xades_helpers.py)
+# node also runs the test OpenID Provider (tests/oidc_op); the SMTP relay is aiosmtpd, a Python test extra
 
 bash scripts/bootstrap.sh --extras test "${TEST_APT_PACKAGES[@]}"
 
-# xadesjs, the XAdES tests' independent verifier, from the npm registry (versions in tests/xadesjs/package-lock.json)
-if [[ ! -d tests/xadesjs/node_modules/xadesjs ]] && command -v npm >/dev/null 2>&1; then
-    npm ci --prefix tests/xadesjs --no-audit --no-fund >/tmp/rssp-npm.log 2>&1 \
-        || { tail -n 20 /tmp/rssp-npm.log >&2; echo "[test] npm ci for tests/xadesjs failed" >&2; exit 1; }
-fi
+# npm packages the tests run, pinned by their lock files: xadesjs, the XAdES tests' independent verifier
+# (tests/xadesjs), and oidc-provider, a real OpenID Provider on loopback (tests/oidc_op, test_factors_oidc.py)
+for pkg in xadesjs:xadesjs oidc_op:oidc-provider; do
+    dir="tests/${pkg%%:*}"
+    if [[ ! -d "$dir/node_modules/${pkg#*:}" ]] && command -v npm >/dev/null 2>&1; then
+        npm ci --prefix "$dir" --no-audit --no-fund >/tmp/rssp-npm.log 2>&1 \
+            || { tail -n 20 /tmp/rssp-npm.log >&2; echo "[test] npm ci for $dir failed" >&2; exit 1; }
+    fi
+done
 
 [[ $# -gt 0 ]] || set -- tests
 exec "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

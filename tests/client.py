@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from typing import Any
 
 import aiohttp
-import pyotp
+
+from rssp.conformance.session import OtpClock as KitOtpClock
 
 from deployment import Cred, Deployment
 
@@ -28,25 +28,15 @@ def digest(data: bytes, name: str = "sha256") -> bytes:
 
 
 class OtpClock:
-    """Hands out TOTP codes whose time steps strictly increase per credential.
-
-    The server accepts each time step once (replay protection) and a window of one step either
-    side; this picks the next unused step inside that window, waiting for a new one if needed.
-    """
+    """TOTP codes whose time steps strictly increase per credential (the server accepts each step
+    once): the conformance kit's clock, shared, so the kit and the tests never reuse a step."""
 
     def __init__(self) -> None:
-        self.last: dict[str, int] = {}
+        self.clock = KitOtpClock()
 
     def code(self, cred: Cred) -> str:
         assert cred.totp_seed
-        totp = pyotp.TOTP(cred.totp_seed)
-        while True:
-            now_step = int(time.time() // 30)
-            step = max(now_step - 1, self.last.get(cred.id, -1) + 1)
-            if step <= now_step + 1 and (step + 2) * 30 - time.time() > 2:
-                self.last[cred.id] = step
-                return totp.at(step * 30)
-            time.sleep(1)
+        return self.clock.code(cred.totp_seed)
 
 
 OTP = OtpClock()

@@ -66,3 +66,47 @@ def csc(http, dep):
     from client import CSC
 
     return CSC(http, dep)
+
+
+# ============================================================================ factor deployments (#14)
+# An instance per database backend with an SMTP relay (aiosmtpd, STARTTLS + AUTH) and an OpenID
+# Provider (oidc-provider in node) of its own, on loopback (tests/factors_helpers.py).
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def fdep(request, tmp_path_factory):
+    from factors_helpers import factor_deployment
+
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_cluster").create_database("rssp_factors")
+    deployment = factor_deployment(tmp_path_factory.mktemp(f"factors-{request.param}") / "instance", url)
+    yield deployment
+    deployment.dep.stop()
+    deployment.op.stop()
+    deployment.smtp.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def chromium():
+    """Debian's chromium, headless, driven by Playwright (tests/factors_browser.py; never a download)."""
+    from factors_browser import CHROMIUM, CHROMIUM_ARGS
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def callback():
+    """A signature application's redirect URI on loopback, recording what it receives."""
+    from oauth_helpers import Callback
+
+    cb = await Callback().start()
+    try:
+        yield cb
+    finally:
+        await cb.stop()

@@ -112,8 +112,10 @@ class Deployment:
         self.creds[name] = cred
         return cred
 
-    def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None) -> None:
-        self.port = free_port()
+    def start(self, workers: int = 2, scheme: str = "http", cafile: str | None = None, port: int | None = None) -> None:
+        """``rssp serve`` on ``port`` (a restart keeps its port; a peer configured with rssp's URL before it
+        starts), else on a free one."""
+        self.port = port or free_port()
         self.log_path = self.directory / "server.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -175,9 +177,17 @@ def make_deployment_minimal(directory: Path, database_url: str | None) -> Deploy
     return dep
 
 
+EUDI_POLICY = "0.4.0.194112.1.2"  # the certificatePolicy the EUDI RP client sends to credentials/create
+
+
 def make_deployment(directory: Path, database_url: str | None) -> Deployment:
-    """Init an instance and populate it with the users and credentials the suite uses."""
+    """Init an instance and populate it with the users and credentials the suite uses.
+
+    ``credentials/create`` (CSC v2.2) accepts the EUDI client's certificate policy, issued by the
+    local CA (``[credentials.certificate_policies]``).
+    """
     dep = _new_deployment(directory, database_url)
+    dep.rssp("config", "set", str(directory), "credentials.certificate_policies", f'{{"{EUDI_POLICY}" = "local"}}')
     dep.add_user("alice", "alice-password")
     dep.add_user("bob", "bob-password")
     dep.add_credential("rsa2048", "alice", "rsa-2048", multisign=100)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import subprocess
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -116,3 +117,27 @@ async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2,
             f"condition not reached within the safety bound: {message() if message else ''}")
         await asyncio.sleep(interval)
 
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawns) of the ``rssp serve`` process ``pid``."""
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie: its sockets are closed either way."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def access_pids(dep: Deployment) -> set[int]:
+    """The processes that logged a request (``rssp.access`` JSON lines)."""
+    pids = set()
+    for line in dep.server_log().splitlines():
+        if line.startswith("{") and '"rssp.access"' in line:
+            pids.add(json.loads(line)["pid"])
+    return pids

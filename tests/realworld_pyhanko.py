@@ -15,7 +15,7 @@ from datetime import datetime
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import cms, crl, ocsp, x509
+from asn1crypto import cms, core, crl, ocsp, x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import (
@@ -32,31 +32,61 @@ from realworld_corpus import ERROR, Verdict, overall
 OCSP_RI = "1.3.6.1.5.5.7.16.2"
 
 
-def _embedded(signed: cms.SignedData) -> Any:
-    try:
-        return _embedded_data(signed)
-    except Exception:  # noqa: BLE001 - unreadable embedded data: none
-        return [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"], [], []
+def _list_of(spec: type) -> type:
+    return type(f"ListOf{spec.__name__}", (core.SequenceOf,), {"_child_spec": spec})
 
 
-def _embedded_data(signed: cms.SignedData) -> tuple[list[x509.Certificate], list[crl.CertificateList],
-                                                 list[ocsp.OCSPResponse]]:
-    certs = [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"]
-    crls, ocsps = [], []
-    for choice in signed["crls"] or []:
+class _RevVals(core.Sequence):
+    """TS 101 733 RevocationValues (explicit tags), which asn1crypto does not register."""
+
+    _fields = [("crls", _list_of(crl.CertificateList), {"explicit": 0, "optional": True}),
+               ("basic", _list_of(ocsp.BasicOCSPResponse), {"explicit": 1, "optional": True})]
+
+
+def _as_response(basic: ocsp.BasicOCSPResponse) -> ocsp.OCSPResponse:
+    return ocsp.OCSPResponse({"response_status": "successful",
+                              "response_bytes": {"response_type": "basic_ocsp_response", "response": basic}})
+
+
+def _tolerant(parts: Any, read: Any) -> None:
+    for part in parts:
+        try:
+            read(part)
+        except Exception:  # noqa: BLE001 - an unreadable part of a real file is simply not there
+            pass
+
+
+def _embedded(signed: cms.SignedData) -> tuple[list[x509.Certificate], list[crl.CertificateList],
+                                               list[ocsp.OCSPResponse]]:
+    """The certificates and revocation data a SignedData carries: ``certificates``, ``crls`` (CRLs
+    and RFC 5940 OCSP responses), the certificate-values and revocation-values attributes; each
+    part read on its own."""
+    certs: list[x509.Certificate] = []
+    crls: list[crl.CertificateList] = []
+    ocsps: list[ocsp.OCSPResponse] = []
+
+    def other(choice: Any) -> None:
         if choice.name == "crl":
             crls.append(choice.chosen)
-        elif choice.chosen["other_rev_info_format"].dotted == OCSP_RI:
-            ocsps.append(ocsp.OCSPResponse.load(choice.chosen["other_rev_info"].dump()))
-    for signer in signed["signer_infos"]:
-        for attr in signer["unsigned_attrs"] or []:
-            if attr["type"].dotted == "1.2.840.113549.1.9.16.2.24":  # revocation-values
-                values = attr["values"][0]
-                crls += list(values["crl_vals"] or [])
-                ocsps += [ocsp.OCSPResponse({"response_status": "successful", "response_bytes": {
-                    "response_type": "basic_ocsp_response", "response": b}}) for b in values["ocsp_vals"] or []]
-            if attr["type"].dotted == "1.2.840.113549.1.9.16.2.23":  # certificate-values
-                certs += list(attr["values"][0])
+            return
+        fmt, info = (core.Sequence.load(choice.chosen.untag().dump())[i] for i in (0, 1))
+        if fmt.dump() == core.ObjectIdentifier(OCSP_RI).dump():
+            ocsps.append(ocsp.OCSPResponse.load(info.dump()))
+        elif fmt.dump() == core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.1").dump():  # a BasicOCSPResponse
+            ocsps.append(_as_response(ocsp.BasicOCSPResponse.load(info.dump())))
+
+    def unsigned(attr: Any) -> None:
+        raw = attr["values"][0].dump()
+        if attr["type"].dotted == "1.2.840.113549.1.9.16.2.24":  # revocation-values
+            values = _RevVals.load(raw)
+            crls.extend(values["crls"] or [])
+            ocsps.extend(_as_response(b) for b in values["basic"] or [])
+        elif attr["type"].dotted == "1.2.840.113549.1.9.16.2.23":  # certificate-values
+            certs.extend(_list_of(x509.Certificate).load(raw))
+
+    _tolerant(signed["certificates"] or [], lambda c: certs.append(c.chosen) if c.name == "certificate" else None)
+    _tolerant(signed["crls"] or [], other)
+    _tolerant(signed["signer_infos"], lambda si: _tolerant(si["unsigned_attrs"] or [], unsigned))
     return certs, crls, ocsps
 
 

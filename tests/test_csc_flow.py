@@ -25,14 +25,15 @@ async def certificate(csc, token, cred) -> x509.Certificate:
 CSC_METHODS = (
     "info", "auth/login", "auth/revoke", "credentials/list", "credentials/info", "credentials/authorize",
     "credentials/authorizeCheck", "credentials/getChallenge", "credentials/extendTransaction", "credentials/sendOTP",
-    "signatures/signHash", "signatures/signDoc", "signatures/signPolling", "signatures/timestamp",
+    "credentials/create", "credentials/delete", "signatures/signHash", "signatures/signDoc", "signatures/signPolling",
+    "signatures/timestamp",
 )
 
 
 async def test_info_lists_exactly_the_mounted_methods(csc):
     status, body = await csc.call("info", {})
     assert status == 200
-    assert body["specs"] == "2.0.0.2"
+    assert body["specs"] == "2.2.0.0"
     assert body["extensions"] == {"jt2a": "1"}
     assert "supportedHashTypes" in body and "SHA-256" in body["supportedHashTypes"]
     for method in body["methods"]:

@@ -35,9 +35,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from client import CSC, ECDSA_SHA256, SHA256, SHA256_RSA, SHA384, SHA512, b64, digest
+from deployment import EUDI_POLICY
+from lifecycle_helpers import deletion, token_for
 from rssp.auth.secrets import digest as secret_digest
 from rssp.config import DocumentsConfig, ServerConfig, large_body_limit, load_config
 from rssp.store import open_store
@@ -363,6 +365,11 @@ def build_specs() -> dict[str, Spec]:
         ("a value with a lone surrogate", [{"id": "PIN", "value": "1234\udc00"}]),
         ("a value with NUL", [{"id": "PIN", "value": "123456\u0000"}]),
         ("a non-string OTP", pin + [{"id": "OTP", "value": 123456}]),
+        ("an e-mailed code on a credential without e-mail", pin + [{"id": "EMAIL_OTP", "value": "12345678"}]),
+        ("EMAIL_LINK with a value", pin + [{"id": "EMAIL_LINK", "value": "x"}]),
+        ("EMAIL_LINK twice", pin + [{"id": "EMAIL_LINK"}, {"id": "EMAIL_LINK"}]),
+        ("EMAIL_LINK on a credential without e-mail", pin + [{"id": "EMAIL_LINK"}]),
+        ("EMAIL_OTP without a value", pin + [{"id": "EMAIL_OTP"}]),
     ]:
         az_rows.append(Row("credentials/authorize", f"authData {label}", with_(az, authData=auth_data),
                            desc=invalid("authData")))
@@ -384,6 +391,59 @@ def build_specs() -> dict[str, Spec]:
         "hashAlgorithmOID": ("string", False), "authData": ("objects", False), "description": ("string", False),
         "PIN": ("string", False), "OTP": ("string", False),
     })
+
+    # ------------------------------------------------------------------ credentials/getChallenge, sendOTP (#14)
+    # The base names a credential without e-mailed codes: a row that slipped through sends nothing.
+    unknown_ids = [("unknown", "no-such-credential"), ("empty", ""), ("someone else's", bob), ("absurdly long", LONG),
+                   ("with NUL", "x\u0000"), ("with a lone surrogate", "\udfff")]
+    binding_fields = {"hashes": ("array", False), "hashAlgorithmOID": ("string", False),
+                      "numSignatures": ("integer", False), "description": ("string", False), "lang": ("string", False)}
+    gc = {"credentialID": p256, "authObjectID": "EMAIL_OTP", "lang": "ja"}
+    gc_rows = [Row("credentials/getChallenge", f"credentialID {label}", with_(gc, credentialID=v),
+                   desc=invalid("credentialID")) for label, v in unknown_ids]
+    gc_rows += [Row("credentials/getChallenge", f"authObjectID {v!r}", with_(gc, authObjectID=v),
+                    desc=invalid("authObjectID")) for v in ["PIN", "OTP", "EMAIL_LINK", "", "email_otp", LONG,
+                                                            "EMAIL_OTP\u0000"]]
+    gc_rows += [
+        Row("credentials/getChallenge", "EMAIL_OTP on a credential without e-mail", gc, desc=invalid("authObjectID")),
+        Row("credentials/getChallenge", "hashes without hashAlgorithmOID", with_(gc, hashes=[b64(H1)]),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/getChallenge", "empty hash array", with_(gc, hashes=[], hashAlgorithmOID=SHA256),
+            desc="Empty hash array"),
+        Row("credentials/getChallenge", "digest of the wrong length", with_(gc, hashes=[b64(H384)],
+                                                                            hashAlgorithmOID=SHA256),
+            desc="Invalid digest value length"),
+        Row("credentials/getChallenge", "numSignatures 0", with_(gc, numSignatures=0),
+            desc="Invalid value for parameter numSignatures"),
+        Row("credentials/getChallenge", "description absurdly long", with_(gc, description=LONG),
+            desc=invalid("description")),
+    ]
+    gc_rows += bad_b64_rows("credentials/getChallenge", with_(gc, hashAlgorithmOID=SHA256))
+    specs["credentials/getChallenge"] = Spec(auth="alice", base=gc, rows=gc_rows, fields={
+        "credentialID": ("string", True), "authObjectID": ("string", True), **binding_fields})
+    so = {"credentialID": p256}
+    so_rows = [Row("credentials/sendOTP", f"credentialID {label}", with_(so, credentialID=v),
+                   desc=invalid("credentialID")) for label, v in unknown_ids]
+    so_rows += [
+        Row("credentials/sendOTP", "a credential without e-mailed codes", so, desc=invalid("credentialID")),
+        Row("credentials/sendOTP", "hashes without hashAlgorithmOID", with_(so, hashes=[b64(H1)]),
+            desc=missing("string", "hashAlgorithmOID")),
+        Row("credentials/sendOTP", "v1 hash not a list", with_(so, hash=b64(H1)), path="csc/v1/credentials/sendOTP",
+            desc=missing("array", "hashes")),
+        Row("credentials/sendOTP", "numSignatures above multisign", with_(so, numSignatures=101),
+            desc="Invalid value for parameter numSignatures"),
+    ]
+    so_rows += bad_b64_rows("credentials/sendOTP", with_(so, hashAlgorithmOID=SHA256))
+    specs["credentials/sendOTP"] = Spec(auth="alice", base=so, rows=so_rows, fields={
+        "credentialID": ("string", True), **binding_fields})
+
+    # ------------------------------------------------------------------ credentials/authorizeCheck (#14)
+    ac = {"handle": "no-such-handle"}
+    specs["credentials/authorizeCheck"] = Spec(auth="alice", base=ac, fields={"handle": ("string", True)}, rows=[
+        Row("credentials/authorizeCheck", f"handle {label}", with_(ac, handle=v), desc=invalid("handle"))
+        for label, v in [("unknown", "no-such-handle"), ("empty", ""), ("absurdly long", LONG),
+                         ("with NUL", "h\u0000"), ("with a lone surrogate", "\ud800"), ("a SAD", Ref("sad:ec")),
+                         ("an access token", Ref("token:alice")), ("a credential ID", p256)]])
 
     # ------------------------------------------------------------------ credentials/suspend, credentials/resume
     # The base names bob's credential: a row that were valid by mistake would still change nothing.
@@ -597,11 +657,57 @@ def build_specs() -> dict[str, Spec]:
     sh_rows.append(Row("signatures/signHash", "mode A, response_uri a number", with_(sh_async, response_uri=5),
                        desc=missing("string", "response_uri")))
     sh_rows += bad_b64_rows("signatures/signHash", sh)
+    sh_rows += [Row("signatures/signHash", f"a {scope} token (CSC v2.2) cannot sign", sh, status=401,
+                    error="invalid_token", desc="The access token is not valid for this method", auth=scope)
+                for scope in ("create", "delete")]
     specs["signatures/signHash"] = Spec(auth="alice", base=sh, rows=sh_rows, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "hashes": ("array", True),
         "signAlgo": ("string", True), "hashAlgorithmOID": ("string", False), "signAlgoParams": ("string", False),
         "operationMode": ("string", False),
     })
+
+    # ------------------------------------------------------------------ credentials/create, delete (CSC v2.2)
+    # With tokens of scope credential-creation ("create", no certificate policy bound at consent)
+    # and credential-deletion ("delete", bound to cred:tbl-del): a row that slipped through would
+    # make a credential or delete one (both checked at the end).
+    cr = {"credentialCreationRequest": {"certificatePolicy": EUDI_POLICY}, "credentialInfo": True,
+          "certificates": "single", "certInfo": True, "authInfo": True, "lang": "en-US"}
+    cr_rows = [Row("credentials/create", f"credentialCreationRequest {v!r}", with_(cr, credentialCreationRequest=v),
+                   desc=invalid("credentialCreationRequest"), auth="create") for v in ["x", "", 5, True, [], [{}]]]
+    cr_rows += [Row("credentials/create", f"certificatePolicy {label}",
+                    with_(cr, credentialCreationRequest={"certificatePolicy": v}), desc=desc, auth="create")
+                for label, v, desc in [
+                    ("not in the operator's policy", "1.2.3.4.5", invalid("certificatePolicy")),
+                    ("empty", "", invalid("certificatePolicy")), ("absurdly long", LONG, invalid("certificatePolicy")),
+                    ("with NUL", "1.2\u00003", invalid("certificatePolicy")),
+                    ("a number", 1.2, missing("string", "certificatePolicy")),
+                    ("a list", [EUDI_POLICY], missing("string", "certificatePolicy")),
+                    ("an object", {"oid": EUDI_POLICY}, missing("string", "certificatePolicy"))]]
+    cr_rows += [Row("credentials/create", f"subjectData {v!r}", with_(cr, credentialCreationRequest={
+        "certificatePolicy": EUDI_POLICY, "subjectData": v}), desc=invalid("subjectData"), auth="create")
+        for v in ["CN=x", 1, ["x"]]]
+    cr_rows += [Row("credentials/create", f"certificates {v!r}", with_(cr, certificates=v),
+                    desc=invalid("certificates"), auth="create") for v in ["", "all", "Single"]]
+    cr_rows.append(Row("credentials/create", "a service token", cr, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method"))
+    cr_rows.append(Row("credentials/create", "a credential-deletion token", cr, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method", auth="delete"))
+    specs["credentials/create"] = Spec(auth="create", base=cr, empty_ok=True, rows=cr_rows, fields={
+        "credentialInfo": ("boolean", False), "certificates": ("string", False), "certInfo": ("boolean", False),
+        "authInfo": ("boolean", False), "lang": ("string", False),
+    })
+    de = {"credentialID": Ref("cred:tbl-del")}
+    de_rows = [Row("credentials/delete", f"credentialID {label}", with_(de, credentialID=v),
+                   desc=invalid("credentialID"), auth="delete")
+               for label, v in [("unknown", "no-such-credential"), ("empty", ""), ("someone else's", bob),
+                                ("another of the signer's own", p256), ("absurdly long", LONG),
+                                ("with NUL", "\u0000"), ("with a trailing space", Ref("cred:tbl-del "))]]
+    de_rows.append(Row("credentials/delete", "a service token", de, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method"))
+    de_rows.append(Row("credentials/delete", "a credential-creation token", de, status=401, error="invalid_token",
+                       desc="The access token is not valid for this method", auth="create"))
+    specs["credentials/delete"] = Spec(auth="delete", base=de, rows=de_rows,
+                                       fields={"credentialID": ("string", True)})
 
     # ------------------------------------------------------------------ signatures/signPolling (#19)
     poll_base = {"requestID": "no-such-request"}
@@ -700,9 +806,14 @@ def build_specs() -> dict[str, Spec]:
                           [{"attribute_name": f"a{i}"} for i in range(17)]]]
     sd_rows += [Row("signatures/signDoc", f"documents {json.dumps(v)[:40]}", without(with_(sd, documents=v),
                                                                                    "documentDigests"),
-                    desc="Invalid array parameter documents") for v in ["x", 1, [], {}, [1], ["x"], [[]], True]]
+                    desc="Invalid array parameter documents") for v in ["x", 1, {}, [1], ["x"], [[]], True]]
     sd_rows += [Row("signatures/signDoc", f"documentDigests {json.dumps(v)[:40]}", with_(sd, documentDigests=v),
-                    desc="Invalid object parameter documentDigests") for v in ["x", 1, [], {}, [1], ["x"], [[]]]]
+                    desc="Invalid object parameter documentDigests") for v in ["x", 1, {}, [1], ["x"], [[]]]]
+    sd_rows += [  # an empty array is an empty request (docs/api.md), whichever of the two it is
+        Row("signatures/signDoc", "documents []", without(with_(sd, documents=[]), "documentDigests"),
+            desc="Empty documentDigests and documents objects"),
+        Row("signatures/signDoc", "documentDigests []", with_(sd, documentDigests=[]),
+            desc="Empty documentDigests and documents objects")]
     specs["signatures/signDoc"] = Spec(auth="alice", base=sd, rows=sd_rows, large_body=True, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "signatureQualifier": ("string", False),
         "hashAlgorithmOID": ("string", False), "returnValidationInfo": ("boolean", False),
@@ -884,13 +995,12 @@ def build_specs() -> dict[str, Spec]:
         Row("validates/validSign", "document Base64 with a space", with_(vs, document="JVBE Ri0x"),
             desc="Invalid Base64 document parameter"),
         Row("validates/validSign", "document plain text", with_(vs, document=b64(b"hello world")),
-            desc="the document is neither a PDF nor a CMS signature"),
+            desc="the document is neither a PDF, a CMS signature nor XML"),
         Row("validates/validSign", "document XML", with_(vs, document=b64(b"<doc/>")),
-            desc="XML signatures are not supported"),
+            desc="the XML document holds no signature"),
         Row("validates/validSign", "document truncated CMS", with_(vs, document=cms_junk)),
         Row("validates/validSign", "document truncated PDF", with_(vs, document=pdf)),
-        Row("validates/validSign", "document past max_document_bytes",
-            with_(vs, document=b64(b"%PDF-1.7\n" + b"0" * 600_000)), status=413, desc="Document too large"),
+        # a document past max_document_bytes (413): tests/test_validates.py, under a small configured limit
         Row("validates/validSign", "neither document nor signature", without(vs, "document"),
             desc=missing("string", "document")),
         Row("validates/validSign", "signature without document or digests", with_(without(vs, "document"),
@@ -1009,7 +1119,7 @@ def generic_rows(method: str, spec: Spec, max_body: int) -> list[Row]:
             replace(row, label="empty body", raw=b"", desc="The request body must be a JSON object"),
             replace(row, label="whitespace body", raw=b" \r\n\t ", desc="The request body must be a JSON object"),
         ]
-    if spec.auth == "alice":
+    if spec.auth in ("alice", "create", "delete"):
         bearer = [
             ("no Authorization header", None, 401, "invalid_token", "Missing access token"),
             ("Basic where Bearer is needed", "basic", 400, "invalid_request", "Malformed authorization header"),
@@ -1071,7 +1181,7 @@ def v1_rows() -> list[Row]:
 def path_rows() -> list[Row]:
     return [Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
             for p in ["csc/v2/nope", "csc/v2/signatures/nope", "csc/v2/credentials", "csc/v2/",
-                      "csc/v2/credentials/sendOTP", "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
+                      "csc/v2/credentials/sendOTPs", "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
         # oauth2/token is mounted by the OAuth AS (issue 3): form-encoded, so a JSON body is refused
         Row("", "JSON body to oauth2/token", {}, path="csc/v2/oauth2/token", status=400,
             desc="Content-Type must be application/x-www-form-urlencoded", auth=None),
@@ -1120,11 +1230,14 @@ async def ctx(dep, http) -> Ctx:
     expired = await csc.token("alice")
     await expire_token(dep, expired)
     creds = dep.creds
+    lifecycle = await lifecycle_tokens(http, dep) if "credentials/create" in await _methods(csc) else {}
     sad_ec = await csc.sad(alice, creds["p256"], num=2)
     sad_rsa = await csc.sad(alice, creds["rsa2048"], num=1)
     sad_l2 = await csc.sad(alice, creds["l2_p256"], num=2, hashes=[H1, H2])
     values: dict[str, Any] = {f"cred:{name}": c.id for name, c in creds.items()}
     values["cred:p256 "] = creds["p256"].id + " "
+    if "tbl-del" in creds:
+        values["cred:tbl-del "] = creds["tbl-del"].id + " "
     values.update({"token:alice": alice, "token:bob": bob, "sad:ec": sad_ec, "sad:rsa": sad_rsa, "sad:l2": sad_l2})
     basic = base64.b64encode(f"alice:{dep.passwords['alice']}".encode()).decode()
     authz = {
@@ -1140,6 +1253,7 @@ async def ctx(dep, http) -> Ctx:
         "sad": f"Bearer {sad_ec}",
         "revoked": f"Bearer {revoked}",
         "expired": f"Bearer {expired}",
+        **{scope: f"Bearer {token}" for scope, token in lifecycle.items()},
     }
     status, info = await csc.call("info", {})
     assert status == 200
@@ -1160,6 +1274,23 @@ async def ctx(dep, http) -> Ctx:
             authz["manage"] = f"Bearer {(await resp.json())['access_token']}"
     max_body = load_config(dep.directory).server.max_body_bytes
     return Ctx(values, authz, max_body, methods)
+
+
+async def _methods(csc: CSC) -> set[str]:
+    status, info = await csc.call("info", {})
+    assert status == 200
+    return set(info["methods"])
+
+
+async def lifecycle_tokens(http, dep) -> dict[str, str]:
+    """alice's credential-creation token (no policy bound) and a credential-deletion token for a
+    credential of hers made for the table (``tbl-del``)."""
+    if "tbl-del" not in dep.creds:
+        dep.add_credential("tbl-del", "alice", "ec-p256")
+    created = await token_for(http, dep, "alice", scope="credential-creation")
+    deleted = await token_for(http, dep, "alice", authorization_details=deletion(dep.creds["tbl-del"].id),
+                              pin=dep.creds["tbl-del"].pin)
+    return {"create": created["access_token"], "delete": deleted["access_token"]}
 
 
 async def expire_token(dep, token: str) -> None:
@@ -1280,3 +1411,14 @@ async def test_malformed_requests_spent_nothing(csc, dep, ctx):
     for token in (alice, v["token:bob"]):
         status, _ = await csc.call("credentials/list", {}, token)
         assert status == 200
+    if "create" in ctx.authz:  # CSC v2.2: nothing was deleted, and the creation token made nothing
+        status, listed = await csc.call("credentials/list", {}, alice)
+        assert creds["tbl-del"].id in listed["credentialIDs"]
+        store = open_store(dep.db_url)
+        try:
+            async with store.read() as conn:
+                made = (await conn.execute(select(tokens.c.credential_id).where(
+                    tokens.c.token_hash == secret_digest(ctx.authz["create"].removeprefix("Bearer "))))).scalar()
+        finally:
+            await store.close()
+        assert made is None

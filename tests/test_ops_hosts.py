@@ -1,19 +1,30 @@
 """Two hosts of one deployment (#18): one PostgreSQL database, one HSM token (the SoftHSM2 token
 directory of host A, which host B reaches through its ``softhsm2.conf``), the same keys and
-settings, host B made with ``rssp init DIR --join A``. Nothing a request relies on may live in
-one host only: SAD spends, OAuth codes, the signing-key cache, lockout counts.
+settings, host B made with ``rssp init DIR --join A``, each ``rssp serve --workers 2``. Nothing a
+request relies on may live in one host only: SAD spends, OAuth codes, the signing-key cache,
+lockout counts. Under signing load (tests/ops_load.py), a worker killed with SIGKILL costs only
+the requests it had in flight, and a rolling restart of both hosts costs none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
+import time
+from collections import Counter
 
 import pytest
 from deployment import make_deployment_minimal
 from manages_helpers import RA, local_ca_issue
 from oauth_helpers import add_client, auth_params, exchange, get_code, pkce
-from ops_helpers import b64, digest, join, login, post, sad_for, sign
+from ops_helpers import (
+    access_pids, audit_rows, b64, dead, digest, join, login, post, sad_for, sign, wait_for, workers_of,
+)
+from ops_load import SigningLoad
+
+from rssp.server import _MIN_UPTIME_SECONDS
 
 EC = "1.2.840.10045.2.1"
 P256 = "1.2.840.10045.3.1.7"
@@ -27,9 +38,12 @@ def hosts(tmp_path_factory, pg_cluster):
     b = join(a, base / "b")
     assert not (b.directory / "tokens").exists() and (b.directory / "audit-key").read_bytes() == (
         a.directory / "audit-key").read_bytes()
-    a.start(workers=1)
+    assert (b.directory / "rssp.toml").read_bytes() == (a.directory / "rssp.toml").read_bytes()  # one seal for all
+    assert not (b.directory / "devpki" / "keys").exists()  # the test PKI runs on host A only
+    a.start(workers=2)
+    a.started_at = time.monotonic()
     try:
-        b.start(workers=1)
+        b.start(workers=2)
         try:
             yield a, b
         finally:
@@ -107,3 +121,64 @@ async def test_lockout_counts_across_hosts(hosts, http):
     for host in (a, b):
         status, out = await sad_for(http, host.base, token, cred, digest("right pin, too late"))
         assert (status, out["error_description"]) == (400, "Credential locked"), out
+
+
+def _signatures_audited_once(dep, requests) -> None:
+    """Every signature a client received has its audit record, and no hash was signed twice."""
+    signed = [r.digest.hex() for r in requests if r.call.startswith("sign") and r.status == 200]
+    assert signed
+    records = [r for r in audit_rows(dep, 100000) if r["action"] == "signature.sign" and r["outcome"] == "authorized"]
+    spends = Counter(hx for r in records for hx in r["detail"]["hashes"])
+    assert all(spends[hx] == 1 for hx in signed), "a signature without its audit record, or two"
+
+
+async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail(hosts, http):
+    a, _b = hosts
+    # past start-up, so that the death is a crash (replaced), not a failed start (the server stops)
+    await asyncio.sleep(max(0.0, a.started_at + _MIN_UPTIME_SECONDS + 1 - time.monotonic()))
+    workers = set(workers_of(a.proc.pid))
+    assert len(workers) == 2
+    victim = min(workers)
+    load = SigningLoad([a], await login(http, a.base, "signer", "signer-password"), a.creds["signer"].id, clients=3)
+    await wait_for(lambda: len(load.answered(200)) >= 10, timeout=60)
+    os.kill(victim, signal.SIGKILL)
+    await wait_for(lambda: dead(victim), timeout=30, interval=0.01)
+    dead_at = time.monotonic()  # from here no request can reach the victim
+    (new,) = await wait_for(lambda: len(w := set(workers_of(a.proc.pid))) == 2 and victim not in w and w - workers,
+                            timeout=30)
+    await wait_for(lambda: new in access_pids(a), timeout=30)  # the replacement serves
+    requests = await load.stop()
+    assert len(load.answered(200, after=dead_at)) >= 2
+    dropped = [r for r in requests if r.error]
+    assert all(r.error.startswith("dropped") and r.started < dead_at < r.ended for r in dropped), dropped
+    assert len([r for r in dropped if r.call != "sign again"]) <= 3  # at most one in flight per client
+    for r in requests:
+        if r.error:
+            continue
+        elif r.call == "sign again":  # the dropped signHash, sent again with its SAD: made now, or spent then
+            assert r.status in (200, 400), r
+        elif r.status == 429:  # every attempt taken: by the dead worker's authorizations too (docs/operations.md)
+            assert r.call == "authorize" and r.body["error_description"].endswith("try again"), r
+        else:
+            assert r.status == 200, r
+    _signatures_audited_once(a, requests)
+    assert f"worker {victim} exited" in a.server_log()
+
+
+async def test_a_rolling_restart_under_load_loses_no_accepted_request(hosts, http):
+    a, b = hosts
+    load = SigningLoad([a, b], await login(http, a.base, "signer", "signer-password"), a.creds["signer"].id, clients=2)
+    await wait_for(lambda: len(load.answered(200)) >= 10, timeout=60)
+    for host, other in ((a, 1), (b, 0)):
+        os.killpg(host.proc.pid, signal.SIGTERM)
+        assert await asyncio.to_thread(host.proc.wait, 90) == 0
+        down = time.monotonic()
+        await asyncio.to_thread(host.start, 2, port=host.port)  # the same host again, on its port
+        up = time.monotonic()
+        await wait_for(lambda: [r for r in load.answered(200, after=up) if r.host != other], timeout=60)
+        assert [r for r in load.answered(200, after=down) if r.ended < up and r.host == other]  # the other served
+    requests = await load.stop()
+    assert [r for r in requests if r.error.startswith("dropped")] == []
+    assert {r.status for r in requests if not r.error} == {200}
+    assert {r.host for r in requests if r.error == "refused"} == {0, 1}  # both restarts happened under load
+    _signatures_audited_once(a, requests)

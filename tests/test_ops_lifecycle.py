@@ -4,7 +4,7 @@
 - kill -9 of the supervising process: no worker is left serving;
 - kill -9 of ``rssp credential create`` at random points: after the next start no HSM key
   without its credential and no half-made credential;
-- two hosts starting at the same moment on an empty PostgreSQL database both come up.
+- two hosts starting at the same moment on an unmigrated PostgreSQL database both come up.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import subprocess
 import time
 
 import aiohttp
+import asyncpg
 from deployment import RSSP, Deployment, _new_deployment, free_port, make_deployment_minimal
-from ops_helpers import ECDSA_SHA256, SHA256, b64, digest, login, post, sad_for
+from ops_helpers import ECDSA_SHA256, SHA256, b64, digest, join, login, post, sad_for, wait_for, workers_of
+
+from rssp.store.migrations import _MIGRATION_LOCK
 
 
 async def _loader(dep: Deployment, token: str, stop: asyncio.Event, outcomes: list[str]) -> None:
@@ -93,11 +96,6 @@ def _serving_workers(pid_list: list[int]) -> list[int]:
     return alive
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 async def test_killed_enrollments_leave_nothing_and_a_killed_master_leaves_no_worker(tmp_path):
     dep = make_deployment_minimal(tmp_path / "instance", None)
     rng = random.Random(18)
@@ -121,7 +119,7 @@ async def test_killed_enrollments_leave_nothing_and_a_killed_master_leaves_no_wo
     assert len(destroyed) == len(before["orphans"])  # each orphan the start cleaned is audited
     assert "Traceback" not in dep.server_log()
 
-    workers = _children(dep.proc.pid)
+    workers = workers_of(dep.proc.pid)
     assert len(workers) == 2
     os.kill(dep.proc.pid, signal.SIGKILL)  # the supervisor dies without any clean-up
     dep.proc.wait()
@@ -135,13 +133,23 @@ async def test_killed_enrollments_leave_nothing_and_a_killed_master_leaves_no_wo
         os.kill(int(pid), signal.SIGTERM)
 
 
-async def test_two_hosts_starting_together_on_an_empty_postgresql_both_come_up(tmp_path, pg_cluster):
+async def test_two_hosts_starting_together_on_an_unmigrated_postgresql_both_come_up(tmp_path, pg_cluster):
+    """Both migrate at once; one waits for the other's lock and finds the work done.
+
+    Under the configuration seal a database that holds no seal serves nothing, so the race is
+    made on a deployment's own database whose version table is dropped: both migrators see no
+    ``schema_version`` (as on an empty database: the race that failed with IntegrityError) and
+    run every step again (each step is idempotent). The test holds the migration lock until
+    both hosts wait for it, so that they really start migrating at the same moment.
+    """
     url = pg_cluster.create_database("rssp_race")
-    hosts = []
-    for name in ("a", "b"):
-        dep = _new_deployment(tmp_path / name, None)  # made on its own SQLite; then pointed at the empty database
-        dep.env["RSSP_DATABASE_URL"] = dep.database_url = url
-        hosts.append(dep)
+    a = _new_deployment(tmp_path / "a", url)
+    hosts = [a, join(a, tmp_path / "b")]
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    await conn.execute("DROP TABLE schema_version")
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    waiting = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+               " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()")
     try:
         for dep in hosts:
             dep.port = free_port()
@@ -151,10 +159,17 @@ async def test_two_hosts_starting_together_on_an_empty_postgresql_both_come_up(t
                                   start_new_session=True) for d in hosts]
         for dep, proc in zip(hosts, procs):
             dep.proc = proc
+        await wait_for(lambda: _both(conn, waiting), timeout=60)
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         for dep in hosts:
             await asyncio.to_thread(dep._wait_ready)
     finally:
+        await conn.close()
         for dep in hosts:
             dep.stop()
     for dep in hosts:
         assert "IntegrityError" not in dep.server_log()
+
+
+async def _both(conn, waiting: str) -> bool:
+    return await conn.fetchval(waiting) == 2

@@ -7,6 +7,7 @@ one extra TSA that nothing names (``auto_select = false``), served by a real TSA
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import urllib.request
@@ -14,7 +15,9 @@ import urllib.request
 import aiohttp
 import pytest
 from deployment import make_deployment_minimal
-from ops_helpers import configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics
+from ops_helpers import (
+    ECDSA_SHA256, SHA256, b64, configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics,
+)
 from tsa_helpers import ServerThread, TestPki, TsaServer, animator
 
 from rssp.devpki import free_port
@@ -87,6 +90,33 @@ async def test_metrics_count_the_traffic_without_secrets_or_people(observed, htt
     assert all(len(v) <= 64 for v in label_values)
 
 
+async def test_sign_doc_counts_its_own_revocation_fetches(observed, http):
+    """A B-LT signature fetches the TSA's OCSP response and its CA's CRL (the test PKI's animator):
+    counted like validSign's fetches."""
+    dep = observed
+    before = scrape(dep.metrics_port)
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred, h = dep.creds["signer"].id, digest("signDoc B-LT, counted")
+    status, out = await sad_for(http, dep.base, token, cred, h)
+    assert status == 200, out
+    status, out = await post(http, dep.base, "signatures/signDoc", {
+        "credentialID": cred, "SAD": out["SAD"], "timestampID": "spare", "returnValidationInfo": True,
+        "documentDigests": [{"hashes": [b64(h)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256,
+                             "signature_format": "C", "conformance_level": "Ades-B-LT",
+                             "signed_envelope_property": "Detached"}]}, token)
+    assert status == 200, out
+    after = scrape(dep.metrics_port)
+    info = out["validationInfo"]
+
+    def moved(**labels: str) -> float:
+        return sample(after, "rssp_revocation_fetches_total", **labels) - sample(
+            before, "rssp_revocation_fetches_total", **labels)
+
+    assert moved(kind="ocsp", outcome="ok") >= len(info["ocsp"]) >= 1, info
+    assert moved(kind="crl", outcome="ok") >= len(info["crl"]) >= 1, info
+    assert moved(kind="ocsp", outcome="failed") == moved(kind="crl", outcome="failed") == 0
+
+
 async def test_each_request_is_one_json_log_line_with_its_echoed_id(observed, http):
     dep = observed
     offset = len(dep.server_log())
@@ -153,17 +183,39 @@ async def test_an_unused_tsa_that_stops_is_listed_unavailable_within_the_probe_i
     assert "spare" not in out["timestampIDs"]
 
 
-async def test_health_and_readiness_and_an_hsm_that_is_gone(observed):
+async def _readyz_everywhere(dep) -> list[tuple[int, dict]]:
+    """/readyz six times, each on a fresh connection (the kernel spreads them over both workers)."""
+    return [await asyncio.to_thread(_get, f"{dep.base}/readyz") for _ in range(6)]
+
+
+async def test_health_and_readiness_and_an_hsm_that_is_gone_then_back(observed, http):
     dep = observed
     assert _get(f"{dep.base}/healthz") == (200, {"status": "ok"})
     status, ready = _get(f"{dep.base}/readyz")
     assert status == 200 and ready["checks"] == {"database": "ok", "hsm": "ok", "tsa": "ok"}, ready
-    tokens = dep.directory / "tokens"
-    shutil.move(tokens, dep.directory / "tokens.gone")  # the token disappears under the running server
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred = dep.creds["signer"].id
+    tokens, away = dep.directory / "tokens", dep.directory / "tokens-away"
+    away.mkdir()
+    moved = [shutil.move(str(t), str(away / t.name)) for t in tokens.iterdir()]  # the token's files vanish
+    assert moved
     try:
-        results = [_get(f"{dep.base}/readyz") for _ in range(6)]
+        results = await _readyz_everywhere(dep)
+        assert _get(f"{dep.base}/healthz")[0] == 200  # alive, only not ready
     finally:
-        shutil.move(dep.directory / "tokens.gone", tokens)
+        for t in away.iterdir():
+            shutil.move(str(t), str(tokens / t.name))  # ... and come back
     assert {s for s, _ in results} == {503}, results
     assert all(body["checks"]["hsm"] == "failed" and body["checks"]["database"] == "ok" for _, body in results)
-    assert _get(f"{dep.base}/healthz")[0] == 200  # alive, only not ready
+
+    async def ready_again() -> bool:  # the same processes reopen their sessions: no restart
+        return {s for s, _ in await _readyz_everywhere(dep)} == {200}
+
+    await wait_for(ready_again, timeout=60, interval=0.5)
+    for i in range(4):  # and sign again, on whichever worker takes the connection
+        h = digest(f"after the token came back {i}")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+            status, out = await sad_for(fresh, dep.base, token, cred, h)
+            assert status == 200, out
+            status, out = await sign(fresh, dep.base, token, cred, out["SAD"], h)
+        assert status == 200, out

@@ -188,12 +188,12 @@ def empty_database(request, tmp_path) -> str:
     return request.getfixturevalue("pg_cluster").create_database()
 
 
-async def test_migration_11_brings_an_older_database_the_pin_change_state(empty_database):
+async def test_migration_12_brings_an_older_database_the_pin_change_state(empty_database):
     store = open_store(empty_database)
     try:
         await migrate(store)
 
-        def downgrade(conn):  # a version-10 database with a credential in it
+        def downgrade(conn):  # a version-11 database with a credential in it
             now = time.time()
             conn.execute(users.insert().values(id="u1", username="old", password_hash="x", status="active",
                                                created_at=now))
@@ -202,11 +202,11 @@ async def test_migration_11_brings_an_older_database_the_pin_change_state(empty_
                 chain="[]", status="enabled", multisign=1, created_at=now, updated_at=now))
             conn.execute(text("ALTER TABLE credentials DROP COLUMN pin_change_required"))
             conn.execute(text("DROP TABLE pin_change_requests"))
-            conn.execute(delete(schema_version).where(schema_version.c.version >= 11))
+            conn.execute(delete(schema_version).where(schema_version.c.version >= 12))
 
         await store.transaction(downgrade)
         version = await migrate(store)
-        assert version >= 11
+        assert version >= 12
         assert "pin_change_requests" in await store.query(lambda conn: set(inspect(conn).get_table_names()))
         flag = await store.query(lambda conn: conn.execute(select(credentials.c.pin_change_required)).scalar())
         assert flag is False  # a credential from before is not marked

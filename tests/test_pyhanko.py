@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from io import BytesIO
 from typing import Any
 
@@ -34,6 +35,8 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from client import CSC, OTP, SHA256, SHA384, b64, digest
+from rssp.conformance.runner import passed, run_profiles, table
+from rssp.conformance.session import Target
 from deployment import Cred
 
 SIGN_ALGO = {"rsa2048": "1.2.840.113549.1.1.11", "p256": "1.2.840.10045.4.3.2", "l2_p256": "1.2.840.10045.4.3.2"}
@@ -102,15 +105,21 @@ def to_v2_authorize(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class Recorder:
-    """An aiohttp trace that records each CSC method pyHanko calls."""
+    """An aiohttp trace that records each CSC method pyHanko calls, and the JSON members it sends."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.sent: dict[str, set[str]] = {}  # method -> the members of its last request body
         self.config = aiohttp.TraceConfig()
         self.config.on_request_start.append(self._start)
+        self.config.on_request_chunk_sent.append(self._chunk)
 
     async def _start(self, session, ctx, params) -> None:
         self.calls.append(params.url.path)
+
+    async def _chunk(self, session, ctx, params) -> None:
+        method = params.url.path.split("/csc/", 1)[-1].split("/", 1)[-1]
+        self.sent[method] = set(json.loads(params.chunk))
 
 
 async def make_signer(dep, cred_name: str, *, api_ver: str = "v1", batch_size: int = 1,
@@ -273,3 +282,19 @@ async def test_v1_authorize_hash_algorithm_from_length(dep, http):
                  "hashAlgo": SHA384}
     status, sig = await v1.call("signatures/signHash", sign_body, token)
     assert status == 200 and len(sig["signatures"]) == 1
+
+
+async def test_the_conformance_kit_sends_what_pyhanko_sends(dep):
+    """The kit's ``pyhanko`` profile (rssp conformance) against pyHanko itself: the same members in
+    credentials/info, credentials/authorize (format_csc_auth_request) and signatures/signHash."""
+    signer, manager, recorder, http = await make_signer(dep, "l2_p256")
+    async with http:
+        await validate(await sign(signer, "what pyHanko sends"), manager.credential_info)
+    cred = dep.creds["l2_p256"]
+    steps = await run_profiles(Target(dep.base, cred.user, dep.passwords[cred.user], cred.pin, cred.totp_seed,
+                                      cred.id), ["pyhanko"], otp=OTP.clock)
+    assert passed(steps), table(steps)
+    kit = {s.method: set(s.sent) for s in steps if s.sent}
+    assert kit["credentials/info"] == recorder.sent["credentials/info"]
+    assert kit["signatures/signHash"] == recorder.sent["signatures/signHash"]
+    assert kit["credentials/authorize"] == set(manager.requests[0])

@@ -164,7 +164,7 @@ FIELD_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "documents-empty": ({"documents": []}, "Empty documentDigests and documents objects"),
     "documents-not-array": ({"documents": "x"}, "Invalid array parameter documents"),
     "digests-not-array": ({"documentDigests": _dig()}, "Invalid object parameter documentDigests"),
-    "format-X": ({"documents": [_doc(signature_format="X")]}, "Invalid parameter signature_format"),
+    "format-Z": ({"documents": [_doc(signature_format="Z")]}, "Invalid parameter signature_format"),
     "format-J": ({"documents": [_doc(signature_format="J")]}, "Invalid parameter signature_format"),
     "format-missing": ({"documents": [_doc(signature_format=None)]},
                        "Missing (or invalid type) string parameter signature_format"),

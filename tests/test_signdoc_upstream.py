@@ -57,7 +57,8 @@ class Upstream:
     other_ca: RootCA
 
 
-def _configure(dep: Deployment, pki: TestPki, other_ca: RootCA, live: TsaServer, dead_url: str) -> None:
+def _configure(dep: Deployment, pki: TestPki, other_ca: RootCA, live: TsaServer, dead_url: str,
+               prefix: str) -> None:
     root = pki.write_root(dep.directory / "test-root.pem").name
     other = other_ca.write(dep.directory / "other-root.pem").name  # a CA root that is no TSA's root
     config_path = dep.directory / "rssp.toml"
@@ -67,7 +68,8 @@ def _configure(dep: Deployment, pki: TestPki, other_ca: RootCA, live: TsaServer,
         "dead": {**tsa, "url": dead_url, "default": True, "priority": 1, "timeout_seconds": 3},
         "live": {**tsa, "url": f"{live.url}/ok", "priority": 2}}}
     raw["documents"] = {"max_document_bytes": MAX_DOCUMENT}
-    raw["validation"] = {**raw.get("validation", {}), "trust_anchors": [root]}
+    # validSign fetches only where the operator allows: the CA publishes its CRLs under the test PKI's prefix
+    raw["validation"] = {**raw.get("validation", {}), "trust_anchors": [root], "fetch_allow": [f"{prefix}/rssp-test/"]}
     raw["ca"]["local"]["anchors"] = [root, other]
     config_path.write_text(tomli_w.dumps(raw))
     dep.seal_config()
@@ -130,7 +132,7 @@ async def upstream(http, tmp_path_factory):
         summary = dep.rssp_json("init", str(dep.directory), "--production")
         dep.add_user("alice", "alice-password")
         other_ca = RootCA("rssp signDoc Other Root CA")
-        _configure(dep, pki, other_ca, live, f"http://127.0.0.1:{free_port()}/tsa")
+        _configure(dep, pki, other_ca, live, f"http://127.0.0.1:{free_port()}/tsa", prefix)
         await asyncio.to_thread(dep.start, 1)
         try:
             client = summary["manageClients"]["local"]

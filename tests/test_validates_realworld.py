@@ -154,9 +154,6 @@ async def test_documents_agree_with_their_suites(doc_rows):
     assert len(doc_rows) >= 60
 
 
-@pytest.mark.xfail(strict=True, reason="issue #13: rssp agrees on 79/162 documents, pyHanko alone on 80/162 "
-                                       "(embedded revocation data not accepted by the AdES processes, SHA-3 RSA "
-                                       "OIDs): see docs/validation.md")
 async def test_documents_agree_as_often_as_pyhanko(doc_rows):
     """rssp agrees with the source suites at least as often as pyHanko alone, same trust and time."""
     assert sum(r[2] for r in doc_rows) >= sum(r[4] for r in doc_rows), report("documents", doc_rows)

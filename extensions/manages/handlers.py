@@ -137,7 +137,7 @@ async def link_eid(call: Call) -> web.Response:
     entries = body.object_list("eids")
     if not entries:
         raise invalid_param("eids")
-    eids = lifecycle.parse_eids(entries, body.string("expression", max_len=64))
+    eids = lifecycle.parse_eids(entries, body.string("expression", max_len=255))
     return web.json_response(await lifecycle.link_eid(call.services, _caller(call), credential_id, eids))
 
 

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyotp
 from sqlalchemy import select, update
 
-from extensions.manages import idempotency, level3, pinhash
+from extensions.manages import factor_eids, idempotency, level3, pinhash
 from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificate, parse_certificates
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
@@ -39,18 +38,20 @@ from rssp.api.parse import encode_b64
 from rssp.audit import record
 from rssp.auth.secrets import new_id
 from rssp.ca_registry import CAPolicy
+from rssp.credentials.deletion import DeletionAudit, delete_credential
 from rssp.credentials.keylabel import make_label
 from rssp.credentials.model import Credential, from_row
 from rssp.errors import invalid_param, invalid_request, unknown_credential
-from rssp.hsm import HsmError, KeyNotFound
 from rssp.hsm.types import KeySpec
+from rssp.factors.link import FactorRequest
+from rssp.factors.model import load as load_factor_set
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
+from rssp.store import Conn
 from rssp.sam.kek import pin_problem
 from rssp.store.schema import credentials, manage_enrollments, users
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
 
-log = logging.getLogger("extensions.manages")
 
 _PIN = re.compile(r"^[0-9]{4,32}$")
 
@@ -173,11 +174,13 @@ class Eids:
     pin: str  # the initial PIN, or its argon2id hash ("delivered hashed")
     totp_seed: str | None  # a base32 seed the RA enrolled, or None
     totp: bool
+    more: FactorRequest = field(default_factory=FactorRequest)  # email, fido, oidc and the expression (rssp.factors)
 
 
 def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
     pin: str | None = None
     totp, seed = False, None
+    more: dict[str, Any] = {}
     for entry in entries:
         kind, ref = entry.get("type"), entry.get("reference")
         if ref is not None and not isinstance(ref, str):
@@ -187,14 +190,18 @@ def parse_eids(entries: list[dict[str, Any]], expression: str | None) -> Eids:
             pin = ref
         elif kind == "totp" and not totp and (ref is None or _is_base32_seed(ref)):
             totp, seed = True, ref
+        elif kind in ("email", "fido", "oidc") and kind not in more:
+            more[kind] = factor_eids.parse(kind, ref, entry)
         else:
             raise invalid_param("eids")
     if pin is None:
         raise invalid_param("eids")
     wanted = "PIN AND OTP" if totp else "PIN"
-    if expression is not None and expression != wanted:
+    if not more and expression is not None and expression != wanted:
         raise invalid_param("expression")
-    return Eids(pin, seed, totp)
+    request = FactorRequest(email=more.get("email"), oidc=more.get("oidc"), passkey="fido" in more,
+                            expression=expression if more else None)
+    return Eids(pin, seed, totp, request)
 
 
 def _is_base32_seed(value: str) -> bool:
@@ -205,8 +212,9 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     cred = await enrolled_credential(services, caller.ca_id, credential_id)
     if cred.certificate is not None or cred.status != "disabled":
         raise _state_error()
-    if cred.level >= 2 and not eids.totp:
+    if cred.level >= 2 and not (eids.totp or eids.more.any):
         raise invalid_param("eids")
+    expression = factor_eids.expression(services, eids.more, eids.totp, cred.level)
     if cred.level >= 3:
         if cred.pin_hash is not None:  # linked once: the enrollment key that could re-wrap is gone
             raise _state_error()
@@ -220,6 +228,9 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         raise invalid_param("eids")
     seed = (eids.totp_seed or pyotp.random_base32()) if eids.totp else None
     sealed = await services.hsm.encrypt(TOTP_KEY_LABEL, seed.encode(), cred.id.encode()) if seed else None
+    passkey_uri = None
+    if expression is not None:  # first: the credential never has its PIN without the factors that go with it
+        passkey_uri = await factor_eids.link(services, cred.id, eids.more, expression)
     where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
     if wrapped is not None:  # level 3: only over the blob the re-wrap started from
         where.append(credentials.c.wrapped_key == cred.wrapped_key)
@@ -232,12 +243,16 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         if result.rowcount != 1:
             raise _state_error()
         await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])})
+                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])
+                                                  + sorted(eids.more.kinds)})
     if wrapped is not None:  # only the signer's PIN opens the key now
         await level3.discard(services.hsm, cred.id)
-    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed))}
+    factor_set = await load_factor_set(services.store, cred.id) if expression is not None else None
+    out: dict[str, Any] = {"credentialID": cred.id, "auth": auth_view(replace(cred, totp_secret=sealed), factor_set)}
     if seed and not eids.totp_seed:  # generated here: shown once, to the RA that delivers it
         out["otpauthURI"] = pyotp.TOTP(seed).provisioning_uri(name=cred.user_id, issuer_name="rssp")
+    if passkey_uri:  # shown once, to the RA that delivers it to the subscriber
+        out["passkeyRegistrationURI"] = passkey_uri
     return out
 
 
@@ -323,27 +338,16 @@ async def _delete(services: Services, caller: Caller, credential_id: str, reason
                   request_id: str | None) -> dict[str, Any]:
     cred = await enrolled_credential(services, caller.ca_id, credential_id)
     out = {"credentialID": cred.id, "key": {"status": "deleted"}}
-    now = time.time()
-    async with services.store.write() as conn:
-        result = await conn.execute(update(credentials).where(credentials.c.id == cred.id,
-                                                              credentials.c.status != "deleted")
-                                    .values(status="deleted", wrapped_key=None, updated_at=now))
-        if result.rowcount != 1:
-            raise unknown_credential()
+
+    async def enrollment_and_replay(conn: Conn) -> None:
         await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
-                           .values(deleted_at=now))
+                           .values(deleted_at=time.time()))
         if request_id is not None:
             await idempotency.complete(conn, caller.ca_id, request_id, out)
-        await record(conn, actor=caller.actor, action="manages.deleteKey", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"reason": reason, "requestID": request_id})
-    # After the commit: a crash here leaves a key whose credential is already unusable.
-    try:
-        if cred.level >= 3:  # the blob is gone with the row; an enrollment key may remain
-            await level3.discard(services.hsm, cred.id)
-        else:
-            await services.hsm.destroy_key(cred.hsm_key_id)
-    except KeyNotFound:
-        pass
-    except HsmError as exc:
-        log.error("credential %s deleted but its HSM key could not be destroyed: %s", cred.id, exc)
+
+    audit = DeletionAudit(caller.actor, "manages.deleteKey", {"reason": reason, "requestID": request_id}, caller.ip)
+    if await delete_credential(services.store, services.hsm, cred.id, audit, also=enrollment_and_replay) is None:
+        raise unknown_credential()
+    if cred.level >= 3:  # the blob went with the row; an enrollment key may remain on the token
+        await level3.discard(services.hsm, cred.id)
     return out

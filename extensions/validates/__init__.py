@@ -8,9 +8,12 @@ of the process) for the life of the app, and registers both methods. The modules
 concept each: :mod:`.policy` (what valid means here), :mod:`.fetchpolicy` (which URLs may
 be fetched), :mod:`.outbound` (the HTTP client every fetch goes through), :mod:`.fetchers`
 (OCSP, CRL and caIssuers for pyhanko-certvalidator), :mod:`.revocation` (the cache),
-:mod:`.certs` (validCert), :mod:`.pades` and :mod:`.cades` (validSign), :mod:`.pdfhistory`
-(PDF revision history index), :mod:`.indications` (EN 319 102-1), :mod:`.outcome` (answer
-shape), :mod:`.report` (TS 119 102-2 XML), :mod:`.handlers` (request parsing).
+:mod:`.certs` (validCert), :mod:`.pades` and :mod:`.cades` (validSign), :mod:`.processes`
+(the EN 319 102-1 process for a signature), :mod:`.cmsread` (what a CMS carries, one signer's
+view), :mod:`.countersign` (counter-signatures), :mod:`.archive` (CAdES archive time-stamps),
+:mod:`.algorithms` (what asn1crypto is taught), :mod:`.pdfhistory` (PDF revision history
+index, difference analysis once per pair), :mod:`.indications` (EN 319 102-1), :mod:`.outcome`
+(answer shape), :mod:`.report` (TS 119 102-2 XML), :mod:`.handlers` (request parsing).
 """
 
 from __future__ import annotations

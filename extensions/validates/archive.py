@@ -19,13 +19,11 @@ from datetime import datetime
 
 from asn1crypto import cms, core
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
+from pyhanko.sign.validation.policy_decl import LocalKnowledge
 
 from extensions.validates import indications
 from extensions.validates.outcome import Timestamp, timestamp_of
-from extensions.validates.policy import REVOCATION, Request
-from extensions.validates.trust import BoundedTrust
+from extensions.validates.policy import Request
 from rssp.documents.archive_timestamp import (
     ARCHIVE_TIME_STAMP_V3,
     ATS_HASH_INDEX_V3,
@@ -107,11 +105,8 @@ def _imprint(token: cms.ContentInfo, envelope: Envelope, position: int, content:
     return message_imprint(envelope, signer_info, digest, index[0], algorithm)
 
 
-async def _one(req: Request, token: cms.ContentInfo, expected: bytes | None) -> Timestamp:
-    context = ValidationContext(
-        trust_manager=BoundedTrust(req.settings.tsa_anchors), moment=req.moment,
-        revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
-        allow_fetching=True, fetchers=req.fetchers())
+async def _one(req: Request, token: cms.ContentInfo, expected: bytes | None, known: LocalKnowledge) -> Timestamp:
+    context = req.tsa_context(known)
     try:
         kwargs = await validate_tst_signed_data(token["content"], context, lambda _algo: expected or b"")
     except Exception:  # noqa: BLE001 - a broken time-stamp is reported, not fatal
@@ -124,11 +119,12 @@ async def _one(req: Request, token: cms.ContentInfo, expected: bytes | None) -> 
 
 
 async def archive_timestamps(req: Request, data: bytes, position: int, signer_info: cms.SignerInfo,
-                             content: bytes | None) -> Archived:
+                             content: bytes | None, known: LocalKnowledge) -> Archived:
     """Verify the archive-time-stamp-v3 attributes of the ``position``-th signer of the CMS ``data``.
 
     ``content`` is the signed content (attached, or the detached document), None when only
-    digests were sent (the imprint cannot be recomputed: the time-stamp is then not intact).
+    digests were sent (the imprint cannot be recomputed: the time-stamp is then not intact);
+    ``known`` the validation data the CMS carries (the tokens' TSA paths may need it).
     """
     tokens = _tokens(signer_info)
     if not tokens:
@@ -146,6 +142,6 @@ async def archive_timestamps(req: Request, data: bytes, position: int, signer_in
             expected = _imprint(token, envelope, position, content) if envelope is not None else None
         except Exception:  # noqa: BLE001 - an unreadable index or token: not verified
             expected = None
-        stamps.append(await _one(req, token, expected))
+        stamps.append(await _one(req, token, expected, known))
     trusted = [s.gen_time for s in stamps if s.indication == indications.TOTAL_PASSED and s.gen_time is not None]
     return Archived(stamps, min(trusted) if trusted else None)

@@ -30,31 +30,27 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from asn1crypto import cms, ocsp
+from asn1crypto import cms, core
 from pyhanko.sign.ades.report import AdESFailure
 from pyhanko.sign.validation.ades import (
     _LTA_FURTHER_PROC,
     _ades_past_signature_validation,
-    ades_basic_validation,
-    ades_with_time_validation,
 )
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko_certvalidator.ltv.poe import POEManager, POEType
-from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
-from extensions.validates import indications
+from extensions.validates import indications, processes
 from extensions.validates.archive import archive_timestamps
+from extensions.validates.cmsread import REVOCATION_VALUES, der_ordered, known_safely, single_signer
+from extensions.validates.countersign import validate_counter_signatures
 from extensions.validates.errors import BadDocument
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, timestamp_of
 from extensions.validates.policy import Request
 
 SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
-CERTIFICATE_VALUES = "1.2.840.113549.1.9.16.2.23"
-REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
 ARCHIVE_TIMESTAMP_V3 = "0.4.0.1733.2.4"
-OCSP_RESPONSE_RI = "1.3.6.1.5.5.7.16.2"  # RFC 5940 id-ri-ocsp-response
 MAX_SIGNERS = 20
+DER_ORDER = "the signed attributes are not stored in DER order: verified over their DER encoding (RFC 5652 5.4)"
 # digest algorithm OIDs a client may name in documentDigests, with hashlib's names
 HASHES = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
           "2.16.840.1.101.3.4.2.3": "sha512", "2.16.840.1.101.3.4.2.8": "sha3_256",
@@ -81,7 +77,7 @@ def load_signed_data(data: bytes) -> cms.SignedData:
         for signer_info in signer_infos:
             signer_info["signature"].native  # noqa: B018 - force the lazy parse inside the try
             signer_info["digest_algorithm"]["algorithm"].native  # noqa: B018
-        signed["encap_content_info"]["content"].native  # noqa: B018
+        econtent(signed)
         if signed["certificates"]:
             [c.chosen.native for c in signed["certificates"]]  # noqa: B018
     except BadDocument:
@@ -98,46 +94,6 @@ def _attr_oids(signer_info: cms.SignerInfo) -> set[str]:
     return {a["type"].dotted for a in unsigned} if unsigned else set()
 
 
-def known_data(signed: cms.SignedData) -> LocalKnowledge:
-    """The validation data a CMS carries (EN 319 122-1 places, and the older attributes)."""
-    certs = [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"]
-    crls, ocsps = [], []
-    for choice in signed["crls"] or []:
-        if choice.name == "crl":
-            crls.append(choice.chosen)
-        elif choice.chosen["other_rev_info_format"].dotted == OCSP_RESPONSE_RI:
-            ocsps.append(ocsp.OCSPResponse.load(choice.chosen["other_rev_info"].dump()))
-    for signer_info in signed["signer_infos"]:
-        for attr in signer_info["unsigned_attrs"] or []:
-            if attr["type"].dotted == REVOCATION_VALUES:
-                values = attr["values"][0]
-                crls += list(values["crl_vals"] or [])
-                ocsps += [ocsp.OCSPResponse({"response_status": "successful", "response_bytes": {
-                    "response_type": "basic_ocsp_response", "response": basic}}) for basic in values["ocsp_vals"] or []]
-            elif attr["type"].dotted == CERTIFICATE_VALUES:
-                certs += list(attr["values"][0])
-    return LocalKnowledge(
-        known_ocsps=[c for o in ocsps if _readable(o) for c in OCSPContainer.load_multi(o)],
-        known_crls=[CRLContainer(crl_data=c) for c in crls if _readable(c)],
-        known_certs=[c for c in certs if _readable(c)])
-
-
-def _readable(value: Any) -> bool:
-    """Parsed through (asn1crypto parses lazily): an unreadable item is left out, not fatal later."""
-    try:
-        value.native  # noqa: B018
-    except Exception:  # noqa: BLE001 - untrusted input
-        return False
-    return True
-
-
-def _known_safely(signed: cms.SignedData) -> LocalKnowledge:
-    try:
-        return known_data(signed)
-    except Exception:  # noqa: BLE001 - unreadable embedded data is ignored: validation fetches or says so
-        return LocalKnowledge()
-
-
 def level_of(signer_info: cms.SignerInfo, signed: cms.SignedData | None = None) -> str:
     oids = _attr_oids(signer_info)
     if ARCHIVE_TIMESTAMP_V3 in oids:
@@ -150,20 +106,27 @@ def level_of(signer_info: cms.SignerInfo, signed: cms.SignedData | None = None) 
     return B_T
 
 
+def econtent(signed: cms.SignedData) -> bytes | None:
+    """The encapsulated content's octets, None when detached. Never parsed by its eContentType (as
+    pyHanko hashes it): a SignedData encapsulating content typed signedData that is not one is
+    still a signature over those octets."""
+    content = signed["encap_content_info"]["content"]
+    return None if isinstance(content, core.Void) else bytes(content)
+
+
 def _content(signed: cms.SignedData, detached: Detached | None) -> bytes | None:
     """The signed content, when it is at hand (attached, or the detached document)."""
     if detached is not None:
         return detached.document
-    content = signed["encap_content_info"]["content"]
-    return bytes(content.native) if content is not None and content.native is not None else None
+    return econtent(signed)
 
 
 def _raw_digest(signed: cms.SignedData, signer_info: cms.SignerInfo, detached: Detached | None) -> bytes | None:
     if detached is None:
-        if signed["encap_content_info"]["content"].native is None:
+        if econtent(signed) is None:
             raise BadDocument("the signature is detached: send the document or its digests")
         return None
-    if signed["encap_content_info"]["content"].native is not None:
+    if econtent(signed) is not None:
         raise BadDocument("the signature is attached: send it as document")
     algo = signer_info["digest_algorithm"]["algorithm"]
     if detached.document is not None:
@@ -180,13 +143,6 @@ def _raw_digest(signed: cms.SignedData, signer_info: cms.SignerInfo, detached: D
     return next((d for d in detached.digests if d == claimed), detached.digests[0])
 
 
-def single_signer(signed: cms.SignedData, signer_info: cms.SignerInfo) -> cms.SignedData:
-    """The SignedData as pyHanko reads it for one signer: the same, with only that SignerInfo."""
-    view = signed.copy()
-    view["signer_infos"] = cms.SignerInfos([signer_info.copy()])
-    return view
-
-
 async def _with_poe(req: Request, view: cms.SignedData, spec: Any, result: Any, poe: Any) -> Any:
     """pyHanko's past signature validation with an archive time-stamp as proof of existence."""
     manager = POEManager()
@@ -201,32 +157,48 @@ async def _with_poe(req: Request, view: cms.SignedData, spec: Any, result: Any, 
     return None  # passed
 
 
+def _process(req: Request, view: cms.SignedData, spec: Any, raw_digest: bytes | None, notes: list[str],
+             with_time: bool) -> Any:
+    return processes.validate(view, spec, req.timing, raw_digest, notes=notes, with_time=with_time)
+
+
 async def _signer(req: Request, data: bytes, signed: cms.SignedData, position: int, detached: Detached | None,
                   form: str) -> SignatureOutcome:
     signer_info = signed["signer_infos"][position]
     raw_digest = _raw_digest(signed, signer_info, detached)
-    view = single_signer(signed, signer_info)
-    spec = dataclasses.replace(req.signature_spec(), local_knowledge=_known_safely(signed))
-    # EN 319 102-1: with a signature timestamp, the process for signatures with time; else the basic one
-    process = ades_with_time_validation if SIGNATURE_TIMESTAMP in _attr_oids(signer_info) else ades_basic_validation
+    view = single_signer(data, signed, position)
+    spec = dataclasses.replace(req.signature_spec(), local_knowledge=known_safely(signed))
     name = f"signature-{position + 1}"
+    notes: list[str] = []
     try:
-        result = await process(view, spec, timing_info=req.timing, raw_digest=raw_digest)
-    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # e.g. an unknown algorithm
-        return SignatureOutcome(name, form, level_of(signer_info, signed),
-                                indications.failed(AdESFailure.FORMAT_FAILURE))
+        result = await _process(req, view, spec, raw_digest, notes, SIGNATURE_TIMESTAMP in _attr_oids(signer_info))
+        if result.ades_subindic == AdESFailure.SIG_CRYPTO_FAILURE and (der := der_ordered(data, position)):
+            second = await _process(req, der, spec, raw_digest, notes, SIGNATURE_TIMESTAMP in _attr_oids(signer_info))
+            if second.ades_subindic != AdESFailure.SIG_CRYPTO_FAILURE:
+                view, result = der, second
+                notes.append(DER_ORDER)
+    except Exception as exc:  # noqa: BLE001 - this signer cannot be read or checked; the others still are
+        return SignatureOutcome(name, form, level_of(signer_info, signed), req.unreadable(exc), notes=notes)
     indication = indications.from_ades(result.ades_subindic, fetch_failed=req.fetch_failed)
-    archived = await archive_timestamps(req, data, position, signer_info, _content(signed, detached))
+    archived = await archive_timestamps(req, data, position, signer_info, _content(signed, detached),
+                                        spec.local_knowledge)
     if archived.poe is not None and not indication.passed and result.ades_subindic in _LTA_FURTHER_PROC:
         sub = await _with_poe(req, view, spec, result, archived.poe)
         indication = indications.PASSED if sub is None else indications.from_ades(sub, fetch_failed=req.fetch_failed)
     stamps = [t for t in [timestamp_of("signature", getattr(result.api_status, "timestamp_validity", None))] if t]
     return SignatureOutcome(name, form, level_of(signer_info, signed), indication, result, stamps + archived.stamps,
-                            report_source=(view, raw_digest))
+                            report_source=(view, raw_digest), notes=notes)
 
 
 async def validate_cms(req: Request, data: bytes, detached: Detached | None) -> list[SignatureOutcome]:
+    """Every SignerInfo, each followed by its counter-signatures (:mod:`.countersign`)."""
     signed = load_signed_data(data)
+    known = known_safely(signed)
+    req.carry(known)
     form = "CAdES-detached" if detached is not None else "CAdES-attached"
-    return [await _signer(req, data, signed, i, detached, form) for i in range(len(signed["signer_infos"]))]
+    out: list[SignatureOutcome] = []
+    for i, signer_info in enumerate(signed["signer_infos"]):
+        out.append(await _signer(req, data, signed, i, detached, form))
+        out += await validate_counter_signatures(req, out[-1].signature_id, form, signer_info, known)
+    return out
 

@@ -44,11 +44,15 @@ class Supplied:
 
     def covers(self, cert: x509.Certificate) -> bool:
         """A CRL of the certificate's issuer, or an OCSP response about its serial number, was sent."""
-        if any(c["tbs_cert_list"]["issuer"] == cert.issuer for c in self.crls):
-            return True
-        return any(single["cert_id"]["serial_number"].native == cert.serial_number
-                   for response in self.ocsps
-                   for single in response.basic_ocsp_response["tbs_response_data"]["responses"])
+        return self.source_for(cert) is not None
+
+    def source_for(self, cert: x509.Certificate) -> str | None:
+        """``ocsp`` if an OCSP response about the certificate was sent, else ``crl`` if a CRL of its issuer."""
+        if any(single["cert_id"]["serial_number"].native == cert.serial_number
+               for response in self.ocsps
+               for single in response.basic_ocsp_response["tbs_response_data"]["responses"]):
+            return "ocsp"
+        return "crl" if any(c["tbs_cert_list"]["issuer"] == cert.issuer for c in self.crls) else None
 
 
 def revocation_policy(supplied: Supplied, leaf: x509.Certificate, others: list[x509.Certificate]
@@ -117,9 +121,10 @@ def _revoked_cert(req: Request, leaf: x509.Certificate, revo: Any, path: Validat
     return next((c for c in reversed(cas) if req.log.source_for(c)), leaf)
 
 
-def _revocation(req: Request, leaf: x509.Certificate, revo: Any, path: ValidationPath | None = None
-                ) -> dict[str, Any] | None:
-    source = req.log.source_for(_revoked_cert(req, leaf, revo, path))
+def _revocation(req: Request, supplied: Supplied, leaf: x509.Certificate, revo: Any,
+                path: ValidationPath | None = None) -> dict[str, Any] | None:
+    about = _revoked_cert(req, leaf, revo, path)
+    source = req.log.source_for(about) or supplied.source_for(about)
     if revo is None:
         return {"source": source} if source else None
     reason = revo.revocation_reason.native if revo.revocation_reason is not None else None
@@ -131,6 +136,7 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     tsa = usage == "timestamp"
     anchors = req.settings.tsa_anchors if tsa else req.settings.trust_anchors
     supplied = supplied or Supplied()
+    req.log.carried_ocsps += supplied.ocsps
     context = ValidationContext(
         trust_manager=BoundedTrust(anchors), other_certs=others, moment=req.moment,
         crls=supplied.crls, ocsps=supplied.ocsps,
@@ -150,11 +156,11 @@ async def validate_cert(req: Request, leaf: x509.Certificate, others: list[x509.
     chain, anchor = _chain_view(path) if path is not None else ([subject_dn(leaf)], None)
     info = validation_info(req, [leaf, *others])
     if outcome.success_result is not None:
-        return CertResult(indications.PASSED, "valid", chain, anchor, _revocation(req, leaf, None), info)
+        return CertResult(indications.PASSED, "valid", chain, anchor, _revocation(req, supplied, leaf, None), info)
     subindic = outcome.error_subindic or AdESIndeterminate.GENERIC
     result = indications.from_ades(subindic, fetch_failed=req.fetch_failed)
     status = _STATUS.get(result.sub_indication or "", "unknown")
     revo = outcome.revo_details
     if status == "revoked" and revo is not None and revo.revocation_reason.native == "certificate_hold":
         status = "suspended"
-    return CertResult(result, status, chain, anchor, _revocation(req, leaf, revo, path), info)
+    return CertResult(result, status, chain, anchor, _revocation(req, supplied, leaf, revo, path), info)

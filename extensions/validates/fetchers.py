@@ -15,7 +15,10 @@ again), at most ``max_issuer_depth`` certificates above one the caller sent, at 
 A refused fetch is logged (the URL, so the operator knows what to allow) and reported to
 pyHanko as its usual fetch error, so the answer is an indication (no path:
 ``NO_CERTIFICATE_CHAIN_FOUND``; no revocation data: a chain failure), never a 500. Only a
-source that did not answer is recorded as a failure (``TRY_LATER``).
+source that did not answer is recorded as a failure (``TRY_LATER``). An OCSP fetch that fails
+or is refused falls back on a response about that certificate the document or the request
+carries (pyhanko-certvalidator would otherwise never look at them: see ``_carried``), so a
+signature carrying its own revocation data validates offline or with its responder down.
 """
 
 from __future__ import annotations
@@ -78,6 +81,15 @@ async def first_answer(kind: str, urls: list[str], one: Callable[[str], Awaitabl
     raise FetchFailed(f"no {kind} source answered") if failed else FetchRefused(f"no {kind} source may be fetched")
 
 
+def _serials(resp: ocsp.OCSPResponse) -> set[int]:
+    """The certificate serial numbers an OCSP response speaks about (none if it cannot be read)."""
+    try:
+        return {single["cert_id"]["serial_number"].native
+                for single in resp.basic_ocsp_response["tbs_response_data"]["responses"]}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return set()
+
+
 class PolicyOCSPFetcher(OCSPFetcher):
     def __init__(self, net: Outbound, cache: RevocationCache, fetch_log: FetchLog) -> None:
         self.net, self.cache, self.log = net, cache, fetch_log
@@ -101,11 +113,26 @@ class PolicyOCSPFetcher(OCSPFetcher):
             resp = await self.cache.get(("ocsp", (key, authority.hashable)), network, ocsp_next_update)
         except FetchFailed as exc:
             self.log.failures.append("ocsp")
-            raise OCSPFetchError(str(exc)) from None
+            return self._carried(cert, exc)
         except FetchRefused as exc:
-            raise OCSPFetchError(str(exc)) from None
+            return self._carried(cert, exc)
         self.log.ocsp[key] = resp
         return resp
+
+    def _carried(self, cert: Cert, exc: Exception) -> ocsp.OCSPResponse:
+        """A response about ``cert`` that the document or the request carries, when no fetch answered.
+
+        pyhanko-certvalidator asks the fetcher first and, when the fetch raises, never looks at
+        the OCSP responses it was given (the DSS, the CMS, a validCert request's
+        ``ocspResponses``): a signature carrying its own revocation data would fail for want of
+        a responder. Handing one back makes certvalidator check it like any response (signature,
+        responder, freshness); the failed fetch still counts for ``TRY_LATER``.
+        """
+        serial = cert.serial_number if isinstance(cert, x509.Certificate) else None
+        for resp in self.log.carried_ocsps:
+            if serial is not None and serial in _serials(resp):
+                return resp
+        raise OCSPFetchError(str(exc)) from None
 
     def fetched_responses(self) -> Iterable[ocsp.OCSPResponse]:
         return list(self.log.ocsp.values())

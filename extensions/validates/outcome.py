@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from asn1crypto import x509
+from pyhanko.sign.ades.report import AdESFailure
 from pyhanko.sign.validation.ades import AdESBasicValidationResult, AdESWithTimeValidationResult
 from pyhanko.sign.validation.status import TimestampSignatureStatus
 
@@ -27,18 +29,29 @@ class Timestamp:
     gen_time: datetime | None
     tsa: str | None
     indication: str
+    sub_indication: str | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"type": self.type, "genTime": gtime(self.gen_time), "tsa": self.tsa, "indication": self.indication}
+        out = {"type": self.type, "genTime": gtime(self.gen_time), "tsa": self.tsa, "indication": self.indication}
+        if self.sub_indication:
+            out["subIndication"] = self.sub_indication
+        return out
 
 
 def timestamp_of(kind: str, status: TimestampSignatureStatus | None) -> Timestamp | None:
     if status is None:
         return None
-    ok = status.intact and status.valid and status.trusted
-    return Timestamp(kind, status.timestamp, subject_dn(status.signing_cert) if status.signing_cert else None,
-                     indications.TOTAL_PASSED if ok else
-                     (indications.TOTAL_FAILED if not (status.intact and status.valid) else indications.INDETERMINATE))
+    tsa = subject_dn(status.signing_cert) if status.signing_cert else None
+    if not status.intact:
+        return Timestamp(kind, status.timestamp, tsa, indications.TOTAL_FAILED, AdESFailure.HASH_FAILURE.standard_name)
+    if not status.valid:
+        return Timestamp(kind, status.timestamp, tsa, indications.TOTAL_FAILED,
+                         AdESFailure.SIG_CRYPTO_FAILURE.standard_name)
+    if not status.trusted:
+        problem = getattr(status, "trust_problem_indic", None)
+        return Timestamp(kind, status.timestamp, tsa, indications.INDETERMINATE,
+                         problem.standard_name if problem is not None else None)
+    return Timestamp(kind, status.timestamp, tsa, indications.TOTAL_PASSED)
 
 
 @dataclass
@@ -52,6 +65,7 @@ class SignatureOutcome:
     report_source: Any = None  # what the ETSI report needs (the embedded PDF signature, or the SignedData)
     signing_time: datetime | None = None  # claimed by the signer (PDF /M, or the signingTime attribute)
     notes: list[str] = field(default_factory=list)  # what could not be checked, in fixed words
+    signer_cert: x509.Certificate | None = None  # the signer, when there is no pyHanko result (counter-signatures)
 
     @property
     def cert_status(self) -> str:
@@ -68,6 +82,8 @@ class SignatureOutcome:
         if self.notes:
             out["notes"] = list(self.notes)
         status = self.result.api_status if self.result is not None else None
+        if status is None and self.signer_cert is not None:
+            out["signer"] = signer_view(self.signer_cert)
         if status is not None:
             if status.signing_cert is not None:
                 out["signer"] = signer_view(status.signing_cert)

@@ -24,29 +24,24 @@ from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus
 from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.validation.ades import (
     _adobe_revinfo_archival_to_local_knowledge,
     _dss_to_local_knowledge,
-    ades_basic_validation,
     ades_lta_validation,
-    ades_with_time_validation,
 )
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko.sign.validation.status import PdfSignatureStatus
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy
 
-from extensions.validates import indications
+from extensions.validates import indications, processes
 from extensions.validates.errors import BadDocument
 from extensions.validates.fetchers import FETCH_ERRORS
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, Timestamp, timestamp_of
 from extensions.validates.pdfhistory import index_history
-from extensions.validates.policy import REVOCATION, Request
+from extensions.validates.policy import Request
 from extensions.validates.settings import ValidationSettings
-from extensions.validates.trust import BoundedTrust
 
 
 @dataclass
@@ -99,6 +94,10 @@ def open_pdf(data: bytes, settings: ValidationSettings) -> Signatures:
     return Signatures(reader, [s for s in good if not is_timestamp(s)], stamps, broken)
 
 
+NO_PAST_NEEDED = ("the long-term process found no proof of existence in the past (a certificate of the path names "
+                  "no revocation source); the signature is valid at the validation time without one")
+
+
 class DocumentTimestamp(EmbeddedPdfSignature):
     """An RFC 3161 time-stamp token in a signature field, whatever the field's ``/Type`` says.
 
@@ -140,6 +139,13 @@ def has_signature_timestamp(sig: EmbeddedPdfSignature) -> bool:
     return bool(unsigned) and any(a["type"].native == "signature_time_stamp_token" for a in unsigned)
 
 
+def _level_or_bb(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> str:
+    try:
+        return level_of(sig, doc_ts, dss_rev)
+    except Exception:  # noqa: BLE001 - an unreadable signature claims no level
+        return B_B
+
+
 def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> str:
     has_sig_ts = has_signature_timestamp(sig)
     later = [ts for ts in doc_ts if ts.signed_revision > sig.signed_revision]
@@ -153,13 +159,10 @@ def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_
 
 
 async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | None) -> Timestamp:
-    context = ValidationContext(
-        trust_manager=BoundedTrust(req.settings.tsa_anchors), moment=req.moment,
-        revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
-        allow_fetching=True, fetchers=req.fetchers())
+    context = req.tsa_context(_known_safely(ts))
     kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"
     try:
-        status = await async_validate_pdf_timestamp(ts, validation_context=context)
+        status = await async_validate_pdf_timestamp(ts, validation_context=context, diff_policy=req.diff_policy)
     except Exception:  # noqa: BLE001 - a broken timestamp is reported, not fatal
         return Timestamp(kind, None, None, indications.TOTAL_FAILED)
     found = timestamp_of(kind, status)
@@ -178,42 +181,68 @@ def _known(sig: EmbeddedPdfSignature) -> LocalKnowledge:
                           known_certs=dss.known_certs)
 
 
+def _known_safely(sig: EmbeddedPdfSignature) -> LocalKnowledge:
+    try:
+        return _known(sig)
+    except Exception:  # noqa: BLE001 - unreadable embedded data is ignored: validation fetches or says so
+        return LocalKnowledge()
+
+
+async def _long_term(req: Request, sig: EmbeddedPdfSignature, notes: list[str]) -> Any:
+    """pyHanko's process for long-term availability, or None when it cannot run to its end.
+
+    It lets a failed fetch escape from its proof-of-existence analysis of the document
+    time-stamps; the signature is then validated with time (the revocation data the file
+    carries, the fetch failure reported as ``TRY_LATER``), and the answer says so, rather than
+    calling the document unreadable.
+    """
+    try:
+        return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
+    except FETCH_ERRORS:
+        notes.append("long-term validation needs revocation data that could not be fetched: "
+                     "validated with time instead")
+    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # unreadable history
+        notes.append("the document time-stamps after this signature could not be analysed: "
+                     "validated with time instead")
+    return None
+
+
 async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool, notes: list[str]) -> Any:
     """The EN 319 102-1 process for this signature's form (see the module docstring).
 
-    pyHanko's long-term process lets a failed fetch escape from its proof-of-existence
-    analysis of the document time-stamps; the signature is then validated with time (the
-    revocation data the file carries, the fetch failure reported as ``TRY_LATER``), and the
-    answer says so, rather than calling the document unreadable.
+    pyHanko's long-term process also runs the past signature validation when the signature
+    passes at the validation time, and its time-slide needs revocation data for every
+    certificate of the path: a certificate that names no revocation source (a local CA's)
+    makes it ``NO_POE``, although nothing in the past is needed. Such a signature is
+    validated with time; if that passes, it passes (and the notes say so).
     """
-    if archived:
-        try:
-            return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
-        except FETCH_ERRORS:
-            notes.append("long-term validation needs revocation data that could not be fetched: "
-                         "validated with time instead")
-        except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # unreadable history
-            notes.append("the document time-stamps after this signature could not be analysed: "
-                         "validated with time instead")
+    lta = await _long_term(req, sig, notes) if archived else None
+    if lta is not None and lta.ades_subindic != AdESIndeterminate.NO_POE:
+        return lta
     spec = dataclasses.replace(req.signature_spec(), local_knowledge=_known(sig))
-    if has_signature_timestamp(sig):
-        return await ades_with_time_validation(sig.signed_data, spec, timing_info=req.timing,
-                                               raw_digest=sig.compute_digest(), status_cls=PdfSignatureStatus,
-                                               extra_status_kwargs=sig.summarise_integrity_info())
-    return await ades_basic_validation(sig.signed_data, spec, timing_info=req.timing, raw_digest=sig.compute_digest())
+    now = await processes.validate(sig.signed_data, spec, req.timing, sig.compute_digest(),
+                                   with_time=has_signature_timestamp(sig), notes=notes,
+                                   status_cls=PdfSignatureStatus, extra_status_kwargs=sig.summarise_integrity_info())
+    if lta is None:
+        return now
+    if now.ades_subindic.status != AdESStatus.PASSED:
+        return lta
+    notes.append(NO_PAST_NEEDED)
+    return now
 
 
 async def _signature(req: Request, sig: EmbeddedPdfSignature, index: int, doc_stamps: list[Timestamp],
                      doc_ts: list[EmbeddedPdfSignature], dss_rev: int | None) -> SignatureOutcome:
     archived = any(ts.signed_revision > sig.signed_revision for ts in doc_ts)
-    notes = review_updates(req, sig)
-    integrity = sig.summarise_integrity_info()
     name = sig.field_name or f"signature-{index + 1}"
+    notes: list[str] = []
     try:
+        notes += review_updates(req, sig)
+        integrity = sig.summarise_integrity_info()
         result = await _ades(req, sig, archived, notes)
-    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError):  # e.g. an unknown algorithm
-        return SignatureOutcome(name, "PAdES", level_of(sig, doc_ts, dss_rev),
-                                indications.failed(AdESFailure.FORMAT_FAILURE), notes=notes)
+    except Exception as exc:  # noqa: BLE001 - this signature cannot be read or checked; the others still are
+        return SignatureOutcome(name, "PAdES", _level_or_bb(sig, doc_ts, dss_rev), req.unreadable(exc),
+                                notes=notes)
     indication = modifications(sig, integrity, indications.from_ades(result.ades_subindic,
                                                                       fetch_failed=req.fetch_failed))
     status = result.api_status
@@ -272,6 +301,8 @@ async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
     sigs, doc_ts = found.regular, found.doc_ts
     if not sigs and not doc_ts and not found.broken:
         raise BadDocument("the PDF holds no signature")
+    for sig in sigs + doc_ts:
+        req.carry(_known_safely(sig))
     dss_rev = dss_revision(found.reader)
     doc_stamps = [await _doc_timestamp(req, ts, dss_rev) for ts in doc_ts]
     out = [await _signature(req, sig, i, doc_stamps, doc_ts, dss_rev) for i, sig in enumerate(sigs)]
@@ -280,5 +311,5 @@ async def validate_pdf(req: Request, data: bytes) -> list[SignatureOutcome]:
     if not sigs:  # a document carrying only document timestamps: report each as itself
         for ts, stamp in zip(doc_ts, doc_stamps, strict=True):
             out.append(SignatureOutcome(ts.field_name or "timestamp", "PAdES-DTS", B_T,
-                                        indications.Indication(stamp.indication), None, [stamp]))
+                                        indications.Indication(stamp.indication, stamp.sub_indication), None, [stamp]))
     return out

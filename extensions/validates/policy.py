@@ -13,27 +13,37 @@ fetcher backend of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
 from pyhanko.sign.validation.policy_decl import (
+    LocalKnowledge,
     PdfSignatureValidationSpec,
     RevinfoOnlineFetchingRule,
     RevocationInfoGatheringSpec,
     SignatureValidationSpec,
 )
 from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
-from extensions.validates.fetchers import policy_fetchers
+from extensions.validates import (
+    algorithms,  # noqa: F401 - teaches asn1crypto the algorithms real files use
+    indications,
+)
+from extensions.validates.fetchers import FETCH_ERRORS, policy_fetchers
 from extensions.validates.outbound import Outbound
+from extensions.validates.pdfhistory import ReviewOnce
 from extensions.validates.revocation import FetchLog, RevocationCache
 from extensions.validates.settings import ValidationSettings
 from extensions.validates.trust import BoundedTrust
 
+log = logging.getLogger("extensions.validates")
 SIGNER_KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False)
 TSA_KEY_USAGE = KeyUsageConstraints(extd_key_usage={"time_stamping"})
 REVOCATION = RevocationCheckingPolicy(ee_certificate_rule=RevocationCheckingRule.CHECK_IF_DECLARED,
@@ -62,6 +72,8 @@ class Request:
     net: Outbound  # the HTTP session of the validation thread this request runs on
     moment: datetime | None  # validationTime; None = now
     log: FetchLog
+    # the difference analysis of this request's document, each pair of revisions judged once
+    diff_policy: ReviewOnce = field(default_factory=ReviewOnce)
 
     @property
     def timing(self) -> ValidationTimingInfo:
@@ -73,6 +85,33 @@ class Request:
     @property
     def fetch_failed(self) -> bool:
         return bool(self.log.failures)
+
+    def unreadable(self, exc: Exception) -> indications.Indication:
+        """The answer for a signature whose processing raised: a fetch failure that escaped pyHanko
+        is a want of revocation data (``TRY_LATER`` when a source did not answer); anything else
+        means the signature cannot be read or uses what pyHanko cannot handle (``FORMAT_FAILURE``)."""
+        log.info("validation: a signature could not be checked: %s", type(exc).__name__, exc_info=exc)
+        if isinstance(exc, FETCH_ERRORS):
+            return indications.from_ades(AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE,
+                                         fetch_failed=self.fetch_failed)
+        return indications.failed(AdESFailure.FORMAT_FAILURE)
+
+    def tsa_context(self, known: LocalKnowledge) -> ValidationContext:
+        """For a document or archive time-stamp: the TSA anchors, at ``validationTime``, with the
+        validation data the document carries (a DSS, the CMS's certificates and revocation data)."""
+        return ValidationContext(
+            trust_manager=BoundedTrust(self.settings.tsa_anchors), moment=self.moment,
+            revinfo_policy=CertRevTrustPolicy(REVOCATION, retroactive_revinfo=True),
+            other_certs=list(known.known_certs), crls=[c.crl_data for c in known.known_crls],
+            ocsps=[o.ocsp_response_data for o in known.known_ocsps], allow_fetching=True, fetchers=self.fetchers())
+
+    def carry(self, knowledge: LocalKnowledge) -> None:
+        """Validation data the document carries: what a failed or refused OCSP fetch falls back on."""
+        known = {r.dump() for r in self.log.carried_ocsps}
+        for container in knowledge.known_ocsps:
+            if container.ocsp_response_data.dump() not in known:
+                known.add(container.ocsp_response_data.dump())
+                self.log.carried_ocsps.append(container.ocsp_response_data)
 
     def fetchers(self) -> Fetchers:
         return policy_fetchers(self.net, self.cache, self.log, self.settings.max_issuer_depth)
@@ -97,4 +136,4 @@ class Request:
         )
 
     def pdf_spec(self) -> PdfSignatureValidationSpec:
-        return PdfSignatureValidationSpec(signature_validation_spec=self.signature_spec())
+        return PdfSignatureValidationSpec(signature_validation_spec=self.signature_spec(), diff_policy=self.diff_policy)

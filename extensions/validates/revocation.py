@@ -12,7 +12,8 @@ never cached: an unreachable responder is asked again by the next request, which
 
 Each request gets its own :class:`FetchLog`: what was served (for ``validationInfo`` and
 ``revocation.source``), what failed (an unreachable responder turns an "insufficient
-revocation data" failure into ``TRY_LATER``), and its :class:`~.outbound.FetchBudget`.
+revocation data" failure into ``TRY_LATER``), the OCSP responses the document or the
+request carries (:mod:`.fetchers` falls back on them), and its :class:`~.outbound.FetchBudget`.
 The cache is shared by the validation threads of one process (:mod:`.engine`), hence the lock.
 """
 
@@ -43,6 +44,8 @@ class FetchLog:
     ocsp: dict[bytes, ocsp.OCSPResponse] = field(default_factory=dict)  # issuer_serial -> response
     crls: dict[bytes, list[crl.CertificateList]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # "ocsp" / "crl" per source that did not answer
+    # OCSP responses the document or the request carries: what a failed or refused fetch falls back on
+    carried_ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
 
     def source_for(self, cert: x509.Certificate) -> str | None:
         key = issuer_serial(cert)

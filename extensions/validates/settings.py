@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from asn1crypto import pem, x509
-from yarl import URL
 from pyhanko_certvalidator.fetchers.common_utils import enumerate_delivery_point_urls, gather_aia_issuer_urls
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps
+from yarl import URL
 
 from rssp.config import Config, ConfigError
 
@@ -101,8 +101,12 @@ def ca_anchors(config: Config) -> list[x509.Certificate]:
 
 
 def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """Each anchor once, parsed through: asn1crypto parses lazily and caches on first use, and
+    the anchors are shared by every validation thread (no thread should race another's parse)."""
     seen: dict[bytes, x509.Certificate] = {}
     for cert in certs:
+        cert.native  # noqa: B018
+        (cert.subject.sha256, cert.issuer.sha256, cert.key_identifier, cert.public_key.sha256, cert.self_signed)  # noqa: B018
         seen.setdefault(cert.sha256, cert)
     return tuple(seen.values())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rssp.algorithms import DIGEST_SIZES, HASH_OID_BY_NAME, check_digest, hash_from_oid
+from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, decode_b64, is_text
 from rssp.api import schemas
@@ -16,11 +16,20 @@ from rssp import metrics
 from rssp.errors import (CSCError, credential_locked, invalid_authentication_data, invalid_param, invalid_request,
                          missing_param, unknown_credential)
 from rssp.hsm.types import HashName
+from rssp.factors import pending
+from rssp.factors.check import Supplied
+from rssp.factors.model import EMAIL_LINK, EMAIL_OTP, OOB_IDS
+from rssp.factors.model import load as load_factor_set
+from rssp.factors.oob import Binding
+from rssp.factors.pending import PendingRequest
+from rssp.factors.service import factor_service
 from rssp.sam.factors import Factors, check_factors
+from rssp.services import Services
 from rssp.sam.sad import SadGrant, extend_sad, insert_sad
 from rssp.sam.sealed_sad import extend_sealed, issue_sad
 
-_CERTIFICATES = ("none", "single", "chain")
+CERTIFICATES = ("none", "single", "chain")
+_IN_BAND = ("PIN", "OTP", EMAIL_OTP)  # authData ids that carry a value
 _MAX_FACTOR_LEN = 256  # a PIN or OTP; longer is malformed, not a failed attempt
 
 
@@ -66,10 +75,7 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     if not digests:
         return None, ()
     if oid is None and version == "v1":
-        by_size = {size: name for name, size in DIGEST_SIZES.items()}
-        if len(digests[0]) not in by_size:
-            raise invalid_request("Invalid digest value length")
-        oid = HASH_OID_BY_NAME[by_size[len(digests[0])]]
+        oid = oid_for_length(digests[0])
     if oid is None:
         raise missing_param("string", "hashAlgorithmOID")
     hash_name = hash_from_oid(oid)
@@ -78,20 +84,31 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     return hash_name, digests
 
 
-def parse_factors(body: Body) -> Factors:
-    """``authData`` (v2) or the v1 ``PIN`` / ``OTP`` fields."""
-    values: dict[str, str] = {}
+def parse_factors(body: Body, *, binding: Binding | None = None, oob: bool = False) -> Factors:
+    """``authData`` (v2) or the v1 ``PIN`` / ``OTP`` fields.
+
+    ``PIN``, ``OTP`` and ``EMAIL_OTP`` carry a value; ``EMAIL_LINK`` (out of band, rssp.factors.pending)
+    carries none and only where ``oob`` allows it (``credentials/authorize``). ``binding``: the hashes
+    being authorized, which an e-mailed code must have been sent for.
+    """
+    values: dict[str, str | None] = {}
     for entry in body.object_list("authData") or []:
         ident, value = entry.get("id"), entry.get("value")
+        if not isinstance(ident, str):
+            raise invalid_param("authData")
+        if ident in OOB_IDS and oob and value is None and ident not in values:
+            values[ident] = None
+            continue
         valid = isinstance(value, str) and len(value) <= _MAX_FACTOR_LEN and is_text(value)
-        if ident not in ("PIN", "OTP") or ident in values or not valid:
+        if ident not in _IN_BAND or ident in values or not valid:
             raise invalid_param("authData")
         values[ident] = value
     for name in ("PIN", "OTP"):
         legacy = body.string(name, max_len=_MAX_FACTOR_LEN)
         if legacy is not None:
             values.setdefault(name, legacy)
-    return Factors(pin=values.get("PIN"), otp=values.get("OTP"))
+    more = {k: v for k, v in values.items() if k not in ("PIN", "OTP")}
+    return Factors(pin=values.get("PIN"), otp=values.get("OTP"), more=Supplied(more, binding or Binding()))
 
 
 async def list_(call: Call) -> web.Response:
@@ -99,7 +116,7 @@ async def list_(call: Call) -> web.Response:
     if "userID" in body:
         raise invalid_request("userID parameter MUST be null")
     with_info = body.boolean("credentialInfo")
-    certificates = body.choice("certificates", _CERTIFICATES, "single")
+    certificates = body.choice("certificates", CERTIFICATES, "single")
     cert_info = body.boolean("certInfo")
     body.boolean("authInfo")
     only_valid = body.boolean("onlyValid")
@@ -111,7 +128,8 @@ async def list_(call: Call) -> web.Response:
     if with_info:
         out["credentialInfos"] = [
             {"credentialID": c.id, **credential_view(c, certificates=certificates, cert_info=cert_info,
-                                                     version=call.version, lang=lang)}
+                                                     version=call.version, lang=lang,
+                                                     factor_set=await load_factor_set(call.services.store, c.id))}
             for c in creds
         ]
     if only_valid:
@@ -120,13 +138,14 @@ async def list_(call: Call) -> web.Response:
 
 
 async def info(call: Call) -> web.Response:
-    certificates = call.body.choice("certificates", _CERTIFICATES, "single")
+    certificates = call.body.choice("certificates", CERTIFICATES, "single")
     cert_info = call.body.boolean("certInfo")
     call.body.boolean("authInfo")
     lang = call.body.string("lang") or call.services.config.service.lang
     cred = await own_credential(call)
     return web.json_response(credential_view(cred, certificates=certificates, cert_info=cert_info,
-                                             version=call.version, lang=lang))
+                                             version=call.version, lang=lang,
+                                             factor_set=await load_factor_set(call.services.store, cred.id)))
 
 
 async def authorize(call: Call) -> web.Response:
@@ -144,8 +163,8 @@ async def authorize(call: Call) -> web.Response:
         raise invalid_request("Invalid value for parameter numSignatures")
     if cred.scal == "2" and not digests:
         raise missing_param("array", "hashes")
-    body.string("description", max_len=500)
-    factors = parse_factors(body)
+    description = body.string("description", max_len=500)
+    factors = parse_factors(body, binding=Binding(hash_name, digests), oob=True)
     try:
         kek = await check_factors(services.store, services.hsm, cred, factors,
                                   max_failures=services.config.security.max_failed_attempts,
@@ -154,9 +173,20 @@ async def authorize(call: Call) -> web.Response:
         if refused.description == credential_locked().description:
             metrics.m().lockouts.inc()
         raise
+    if factors.more is not None and EMAIL_LINK in factors.more.values:  # approved out of band: 202 + handle
+        request = PendingRequest(num, hash_name, digests, description, body.string("lang", max_len=64))
+        handle = await pending.start(services.store, services.hsm, factor_service(call.request.app), cred,
+                                     call.user.client_id, request, kek, call.ip)
+        return web.json_response({"handle": handle}, status=202)
+    grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
+    return web.json_response(await issue_authorization(services, cred, grant, kek, call.ip))
+
+
+async def issue_authorization(services: Services, cred: Credential, grant: SadGrant, kek: bytes | None,
+                              ip: str | None) -> dict[str, object]:
+    """The SAD for a grant whose factors were checked (now, or by an out-of-band approval)."""
     security = services.config.security
     ttl, lifetime = security.sad_ttl_seconds, security.sad_max_lifetime_seconds
-    grant = SadGrant(call.user.user_id, cred.id, num, hash_name, digests)
     # Level 3: the SAD row gets the SAM's MAC and the KEK sealed to the SAD (made before the transaction).
     sealed = None
     if cred.factor_bound:
@@ -170,9 +200,9 @@ async def authorize(call: Call) -> web.Response:
             sad = sealed.value
         else:
             sad = await insert_sad(conn, grant, ttl, lifetime)
-        await record(conn, actor=call.user.user_id, action="credential.authorize", target=cred.id, outcome="ok",
-                     client_ip=call.ip, detail={"numSignatures": num, "hashes": [d.hex() for d in digests]})
-    return web.json_response({"SAD": sad, "expiresIn": ttl})
+        await record(conn, actor=grant.user_id, action="credential.authorize", target=cred.id, outcome="ok",
+                     client_ip=ip, detail={"numSignatures": grant.count, "hashes": [d.hex() for d in grant.digests]})
+    return {"SAD": sad, "expiresIn": ttl}
 
 
 async def extend_transaction(call: Call) -> web.Response:

@@ -12,10 +12,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.info import INFO_EXTRAS
+from rssp.api.lifecycle import POLICY
 from rssp.api.middleware import client_ip
 from rssp.api.registry import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
+from rssp.credentials import Credential
 from rssp.errors import CSCError
+from rssp.factors import consent
+from rssp.factors.model import load as load_factor_set
+from rssp.factors.oidc import OidcError
+from rssp.factors.pages import consent_fields
+from rssp.factors.service import factor_service
 from rssp.oauth import flow, grants, par
 from rssp.oauth.clients import authenticate_client, get_client
 from rssp.oauth.errors import OAuthError, RedirectableError, invalid_request
@@ -23,7 +30,18 @@ from rssp.oauth.form import parse_query, read_form
 from rssp.oauth.metadata import BASE, WELL_KNOWN, info_fields, metadata
 from rssp.oauth.pages import ConsentView, consent_page, error_page, html_response, language, login_page
 from rssp.oauth.request import AuthorizationRequest, NotRedirectable, parse_request, resolve_redirect_uri
-from rssp.oauth.sessions import COOKIE, COOKIE_PATH, AuthSession, SessionError, load_session, open_session, set_user
+from rssp.oauth.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    AuthSession,
+    SessionError,
+    load_returning,
+    load_session,
+    new_csrf,
+    open_session,
+    set_user,
+)
+from rssp.oauth.scopes import CONSENTED, CREATION, CREDENTIAL, DELETION, SERVICE
 from rssp.oauth.settings import OAuthSettings
 from rssp.sam.factors import Factors, check_factors
 from rssp.services import Services
@@ -85,19 +103,41 @@ async def _page_step(request: web.Request, step) -> web.Response:  # type: ignor
         return _see_other(redirect.url)
 
 
-async def _consent_view(request: web.Request, session: AuthSession) -> tuple[ConsentView, object]:
+async def _consent_view(request: web.Request, session: AuthSession,
+                        code_sent: bool = False) -> tuple[ConsentView, Credential | None, bool]:
+    """What the signer is asked to approve, the credential whose factors confirm it (None: creation),
+    and whether it has factors beyond PIN and TOTP (rssp.factors)."""
     services, req = request.app[SERVICES], session.request
-    assert session.user_id is not None and req.credential is not None
-    cred = await flow.choose_credential(services, req, session.user_id)
+    assert session.user_id is not None
     client = await get_client(services.store, req.client_id)
+    client_name = client.name if client else req.client_id
+    if req.scope == CREATION:
+        terms = flow.creation_terms(req, request.app[POLICY])
+        return ConsentView(client_name, "", None, 0, None, (), None, False, action="create", terms=terms), None, False
+    if req.scope == DELETION:
+        cred = await flow.choose_deletion(services, req, session.user_id)
+        return ConsentView(client_name, cred.id, cred.description, 0, None, (), None, cred.needs_totp,
+                           action="delete"), cred, False
+    assert req.credential is not None
+    cred = await flow.choose_credential(services, req, session.user_id)
     grant = req.credential
+    extra = await consent.page_factors(services.store, factor_service(request.app), session.cookie_hash, cred, grant,
+                                       code_sent)
     view = ConsentView(
-        client_name=client.name if client else req.client_id, credential_id=cred.id,
+        client_name=client_name, credential_id=cred.id,
         credential_description=cred.description, num_signatures=grant.num_signatures,
         hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes)),
-        description=grant.description, needs_otp=cred.needs_totp,
+        description=grant.description, needs_otp=cred.needs_totp if extra is None else extra.otp,
+        otp_required=extra is None,  # with a factor set the expression decides (rssp.factors.check)
+        factors_html=consent_fields(language(req.lang), extra) if extra else "",
+        script=extra.script if extra else None,
     )
-    return view, cred
+    return view, cred, extra is not None
+
+
+def _consent_html(lang: str, csrf: str, view: ConsentView, error: str | None = None, status: int = 200) -> web.Response:
+    return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, error), status,
+                         scripts=view.script is not None)
 
 
 async def _login_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
@@ -118,12 +158,12 @@ async def _login_step(request: web.Request, session: AuthSession, form: dict[str
 
 
 async def _after_login(request: web.Request, session: AuthSession, csrf: str) -> web.Response:
-    """Service scope: the code at once. Credential scope: the consent page."""
+    """Service scope: the code at once. The other scopes: the consent page."""
     services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
-    if req.scope == "service":
+    if req.scope == SERVICE:
         return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
-    view, _cred = await _consent_view(request, session)
-    return html_response(consent_page(language(req.lang), f"{BASE}/consent", csrf, view))
+    view, _cred, _ = await _consent_view(request, session)
+    return _consent_html(language(req.lang), csrf, view)
 
 
 async def _login_again(services: Services, req: AuthorizationRequest, lang: str, csrf: str, error: str,
@@ -135,31 +175,94 @@ async def _login_again(services: Services, req: AuthorizationRequest, lang: str,
 
 async def _consent_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
     services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
-    if session.user_id is None or req.scope != "credential":
+    if session.user_id is None or req.scope not in CONSENTED:
         raise SessionError("consent before login")
-    if form.get("action") == "deny":
+    action = form.get("action")
+    if action == "deny":
         raise await flow.deny(services, session)
-    view, cred = await _consent_view(request, session)
     lang, csrf = language(req.lang), form["csrf"]
+    if req.scope == CREATION:  # approved by the signer's login and this page; no factors exist yet
+        return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
+    if req.scope == DELETION:  # PIN and TOTP: a passkey or e-mailed code is bound to hashes, and there are none
+        cred, extra = await flow.choose_deletion(services, req, session.user_id), False
+    else:
+        assert req.credential is not None
+        cred = await flow.choose_credential(services, req, session.user_id)  # the page is rendered only if refused:
+        extra = await load_factor_set(services.store, cred.id) is not None  # that would renew its passkey challenge
+    if action in ("send_code", "oidc") and extra:
+        return await _factor_step(request, session, cred, action, csrf)
     factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
+    if extra:  # empty fields supply nothing; the page's ceremonies supply the rest
+        more = await consent.supplied(services.store, factor_service(request.app), session.cookie_hash, cred,
+                                      req.credential, form)
+        factors = Factors(pin=form.get("pin") or None, otp=form.get("otp") or None, more=more)
     try:
-        kek = await check_factors(services.store, services.hsm, cred, factors,  # type: ignore[arg-type]
+        kek = await check_factors(services.store, services.hsm, cred, factors,
                                   max_failures=services.config.security.max_failed_attempts,
                                   actor=session.user_id, client_ip=client_ip(request))
     except CSCError as err:
         if err.description == "Credential locked":
             raise await flow.deny(services, session, "Credential locked") from None
         key = "factors_failed" if err.error == "invalid_authentication_data" else "missing_factors"
-        return html_response(consent_page(lang, f"{BASE}/consent", csrf, view, key), 400)
-    return _see_other(await flow.approve(services, settings, session, view.credential_id, client_ip(request), kek,
-                                         cred))  # type: ignore[arg-type]
+        view, _cred, _ = await _consent_view(request, session)
+        return _consent_html(lang, csrf, view, key, 400)
+    kek = kek if req.scope == CREDENTIAL else None  # a deletion token carries no key
+    return _see_other(await flow.approve(services, settings, session, cred.id, client_ip(request), kek, cred))
+
+
+async def _factor_step(request: web.Request, session: AuthSession, cred: Credential, action: str,
+                       csrf: str) -> web.Response:
+    """The consent page's "send a code" and "sign in at the provider" buttons."""
+    services, req, factors = request.app[SERVICES], session.request, factor_service(request.app)
+    assert req.credential is not None and session.user_id is not None
+    lang, error = language(req.lang), None
+    try:
+        if action == "oidc":
+            return _see_other(await consent.start_sign_in(services.store, factors, session.cookie_hash, cred,
+                                                          req.credential))
+        await consent.send_page_code(services.store, services.hsm, factors, cred, req.credential, req.lang,
+                                     session.user_id, client_ip(request))
+    except OidcError:
+        error = "oidc_failed"
+    except CSCError as err:
+        if err.description == "Credential locked":
+            raise await flow.deny(services, session, "Credential locked") from None
+        error = "code_throttled" if err.status == 429 else "code_not_sent"
+    view, _cred, _ = await _consent_view(request, session, code_sent=error is None)
+    return _consent_html(lang, csrf, view, error, 200 if error is None else 400)
+
+
+async def oidc_callback(request: web.Request) -> web.Response:
+    """The OpenID Provider sends the browser back here (GET): check the sign-in, show the consent page again."""
+    services = request.app[SERVICES]
+    try:
+        session = await load_returning(services.store, request.cookies.get(COOKIE))
+        params = parse_query(request.query_string)
+    except SessionError:
+        return _refused(None, "The sign-in does not belong to a live authorization session", 403)
+    except OAuthError as err:
+        return _refused(None, err.description)
+    state, code, error = params.get("state", ""), params.get("code", ""), None
+    try:
+        await consent.finish_sign_in(services.store, services.hsm, factor_service(request.app), session.cookie_hash,
+                                     state, code, params.get("iss"), session.user_id or "", client_ip(request))
+    except OidcError:
+        error = "oidc_failed"
+    try:
+        csrf = await new_csrf(services.store, session)
+        view, _cred, _ = await _consent_view(request, session)
+    except SessionError:
+        return _refused(None, "The authorization session has ended", 403)
+    except flow.ErrorRedirect as redirect:
+        return _see_other(redirect.url)
+    return _consent_html(language(session.request.lang), csrf, view, error, 200 if error is None else 400)
 
 
 async def login(request: web.Request) -> web.Response:
     return await _page_step(request, _login_step)
 
 
-async def consent(request: web.Request) -> web.Response:
+async def consent_route(request: web.Request) -> web.Response:
     return await _page_step(request, _consent_step)
 
 
@@ -213,10 +316,12 @@ async def well_known(request: web.Request) -> web.Response:
 def setup(app: web.Application, settings: OAuthSettings) -> None:
     """Mount the AS on ``app`` and advertise it in ``info``."""
     app[SETTINGS] = settings
-    app[INFO_EXTRAS].update(info_fields(settings))
+    for version, fields in info_fields(settings).items():
+        app[INFO_EXTRAS].setdefault(version, {}).update(fields)
     app.router.add_get(f"{BASE}/authorize", authorize)
     app.router.add_post(f"{BASE}/login", login)
-    app.router.add_post(f"{BASE}/consent", consent)
+    app.router.add_post(f"{BASE}/consent", consent_route)
+    app.router.add_get(f"{BASE}/oidc/callback", oidc_callback)
     app.router.add_post(f"{BASE}/token", token)
     app.router.add_post(f"{BASE}/pushed_authorize", pushed_authorize)
     app.router.add_post(f"{BASE}/revoke", revoke)

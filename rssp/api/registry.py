@@ -2,8 +2,9 @@
 
 Core methods and extensions register here the same way; each registration mounts the method
 under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``.
-The dispatcher does the shared steps in order: parse the body, apply the v1 field aliases,
-authenticate the Bearer token and check its scope, then call the handler.
+The dispatcher does the shared steps in order: parse the body, apply the field aliases real
+clients send (:mod:`rssp.api.aliases`: v1 names, snake_case), authenticate the Bearer token
+and check its scope, then call the handler.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from rssp.api import aliases
 from rssp.api.middleware import client_ip, read_body
 from rssp.api.parse import Body
 from rssp.api.schema import Doc
@@ -47,11 +49,6 @@ MethodHandler = Callable[[Call], Awaitable[web.StreamResponse]]
 # A shortcut tried before the ordinary path: a response, or None to take the ordinary path.
 FastPath = Callable[[web.Request, Services], Awaitable[web.StreamResponse | None]]
 
-# v1 names that v2 renamed, per method family (signatures/timestamp keeps `hash`/`hashAlgo`).
-_V1_ALIASES = {"hash": "hashes", "hashAlgo": "hashAlgorithmOID"}
-_KEEPS_V1_NAMES = {"signatures/timestamp"}
-
-
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -84,14 +81,6 @@ class Registry:
                 app.router.add_post(f"/csc/{version}/{method.name}", handler)
 
 
-def _apply_v1_aliases(name: str, body: Body) -> None:
-    if name in _KEEPS_V1_NAMES:
-        return
-    for old, new in _V1_ALIASES.items():
-        if old in body.data and new not in body.data:
-            body.data[new] = body.data.pop(old)
-
-
 def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization")
     if header is None:
@@ -105,9 +94,9 @@ def bearer_token(request: web.Request) -> str:
 
 
 async def method_body(request: web.Request, method: Method) -> Body:
-    """The request's JSON body with the v1 field names mapped to v2; ``clientData`` checked."""
+    """The request's JSON body with the clients' aliases mapped to CSC v2 names; ``clientData`` checked."""
     body = await read_body(request, allow_empty=method.empty_body)
-    _apply_v1_aliases(method.name, body)
+    aliases.normalize(method.name, body)
     body.client_data()
     return body
 

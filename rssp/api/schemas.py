@@ -21,8 +21,9 @@ from rssp.api.schema import (
     string,
 )
 
-_AUTH_DATA = array(obj(("id", "value"), id=one_of("PIN", "OTP"), value=string()),
-                   "The signer's factors: PIN, and OTP at level 2")
+_AUTH_DATA = array(obj(("id",), id=one_of("PIN", "OTP", "EMAIL_OTP", "EMAIL_LINK"), value=string()),
+                   "The signer's factors (credentials/info auth.objects): PIN, OTP or EMAIL_OTP with a value, "
+                   "EMAIL_LINK without one (approved out of band: 202 and a handle)")
 _HASHES = array(b64("A digest"), minItems=1)
 _ASYNC = {"operationMode": one_of("S", "A"), "validity_period": integer("Milliseconds a result is kept", minimum=1),
           "response_uri": string("Where to POST {responseID} when the job is done (allowed hosts only)")}
@@ -38,7 +39,11 @@ INFO = Doc(
         specs=string(), name=string(), logo=string(), region=string(), lang=string(), description=string(),
         authType=array(string()), methods=array(string()), asynchronousOperationMode=boolean(),
         validationInfo=boolean(), signAlgorithms=obj(algos=array(string())),
-        supportedHashTypes=array(string()), extensions=obj()),
+        signature_formats=obj(formats=array(string()), envelope_properties=array(array(string())),
+                              allowMix=boolean()),
+        conformance_levels=array(string()), supportedHashTypes=array(string()), documentTypes=array(string()),
+        oauth2=string("CSC v1 (/csc/v1/info): the AS base URI"), oauth2Issuer=string("The AS issuer (RFC 8414)"),
+        supportsRar=boolean(), extensions=obj()),
     errors=(400, 413, 429, 500, 503),
 )
 
@@ -88,6 +93,7 @@ AUTHORIZE = Doc(
     obj(("credentialID", "numSignatures"), credentialID=string(), numSignatures=integer(minimum=1), hashes=_HASHES,
         hashAlgorithmOID=string(), authData=_AUTH_DATA, description=string(), clientData=CLIENT_DATA),
     obj(("SAD", "expiresIn"), SAD=string(), expiresIn=integer()),
+    other={202: obj(("handle",), handle=string("For credentials/authorizeCheck"))},
 )
 
 EXTEND = Doc(
@@ -110,13 +116,28 @@ _DOC_ENTRY = dict(signature_format=one_of("P", "C", "X", "J"), conformance_level
 SIGN_DOC = Doc(
     "Signed documents (PAdES, CAdES) or signatures over document digests",
     obj(credentialID=string(), signatureQualifier=string(), SAD=string(), hashAlgorithmOID=string(),
-        documents=array(obj(("document", "signature_format", "signAlgo"), document=b64(), **_DOC_ENTRY)),
+        documents=array(obj(("document", "signature_format", "signAlgo"), document=b64(),
+                            documentType=string("sod (the default; sfd is refused)"), circumstantialData=string(),
+                            **_DOC_ENTRY)),
         documentDigests=array(obj(("hashes", "signature_format", "signAlgo"), hashes=_HASHES, **_DOC_ENTRY)),
         returnValidationInfo=boolean(), timestampID=string(), clientData=CLIENT_DATA, **_ASYNC),
     {"oneOf": [obj(DocumentWithSignature=array(b64()), SignatureObject=array(b64()), validationInfo=obj()),
                _RESPONSE_ID]},
     errors=(400, 401, 403, 413, 429, 500, 503),
 )
+
+def _suspension(what: str) -> Doc:
+    return Doc(
+        f"{what} one of the signer's credentials, confirmed with its factors; requestID makes it replay-proof",
+        obj(("credentialID", "authData", "requestID"), credentialID=string(), authData=_AUTH_DATA,
+            requestID=string("1-128 characters; the same requestID again returns the first answer"),
+            reason=string(), clientData=CLIENT_DATA),
+        obj(("credentialID", "key"), credentialID=string(), key=obj(("status",), status=one_of("enabled", "disabled"))),
+    )
+
+
+SUSPEND = _suspension("Suspend")
+RESUME = _suspension("Resume")
 
 SIGN_POLLING = Doc(
     "The result of an asynchronous signHash or signDoc (202 while it runs)",
@@ -126,5 +147,23 @@ SIGN_POLLING = Doc(
     other={202: obj(("error", "error_description"), error=one_of("accepted_request"), error_description=string())},
 )
 
-__all__ = ["AUTHORIZE", "CREDENTIAL_INFO", "EXTEND", "INFO", "LIST", "LOGIN", "REVOKE", "SIGN_DOC", "SIGN_HASH",
-           "SIGN_POLLING"]
+CREATE = Doc(
+    "CSC v2.2: a new credential for the signer, made under the operator's policy (token scope credential-creation)",
+    obj(credentialCreationRequest=obj(certificatePolicy=string("OID selecting the CA"), subjectData=obj()),
+        credentialInfo=boolean(), certificates=CERTIFICATES, certInfo=boolean(), authInfo=boolean(), lang=LANG,
+        clientData=CLIENT_DATA),
+    obj(),
+    other={201: {**CREDENTIAL_INFO_BODY, "required": ["credentialID"],
+                 "properties": {**CREDENTIAL_INFO_BODY["properties"], "credentialID": string(),
+                                "PIN": string("Shown once"), "otpauthURI": string("Shown once")}}},
+)
+
+DELETE = Doc(
+    "CSC v2.2: delete the credential the token was approved for; its key is destroyed (scope credential-deletion)",
+    obj(("credentialID",), credentialID=string(), clientData=CLIENT_DATA),
+    obj(),
+    other={204: None},
+)
+
+__all__ = ["AUTHORIZE", "CREATE", "CREDENTIAL_INFO", "DELETE", "EXTEND", "INFO", "LIST", "LOGIN", "RESUME", "REVOKE",
+           "SIGN_DOC", "SIGN_HASH", "SIGN_POLLING", "SUSPEND"]

@@ -91,6 +91,7 @@ def _entry_outputs(entry: Body, req: SignDocRequest, cred: Credential) -> list[O
     mechanism = resolve_mechanism(cred.key_kind, sign_algo, hash_oid, params, key_bits=cred.key_len)
     options = DocumentOptions(level, envelope, mechanism.hash, _signed_props(entry))
     if req.from_documents:
+        _document_type(entry)
         data = decode_b64(entry.required_string("document", max_len=1 << 30),
                           error="Invalid Base64 documents string parameter")
         return [Output(fmt, options, mechanism, params, hashlib.new(mechanism.hash, data).digest(), data=data)]
@@ -103,6 +104,16 @@ def _entry_outputs(entry: Body, req: SignDocRequest, cred: Credential) -> list[O
         check_digest(digest, mechanism.hash)
         outputs.append(Output(fmt, options, mechanism, params, digest, digest=digest))
     return outputs
+
+
+def _document_type(entry: Body) -> None:
+    """CSC 2.1 ``documentType``: ``sod`` (the default: the document is signed as sent) is what rssp
+    does; ``sfd`` is refused. ``circumstantialData`` (for computing the SDR of an ``sod``) is not
+    needed to sign the document as sent: accepted as a string and not used."""
+    kind = entry.string("documentType", max_len=8)
+    if kind is not None and kind.lower() != "sod":
+        raise invalid_param("documentType")
+    entry.string("circumstantialData", max_len=1 << 20)
 
 
 def _format(entry: Body) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.credentials import own_credential, parse_factors
+from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.credentials.suspension import Change, SuspensionError, apply, check_state, replayed
 from rssp.errors import invalid_param, invalid_request, missing_param
@@ -54,5 +55,5 @@ async def resume(call: Call) -> web.Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Method("credentials/suspend", suspend))
-    registry.add(Method("credentials/resume", resume))
+    registry.add(Method("credentials/suspend", suspend, doc=schemas.SUSPEND))
+    registry.add(Method("credentials/resume", resume, doc=schemas.RESUME))

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from rssp.audit import record
 from rssp.errors import OperatorError
-from rssp.hsm import Hsm, KeyNotFound
+from rssp.credentials.deletion import DeletionAudit, delete_credential
+from rssp.hsm import Hsm
 from rssp.store import Store
 from rssp.store.schema import credentials
 
@@ -30,21 +31,13 @@ async def unlock(store: Store, credential_id: str, *, actor: str = "operator") -
 
 
 async def delete(store: Store, hsm: Hsm, credential_id: str, reason: str, *, actor: str) -> None:
-    """Mark the credential deleted, then destroy its key in the HSM (C_DestroyObject).
+    """Mark the credential deleted and destroy its key (:mod:`rssp.credentials.deletion`).
 
     The record commits first: a crash in between leaves a key that no credential can use,
     never a credential whose key is gone without a record. The audit record stays.
     """
-    async with store.write() as conn:
-        key_id = (await conn.execute(select(credentials.c.hsm_key_id).where(
-            credentials.c.id == credential_id, credentials.c.status != "deleted"))).scalar()
-        if key_id is None:
-            raise OperatorError(f"no credential {credential_id!r}")
-        await conn.execute(update(credentials).where(credentials.c.id == credential_id)
-                           .values(status="deleted", updated_at=time.time()))
-        await record(conn, actor=actor, action="credential.delete", target=credential_id, outcome="ok",
-                     detail={"reason": reason})
-    try:
-        await hsm.destroy_key(key_id)
-    except KeyNotFound:
-        pass  # already gone: the credential is deleted either way
+    done = await delete_credential(store, hsm, credential_id, DeletionAudit(actor, detail={"reason": reason}))
+    if done is None:
+        raise OperatorError(f"no credential {credential_id!r}")
+    if not done.key_destroyed:
+        raise OperatorError(f"{credential_id} is deleted, but the HSM could not destroy its key (see the log)")

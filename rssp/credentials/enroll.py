@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import pyotp
 from asn1crypto import x509 as asn1_x509
@@ -29,6 +30,10 @@ from rssp.auth.passwords import hash_secret
 from rssp.auth.secrets import new_id
 from rssp.ca import CAConnector, CAError, issue_with
 from rssp.errors import OperatorError
+from rssp.factors.expression import Expression
+from rssp.factors.link import FactorRequest, LinkError, check_email, check_oidc, expression_for
+from rssp.factors.link import apply as apply_factors
+from rssp.factors.settings import FactorSettings
 from rssp.hsm import Hsm, KeyNotFound
 from rssp.hsm.types import GeneratedKey, KeySpec
 from rssp.credentials.keylabel import make_label  # who made the key: rssp doctor tells orphans
@@ -36,7 +41,7 @@ from rssp.credentials.pin_change import pin_problem
 from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.sam.kek import new_kek
 from rssp.sam.samkeys import ensure_sam_keys
-from rssp.store import Store
+from rssp.store import Conn, Store
 from rssp.store.schema import credentials
 from rssp.users import find_user
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
@@ -58,19 +63,21 @@ class EnrollRequest:
     subject_dn: str | None = None
     ca_id: str = "local"  # the CA that issues the certificate; the operator, not its RA, enrolls
     pin_change_required: bool = False  # [security] require_pin_change_on_first_use: the operator typed the PIN
+    factors: FactorRequest = field(default_factory=FactorRequest)  # e-mail, passkey, OpenID (rssp.factors.link)
 
 
 @dataclass(frozen=True)
 class Enrolled:
     credential_id: str
     otpauth_uri: str | None
+    passkey_uri: str | None = None  # the passkey registration link, shown once
 
 
 def _check(req: EnrollRequest) -> None:
     if req.level not in (1, 2, 3):
         raise EnrollmentError("level must be 1, 2 or 3")
-    if req.level >= 2 and not req.totp:
-        raise EnrollmentError(f"level {req.level} needs a second factor: add --totp")
+    if req.level >= 2 and not (req.totp or req.factors.any):
+        raise EnrollmentError(f"level {req.level} needs a second factor: add --totp, --email, --passkey or --oidc-issuer")
     problem = pin_problem(req.level, req.pin)
     if problem:
         raise EnrollmentError(problem)
@@ -78,8 +85,15 @@ def _check(req: EnrollRequest) -> None:
         raise EnrollmentError("multisign must be between 1 and 1000")
 
 
-async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *, actor: str = "operator") -> Enrolled:
+async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *, actor: str = "operator",
+                 factors: FactorSettings | None = None,
+                 then: Callable[[Conn, str], Awaitable[None]] | None = None) -> Enrolled:
+    """``factors``: the instance's factor settings, needed when ``req.factors`` names any.
+    ``then(conn, credential_id)`` runs in the transaction that records the credential: what the
+    caller must commit with it (``credentials/create`` marks its token spent there); if it raises,
+    nothing is recorded and the key is destroyed."""
     _check(req)
+    expression = _factor_expression(req, factors)
     user = await find_user(store, req.username)
     if user is None:
         raise EnrollmentError(f"no user {req.username!r}")
@@ -116,9 +130,15 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                     created_at=now, updated_at=now,
                 )
             )
+            passkey_uri = None
+            if expression is not None and factors is not None:  # in this transaction: never a credential without them
+                passkey_uri = await apply_factors(store, hsm, factors, credential_id, req.factors, expression, conn)
+            if then is not None:
+                await then(conn, credential_id)
             await record(conn, actor=actor, action="credential.create", target=credential_id, outcome="ok",
                          detail={"user": user.id, "level": req.level, "key": req.key_spec.kind,
-                                 "keyLen": req.key_spec.length, "ca": req.ca_id})
+                                 "keyLen": req.key_spec.length, "ca": req.ca_id,
+                                 "factors": sorted(req.factors.kinds)})
     except BaseException as exc:
         try:
             await hsm.destroy_key(key.key_id)
@@ -128,7 +148,25 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
             raise EnrollmentError(f"the CA refused: {exc}") from None
         raise
     uri = pyotp.TOTP(seed).provisioning_uri(name=req.username, issuer_name="rssp") if seed else None
-    return Enrolled(credential_id, uri)
+    return Enrolled(credential_id, uri, passkey_uri)
+
+
+def _factor_expression(req: EnrollRequest, factors: FactorSettings | None) -> Expression | None:
+    """The factor set's expression when factors beyond PIN and TOTP are asked for (checked before any key exists)."""
+    if not req.factors.any:
+        if req.factors.expression:
+            raise EnrollmentError("--expression needs a factor beyond PIN and TOTP (--email, --passkey, --oidc-issuer)")
+        return None
+    if factors is None:
+        raise EnrollmentError("the instance's factor settings are needed for these factors")
+    try:
+        if req.factors.email:
+            check_email(req.factors.email)
+        if req.factors.oidc:
+            check_oidc(factors, *req.factors.oidc)
+        return expression_for(req.factors, req.totp, req.level)
+    except LinkError as exc:
+        raise EnrollmentError(f"{exc.parameter}: {exc}") from None
 
 
 async def _level3_key(hsm: Hsm, credential_id: str, key: GeneratedKey, pin: str) -> tuple[str, bytes]:

@@ -11,8 +11,12 @@ loop, so each call is handed across with :meth:`LoopThread.on_main`.
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
+import certifi
 from asn1crypto import algos, cms, x509
 from pyhanko.sign.signers import Signer
 from pyhanko.sign.timestamps import TimeStamper
@@ -20,9 +24,11 @@ from pyhanko.sign.timestamps.common_utils import extract_ts_certs
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.api import FetchLimits
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
 from pyhanko_certvalidator.policy_decl import LEGACY_POLICY_MAP, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from rssp import metrics
 from rssp.algorithms import HASH_OID_BY_NAME
 from rssp.documents.model import UpstreamUnavailable
 from rssp.hsm import SignMechanism
@@ -136,4 +142,53 @@ def validation_context_factory(chain: list[x509.Certificate], extra_roots: list[
 
 def fetcher_backend(timeout_seconds: float) -> AIOHttpFetcherBackend:
     """The documents thread's one HTTP backend for OCSP, CRL and certificate fetches."""
-    return AIOHttpFetcherBackend(per_request_timeout=timeout_seconds, limits=FETCH_LIMITS)
+    return AIOHttpFetcherBackend(CountedSession(), per_request_timeout=timeout_seconds,  # type: ignore[arg-type]
+                                 limits=FETCH_LIMITS)
+
+
+class CountedSession(LazySession):
+    """pyHanko's lazily made aiohttp session, each OCSP and CRL request counted in
+    ``rssp_revocation_fetches_total`` (by kind and outcome), as validSign's fetches are.
+
+    The requests are told apart as pyHanko makes them: an OCSP request is a POST of
+    ``application/ocsp-request``, a CRL request asks for ``application/pkix-crl``. A request is
+    ``failed`` when it raised (no answer, a timeout, an HTTP error status), else ``ok``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._counted: aiohttp.ClientSession | None = None
+
+    def get_session(self) -> aiohttp.ClientSession:
+        if self._counted is None:  # made on the documents thread's loop, at its first fetch
+            connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=certifi.where()))
+            self._counted = aiohttp.ClientSession(connector=connector, trace_configs=[_counting()])
+        return self._counted
+
+    async def close(self) -> None:
+        session, self._counted = self._counted, None
+        if session is not None:
+            await session.close()
+
+
+def _kind(headers: Any) -> str | None:
+    if headers.get("Content-Type") == "application/ocsp-request":
+        return "ocsp"
+    if headers.get("Accept") == "application/pkix-crl":
+        return "crl"
+    return None  # a certificate fetch (AIA caIssuers)
+
+
+def _counting() -> aiohttp.TraceConfig:
+    async def answered(_session: object, _ctx: object, params: aiohttp.TraceRequestEndParams) -> None:
+        if kind := _kind(params.headers):
+            metrics.m().revocation_fetches.labels(kind, "ok").inc()
+
+    async def failed(_session: object, _ctx: object, params: aiohttp.TraceRequestExceptionParams) -> None:
+        if kind := _kind(params.headers):
+            metrics.m().revocation_fetches.labels(kind, "failed").inc()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(answered)
+    trace.on_request_exception.append(failed)
+    return trace

@@ -8,11 +8,9 @@ blocks on the HSM, and the HSM is never entered twice at once. Throughput scales
 processes, not threads. Because a hop costs about as much as an ECDSA signature, concurrent
 sign requests are coalesced into one hop (see :meth:`Hsm.sign_many`).
 
-Sessions. Each process logs in once per token and keeps that R/W session for its lifetime
-(PKCS#11 login state is per process and token anyway). Several :class:`Hsm` objects for the
-same token in one process share the session and its key-handle caches; the library is
-unloaded (``C_Finalize``) when the last one closes, so a later :class:`Hsm` may select
-another SoftHSM2 instance with a different ``SOFTHSM2_CONF``.
+Sessions. Each process logs in once per token and keeps that R/W session, shared by the
+:class:`Hsm` objects of the process; a session that dies under it (the token went away) is
+reopened once the token is back, without a restart (:mod:`rssp.hsm.sessions`).
 
 All state below marked "HSM thread only" is touched exclusively from that thread, which is
 why it needs no locks.
@@ -22,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import operator
 import os
 import random
@@ -32,11 +28,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import pkcs11
 from asn1crypto import algos, core, keys
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
@@ -48,7 +43,8 @@ from rssp import metrics
 from rssp.coalesce import Coalescer, Outcome
 from rssp.threads import named_pool
 
-from . import wrapping
+from . import sessions, wrapping
+from .sessions import TokenSession
 from .types import GeneratedKey, HashName, HsmError, KeyNotFound, KeySpec, SignMechanism
 from .wrapping import Wrapping
 
@@ -67,14 +63,6 @@ HASH_LEN: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
 _HASH_MECH = {"sha256": Mechanism.SHA256, "sha384": Mechanism.SHA384, "sha512": Mechanism.SHA512}
 _MGF = {"sha256": MGF.SHA256, "sha384": MGF.SHA384, "sha512": MGF.SHA512}
 _CURVES = {"P-256": "secp256r1", "P-384": "secp384r1"}
-_PIN_ERRORS = (
-    p11e.PinIncorrect,
-    p11e.PinInvalid,
-    p11e.PinLenRange,
-    p11e.PinLocked,
-    p11e.PinExpired,
-    p11e.UserPinNotInitialized,
-)
 _STALE_HANDLE_ERRORS = (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid)
 
 # Templates: the private key never leaves the token; each key pair can only sign/verify.
@@ -145,117 +133,14 @@ def _guard(what: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Loaded libraries and logged-in sessions (HSM thread only)
+# Cached key handles (HSM thread only; sessions and their recovery: rssp.hsm.sessions)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _LoadedLib:
-    lib: Any
-    conf: str | None
-    users: int = 0
 
 
 @dataclass(frozen=True)
 class _CachedKey:
     key: Any  # a python-pkcs11 PrivateKey; its handle stays valid while the object exists
     key_type: KeyType
-
-
-@dataclass
-class _TokenSession:
-    """One logged-in R/W session to one token, shared by the Hsm objects of the process."""
-
-    module: str
-    label: str
-    session: Any
-    pin_digest: bytes
-    users: int = 1
-    private_keys: dict[str, _CachedKey] = field(default_factory=dict)
-    secret_keys: dict[str, Any] = field(default_factory=dict)
-
-
-_LIBS: dict[str, _LoadedLib] = {}
-_SESSIONS: dict[tuple[str, str], _TokenSession] = {}
-
-
-class _TransientLoginError(HsmError):
-    """A login attempt failed for a reason that a retry may cure (not a PIN problem)."""
-
-
-def _acquire_lib(module: str, conf: str | None) -> Any:
-    """Load (C_Initialize) the module once per process; SoftHSM2 reads SOFTHSM2_CONF here."""
-    loaded = _LIBS.get(module)
-    if loaded is None:
-        if conf is not None:
-            os.environ["SOFTHSM2_CONF"] = conf
-        loaded = _LoadedLib(pkcs11.lib(module), conf)
-        _LIBS[module] = loaded
-    elif conf is not None and conf != loaded.conf:
-        # SoftHSM2 reads its config once per C_Initialize and does not see tokens added later.
-        # A copy of the .so under another path loads as an independent instance (tests).
-        raise HsmError(
-            "the PKCS#11 module is already loaded in this process with another SOFTHSM2_CONF"
-        )
-    loaded.users += 1
-    return loaded.lib
-
-
-def _release_lib(module: str) -> None:
-    """Drop one user; the last one unloads (C_Finalize closes any leftover session)."""
-    loaded = _LIBS[module]
-    loaded.users -= 1
-    if loaded.users == 0:
-        del _LIBS[module]
-        pkcs11.unload(module)
-
-
-def _pin_digest(pin: str) -> bytes:
-    return hashlib.sha256(pin.encode("utf-8")).digest()
-
-
-def _open_token(module: str, conf: str | None, label: str, pin: str) -> _TokenSession:
-    """Return the process's session to ``label``, logging in if this is the first user."""
-    shared = _SESSIONS.get((module, label))
-    if shared is not None:
-        if not hmac.compare_digest(shared.pin_digest, _pin_digest(pin)):
-            raise HsmError("login failed: PIN differs from the one already used in this process")
-        shared.users += 1
-        return shared
-    try:
-        lib = _acquire_lib(module, conf)
-    except HsmError:
-        raise
-    except p11e.PKCS11Error as exc:
-        raise _TransientLoginError(
-            f"loading the PKCS#11 module failed: {type(exc).__name__}"
-        ) from None
-    try:
-        session = lib.get_token(token_label=label).open(rw=True, user_pin=pin)
-    except _PIN_ERRORS as exc:
-        _release_lib(module)
-        raise HsmError(f"login failed: {type(exc).__name__}") from None
-    except p11e.PKCS11Error as exc:
-        _release_lib(module)
-        raise _TransientLoginError(f"login failed: {type(exc).__name__}") from None
-    shared = _TokenSession(module, label, session, _pin_digest(pin))
-    _SESSIONS[(module, label)] = shared
-    return shared
-
-
-def _close_token(shared: _TokenSession) -> None:
-    """Drop one user of the session; the last one logs out and releases the library."""
-    shared.users -= 1
-    if shared.users > 0:
-        return
-    shared.private_keys.clear()
-    shared.secret_keys.clear()
-    del _SESSIONS[(shared.module, shared.label)]
-    try:
-        shared.session.close()
-    except p11e.PKCS11Error:
-        pass  # unloading below finalises the library and discards the session anyway
-    _release_lib(shared.module)
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +325,7 @@ class Hsm:
         self._label = token_label
         self._pin = user_pin
         self._conf = str(Path(softhsm2_conf).resolve()) if softhsm2_conf else None
-        self._token: _TokenSession | None = None
+        self._token: TokenSession | None = None
         self._signer: Coalescer[_SignJob, list[bytes]] = Coalescer(self._run_jobs)
 
     def __repr__(self) -> str:
@@ -458,11 +343,28 @@ class Hsm:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
-            return await loop.run_in_executor(hsm_executor(), functools.partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(hsm_executor(), functools.partial(self._call, fn, *args, **kwargs))
         finally:
             metrics.m().hsm_latency.labels(_operation(fn)).observe(time.perf_counter() - start)
 
-    def _require(self) -> _TokenSession:
+    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """On the HSM thread: reopen a broken session first; after a PKCS#11 failure, see whether it broke.
+
+        A call that succeeds costs one attribute test here, nothing more.
+        """
+        shared = self._token
+        if shared is None:  # starting or closing
+            return fn(*args, **kwargs)
+        if shared.broken:
+            sessions.reopen(shared, self._pin)
+        try:
+            return fn(*args, **kwargs)
+        except HsmError as exc:
+            if _device_failure(exc):
+                sessions.check(shared)
+            raise
+
+    def _require(self) -> TokenSession:
         if self._token is None:
             raise HsmError("HSM not started")
         return self._token
@@ -481,10 +383,10 @@ class Hsm:
         for attempt in range(1, LOGIN_ATTEMPTS + 1):
             try:
                 self._token = await self._submit(
-                    _open_token, self._module, self._conf, self._label, self._pin
+                    sessions.open_token, self._module, self._conf, self._label, self._pin
                 )
                 return
-            except _TransientLoginError as exc:
+            except sessions.TransientLoginError as exc:
                 if attempt == LOGIN_ATTEMPTS:
                     raise HsmError(f"{exc} (after {attempt} attempts)") from None
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
@@ -495,7 +397,7 @@ class Hsm:
         await self._signer.drained()  # let queued signatures finish first
         token, self._token = self._token, None
         if token is not None:
-            await self._submit(_close_token, token)
+            await self._submit(sessions.close_token, token)
 
     async def ping(self) -> None:
         """One real round trip to the token (an object search); HsmError if it cannot be used.
@@ -635,9 +537,7 @@ class Hsm:
 
     @_guard("token check")
     def _ping_sync(self) -> None:
-        session = self._require().session
-        _find_all(session, ObjectClass.SECRET_KEY, {Attribute.LABEL: "rssp-readiness-probe"})
-        session.token.slot.get_token()  # CKR_TOKEN_NOT_PRESENT once the token is gone
+        sessions.probe(self._require().session)
 
     @_guard("key lookup")
     def _has_key_sync(self, key_id: str) -> bool:
@@ -707,6 +607,8 @@ class Hsm:
                 outcomes.append((True, self._sign_sync(key_id, mech, digests)))
             except Exception as exc:
                 outcomes.append((False, exc))
+        if any(not ok and _device_failure(result) for ok, result in outcomes):
+            sessions.check(self._require())  # a failed signature: did the session die?
         return outcomes
 
     def _secret_key(self, label: str, kind: KeyType = KeyType.AES) -> Any:
@@ -852,6 +754,11 @@ def _operation(fn: Callable[..., Any]) -> str:
     """A metric label for an HSM-thread function: ``_sign_jobs_sync`` -> ``sign_jobs``."""
     name = getattr(fn, "__name__", "other").strip("_")
     return name[:-5] if name.endswith("_sync") else name
+
+
+def _device_failure(exc: object) -> bool:
+    """A PKCS#11 error from the token (which may mean the session died), not a refusal of ours."""
+    return isinstance(exc, HsmError) and isinstance(exc.__cause__, p11e.PKCS11Error)
 
 
 def _by_id(key_id: str) -> dict[Attribute, Any]:

@@ -23,10 +23,10 @@ from rssp.audit import record
 from rssp.auth.basic import split_basic
 from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.oauth.errors import OAuthError, invalid_client, invalid_request
+from rssp.oauth.scopes import DEFAULT_CLIENT_SCOPES, SCOPES
 from rssp.store import Store
 from rssp.store.schema import oauth_clients
 
-SCOPES = ("service", "credential")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
@@ -61,7 +61,7 @@ async def add_client(store: Store, name: str, redirect_uris: list[str], *, publi
 
     ``actor``: the authenticated operator (``operator:NAME``) the audit record names.
     """
-    scopes = scopes or list(SCOPES)
+    scopes = scopes or list(DEFAULT_CLIENT_SCOPES)
     grant_types = grant_types or (["authorization_code"] if public else ["authorization_code", "refresh_token"])
     if not name or len(name) > 128:
         raise ValueError("a client name is 1-128 characters")

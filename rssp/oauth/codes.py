@@ -22,7 +22,7 @@ from rssp.auth.secrets import digest, new_id, new_secret
 from rssp.auth.tokens import revoke_grant
 from rssp.oauth.request import AuthorizationRequest
 from rssp.sam.kek import seal, unseal
-from rssp.store import Conn
+from rssp.store import Conn, Store
 from rssp.store.schema import oauth_codes
 
 
@@ -87,3 +87,15 @@ async def redeem_code(conn: Conn, code: str, client_ip: str | None) -> RedeemedC
         await record(conn, actor=replayed.client_id, action="oauth.code.replayed", target=replayed.grant_id,
                      outcome="revoked", client_ip=client_ip)
     return None
+
+
+async def authorized_request(store: Store, grant_id: str) -> AuthorizationRequest | None:
+    """The authorization request the signer approved for the tokens of ``grant_id``, or None.
+
+    A code row outlives its tokens' usual lifetime (kept an hour past the code's expiry), so a
+    token can be checked against what was approved, e.g. the certificate policy a
+    ``credential-creation`` token was given for.
+    """
+    query = select(oauth_codes.c.request).where(oauth_codes.c.grant_id == grant_id)
+    text = await store.query(lambda conn: conn.execute(query).scalar())
+    return AuthorizationRequest.from_json(text) if text else None

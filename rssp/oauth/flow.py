@@ -13,6 +13,8 @@ from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import Credential, get_credential, list_credentials
 from rssp.credentials.pin_change import CHANGED_MEANWHILE, PIN_CHANGE_REQUIRED, hold_pin
+from rssp.credentials.policy import CreationPolicy
+from rssp.errors import CSCError
 from rssp.oauth import par
 from rssp.oauth.clients import Client, get_client
 from rssp.oauth.codes import issue_code
@@ -117,6 +119,28 @@ async def choose_credential(services: Services, req: AuthorizationRequest, user_
     if cred.scal == "2" and not grant.hashes:  # SCAL 2: the token is bound to the hashes
         raise error_redirect(req, RedirectableError("invalid_request", "Missing parameter hashes"))
     return cred
+
+
+async def choose_deletion(services: Services, req: AuthorizationRequest, user_id: str) -> Credential:
+    """The signer's credential a ``credential-deletion`` request names (any status but deleted)."""
+    assert req.lifecycle is not None and req.lifecycle.credential_id is not None
+    cred = await get_credential(services.store, req.lifecycle.credential_id, user_id)
+    if cred is None:  # unknown, deleted and someone else's look the same
+        raise error_redirect(req, RedirectableError("invalid_request", "Invalid parameter credentialID"))
+    return cred
+
+
+def creation_terms(req: AuthorizationRequest, policy: CreationPolicy) -> tuple[tuple[str, str], ...]:
+    """What a ``credential-creation`` approval makes, per the operator's policy (shown on the page)."""
+    assert req.lifecycle is not None
+    asked = req.lifecycle.certificate_policy
+    try:
+        ca_id = policy.ca_for(asked)
+    except CSCError as err:
+        raise error_redirect(req, RedirectableError("invalid_request", err.description)) from None
+    factors = "PIN + TOTP" if policy.enrols_totp else "PIN"
+    return (("certificate_policy", asked or ""), ("ca", ca_id), ("level", f"{policy.level} ({factors})"),
+            ("key", policy.key))
 
 
 async def approve(services: Services, settings: OAuthSettings, session: AuthSession, credential_id: str | None,

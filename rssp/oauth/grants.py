@@ -7,6 +7,9 @@ a SAD keyed by the token's digest (:func:`rssp.sam.sad.insert_token_sad`), so si
 it through the same atomic path as a SAD from ``credentials/authorize``. For a level-3
 credential the code carries the signer's KEK (:mod:`rssp.oauth.codes`); the grant row then gets
 the SAM's MAC and the KEK sealed to the access token (:mod:`rssp.sam.sealed_sad`).
+Codes with scope ``credential-creation`` / ``credential-deletion`` (CSC v2.2) yield a short-lived
+token for ``credentials/create`` (one credential) / ``credentials/delete`` (the approved one)
+and nothing else: no refresh token, no SAD.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rssp.oauth.codes import RedeemedCode, redeem_code
 from rssp.oauth.errors import OAuthError, invalid_grant, invalid_request, invalid_scope, unauthorized_client
 from rssp.oauth.pkce import verifier_matches
 from rssp.oauth.rar import same_details
+from rssp.oauth.scopes import CREATION, CREDENTIAL, DELETION
 from rssp.oauth.settings import OAuthSettings
 from rssp.sam.sad import SadGrant, insert_token_sad
 from rssp.sam.sealed_sad import insert_token_sad_sealed
@@ -77,6 +81,12 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
                                           redeemed.kek)
         else:
             await insert_token_sad(conn, issued.access_token, grant, issued.expires_at)
+    elif req.scope in (CREATION, DELETION):  # one credential made or deleted; no refresh, no SAD
+        issued = await services.tokens.issue_scoped(
+            conn, user_id=redeemed.user_id, scope=req.scope, client_id=client.client_id,
+            grant_id=redeemed.grant_id, ttl=settings.credential_token_ttl_seconds,
+            credential_id=redeemed.credential_id if req.scope == DELETION else None,
+        )
     else:
         refresh_ttl = settings.refresh_token_ttl_seconds if "refresh_token" in client.grant_types else None
         issued = await services.tokens.issue_scoped(
@@ -108,7 +118,9 @@ async def exchange_code(services: Services, settings: OAuthSettings, client: Cli
     assert redeemed is not None
     req = redeemed.request
     body = _token_body(issued, req.scope)
-    if req.scope == "credential":
+    if req.scope == CREATION and req.authorization_details is not None:
+        body["authorization_details"] = req.authorization_details
+    if req.scope in (CREDENTIAL, DELETION):
         body["credentialID"] = redeemed.credential_id
         if req.authorization_details is not None:
             body["authorization_details"] = [{**e, "credentialID": redeemed.credential_id}

@@ -1,4 +1,7 @@
-"""The login, consent and error pages: plain HTML, no scripts, no external assets, ja or en.
+"""The login, consent and error pages: plain HTML, no external assets, ja or en.
+
+No scripts, but for one same-origin file on a consent page that offers a passkey (the WebAuthn
+ceremony needs the browser's JavaScript API; :mod:`rssp.factors.pages`).
 
 Every value that is not a fixed string of this module goes through :func:`html.escape`
 (quotes included), whether it came from the client (labels, description, client name) or from
@@ -27,6 +30,14 @@ _TEXT = {
         "login_busy": "The service is busy. Try again in a moment.",
         "factors_failed": "The authentication data is invalid.",
         "missing_factors": "Enter every authentication factor.",
+        "title_create": "Create a credential", "title_delete": "Delete a credential",
+        "intro_create": "{client} asks to create a new signing credential for you.",
+        "intro_delete": "{client} asks to delete your credential. Its key will be destroyed: this cannot be undone.",
+        "certificate_policy": "Certificate policy", "ca": "Certificate authority", "level": "Level",
+        "key": "Key", "default_policy": "(the service's default)",
+        "code_not_sent": "The one-time password could not be sent. Try again later.",
+        "code_throttled": "Too many one-time passwords were sent. Try again later.",
+        "oidc_failed": "The sign-in at the identity provider was not accepted.",
     },
     "ja": {
         "title_login": "ログイン", "title_consent": "署名の承認", "title_error": "認可エラー",
@@ -42,6 +53,14 @@ _TEXT = {
         "login_busy": "混み合っています。しばらくしてから再度お試しください。",
         "factors_failed": "認証データが正しくありません。",
         "missing_factors": "すべての認証要素を入力してください。",
+        "title_create": "クレデンシャルの作成", "title_delete": "クレデンシャルの削除",
+        "intro_create": "{client} があなたの新しい署名用クレデンシャルの作成を求めています。",
+        "intro_delete": "{client} があなたのクレデンシャルの削除を求めています。鍵は破棄され、元に戻せません。",
+        "certificate_policy": "証明書ポリシー", "ca": "認証局", "level": "レベル",
+        "key": "鍵", "default_policy": "(サービスの既定)",
+        "code_not_sent": "ワンタイムパスワードを送信できませんでした。しばらくしてから再度お試しください。",
+        "code_throttled": "ワンタイムパスワードの送信回数が上限に達しました。しばらくしてから再度お試しください。",
+        "oidc_failed": "外部の認証サービスでのログインを受け付けられませんでした。",
     },
 }
 
@@ -64,12 +83,17 @@ _STYLE = (
 )
 
 
-def _page(lang: str, title_key: str, content: str) -> str:
-    title = _t(lang, title_key)
+def page(lang: str, title: str, content: str, script: str | None = None) -> str:
+    """A whole page around ``content`` (escaped by the caller); ``script``: a same-origin script path."""
+    tag = f'<script src="{escape(script)}" defer></script>' if script else ""
     return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{title}</title><style>{_STYLE}</style></head>"
+            f"<title>{title}</title><style>{_STYLE}</style>{tag}</head>"
             f"<body><h1>{title}</h1>{content}</body></html>")
+
+
+def _page(lang: str, title_key: str, content: str, script: str | None = None) -> str:
+    return page(lang, _t(lang, title_key), content, script)
 
 
 def _error(lang: str, key: str | None) -> str:
@@ -100,6 +124,11 @@ class ConsentView:
     documents: tuple[tuple[str | None, str], ...]  # (label, Base64 hash)
     description: str | None
     needs_otp: bool
+    action: str = "sign"  # sign | create | delete (CSC v2.2 credential-creation / credential-deletion)
+    terms: tuple[tuple[str, str], ...] = ()  # create: (text key, value) rows of what will be made ("": default)
+    otp_required: bool = True  # False where another factor may stand in for the TOTP code
+    factors_html: str = ""  # further factors (rssp.factors.pages.consent_fields): e-mail code, passkey, OpenID
+    script: str | None = None  # the passkey ceremony's script, when the page offers one
 
 
 def _documents(lang: str, view: ConsentView) -> str:
@@ -113,28 +142,45 @@ def _documents(lang: str, view: ConsentView) -> str:
             f'<table id="documents"><tr><th>{_t(lang, "label")}</th><th>{_t(lang, "hash")}</th></tr>{rows}</table>')
 
 
-def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: str | None = None) -> str:
+def _subject(lang: str, view: ConsentView) -> str:
+    """What the signer approves: the signatures, the credential to delete, or the one to make."""
+    if view.action == "create":
+        rows = "".join(f"<dt>{_t(lang, key)}</dt><dd>{escape(value) if value else _t(lang, 'default_policy')}</dd>"
+                       for key, value in view.terms)
+        return f'<dl id="terms">{rows}</dl>'
     cred = escape(view.credential_id) + (f" ({escape(view.credential_description)})"
                                          if view.credential_description else "")
+    count = (f'<dt>{_t(lang, "signatures")}</dt><dd id="num-signatures">{view.num_signatures}</dd>'
+             if view.action == "sign" else "")
+    return f'<dl><dt>{_t(lang, "credential")}</dt><dd id="credential">{cred}</dd>{count}</dl>'
+
+
+def _factors(lang: str, view: ConsentView) -> str:
+    """The credential's factors confirm signing and deleting; nothing exists yet to confirm a creation."""
+    if view.action == "create":
+        return ""
     otp = ""
     if view.needs_otp:
         otp = (f'<label for="otp">{_t(lang, "otp")}</label>'
-               f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" required>')
+               f'<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code"'
+               f'{" required" if view.otp_required else ""}>')
+    return (f'<label for="pin">{_t(lang, "pin")}</label>'
+            f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}{view.factors_html}')
+
+
+def consent_page(lang: str, action: str, csrf: str, view: ConsentView, error: str | None = None) -> str:
+    intro = "intro_consent" if view.action == "sign" else f"intro_{view.action}"
     description = f"<p>{_t(lang, 'description')}: {escape(view.description)}</p>" if view.description else ""
     content = (
-        f"<p>{_t(lang, 'intro_consent', client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
-        f'<dl><dt>{_t(lang, "credential")}</dt><dd id="credential">{cred}</dd>'
-        f'<dt>{_t(lang, "signatures")}</dt><dd id="num-signatures">{view.num_signatures}</dd></dl>'
-        f"{description}{_documents(lang, view)}"
+        f"<p>{_t(lang, intro, client=view.client_name, n=view.num_signatures)}</p>{_error(lang, error)}"
+        f"{_subject(lang, view)}{description}{_documents(lang, view)}"
         f'<form method="post" action="{escape(action)}">'
-        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-        f'<label for="pin">{_t(lang, "pin")}</label>'
-        f'<input id="pin" name="pin" type="password" autocomplete="off">{otp}'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">{_factors(lang, view)}'
         f'<button type="submit" id="approve" name="action" value="approve">{_t(lang, "approve")}</button>'
         f'<button type="submit" id="deny" name="action" value="deny" formnovalidate>{_t(lang, "deny")}</button>'
         f"</form>"
     )
-    return _page(lang, "title_consent", content)
+    return _page(lang, "title_consent" if view.action == "sign" else f"title_{view.action}", content, view.script)
 
 
 def error_page(lang: str, description: str) -> str:
@@ -142,13 +188,15 @@ def error_page(lang: str, description: str) -> str:
     return _page(lang, "title_error", f'<p class="error" role="alert">{escape(description)}</p>')
 
 
-def html_response(body: str, status: int = 200) -> web.Response:
+def html_response(body: str, status: int = 200, *, scripts: bool = False) -> web.Response:
+    """``scripts``: the page loads same-origin scripts (the passkey ceremony); never inline ones."""
     response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"  # no form-action: it would
         # block the redirect to the client's redirect URI that follows the form post
+        + ("; script-src 'self'" if scripts else "")
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

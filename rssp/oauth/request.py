@@ -13,13 +13,14 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rssp.algorithms import check_digest, hash_from_oid
+from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
 from rssp.api.parse import decode_b64, encode_b64
 from rssp.errors import CSCError
 from rssp.oauth.clients import Client
 from rssp.oauth.errors import RedirectableError
 from rssp.oauth.pkce import valid_challenge
-from rssp.oauth.rar import parse_details
+from rssp.oauth.rar import certificate_policy, parse_details
+from rssp.oauth.scopes import CREATION, CREDENTIAL, DELETION, SCOPES, SERVICE
 
 MAX_DESCRIPTION = 500
 
@@ -50,6 +51,15 @@ class CredentialGrant:
 
 
 @dataclass(frozen=True)
+class LifecycleGrant:
+    """What ``credential-creation`` (a certificate policy, or the default) or ``credential-deletion``
+    (one credential) asks for."""
+
+    credential_id: str | None = None
+    certificate_policy: str | None = None
+
+
+@dataclass(frozen=True)
 class AuthorizationRequest:
     client_id: str
     redirect_uri: str
@@ -60,6 +70,7 @@ class AuthorizationRequest:
     credential: CredentialGrant | None = None
     authorization_details: list[dict[str, Any]] | None = None  # the RAR entry as sent, for the echo
     par: bool = False
+    lifecycle: LifecycleGrant | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -71,6 +82,9 @@ class AuthorizationRequest:
         if cred is not None:
             cred["hashes"], cred["labels"] = tuple(cred["hashes"]), tuple(cred["labels"])
             data["credential"] = CredentialGrant(**cred)
+        lifecycle = data.pop("lifecycle", None)  # absent in requests stored before CSC v2.2 support
+        if lifecycle is not None:
+            data["lifecycle"] = LifecycleGrant(**lifecycle)
         return cls(**data)
 
 
@@ -123,14 +137,20 @@ def _from_csc_params(params: dict[str, str], max_hashes: int) -> CredentialGrant
     raw = params.get("hashes", params.get("hash"))  # v1 name `hash`
     hash_oid, hashes = (None, ())
     if raw is not None:
-        hash_oid, hashes = _digests(raw.split(","), params.get("hashAlgorithmOID"), max_hashes)
+        values = raw.split(",")
+        hash_oid = params.get("hashAlgorithmOID")
+        if hash_oid is None and "hashes" not in params:  # CSC v1 (documenso) names no algorithm: by length
+            hash_oid = _redirectable(oid_for_length, _redirectable(decode_b64, values[0]))
+        hash_oid, hashes = _digests(values, hash_oid, max_hashes)
     return CredentialGrant(cred_id, qualifier, num, hash_oid, hashes, (None,) * len(hashes),
                            params.get("description"))
 
 
 def _from_details(entry: dict[str, Any], description: str | None, max_hashes: int) -> CredentialGrant:
-    docs = entry["documentDigests"]
-    hash_oid, hashes = _digests([d["hash"] for d in docs], entry["hashAlgorithmOID"], max_hashes)
+    docs = entry.get("documentDigests", [])
+    hash_oid, hashes = (None, ())
+    if docs:
+        hash_oid, hashes = _digests([d["hash"] for d in docs], entry["hashAlgorithmOID"], max_hashes)
     labels = tuple(d.get("label") for d in docs)
     if any(label is not None and len(label) > MAX_DESCRIPTION for label in labels):
         raise RedirectableError("invalid_request", "Invalid parameter authorization_details: label")
@@ -139,11 +159,12 @@ def _from_details(entry: dict[str, Any], description: str | None, max_hashes: in
                            labels, description)
 
 
-def _scope(params: dict[str, str], client: Client) -> str:
-    default = "credential" if "authorization_details" in params else "service"
-    scope = params.get("scope", default)
-    if scope not in ("service", "credential"):  # also refuses "service credential": used separately
+def _scope(params: dict[str, str], client: Client, details_scope: str | None) -> str:
+    scope = params.get("scope", details_scope or SERVICE)
+    if scope not in SCOPES:  # also refuses "service credential": scopes are used separately
         raise RedirectableError("invalid_scope", "Invalid parameter scope")
+    if details_scope is not None and scope != details_scope:
+        raise RedirectableError("invalid_scope", "scope does not match the type of authorization_details")
     if scope not in client.scopes:
         raise RedirectableError("invalid_scope", "The client may not request this scope")
     return scope
@@ -171,22 +192,37 @@ def parse_request(params: dict[str, str], client: Client, redirect_uri: str, max
     if "authorization_code" not in client.grant_types:
         raise RedirectableError("unauthorized_client", "The client may not use the authorization code flow")
     challenge = _pkce(params)
-    scope = _scope(params, client)
+    entry: dict[str, Any] | None = None
+    details_scope: str | None = None
+    if "authorization_details" in params:
+        if "credentialID" in params or "signatureQualifier" in params:
+            raise RedirectableError("invalid_request", "authorization_details replaces the CSC credential parameters")
+        details_scope, entry = parse_details(params["authorization_details"])
+    scope = _scope(params, client, details_scope)
     description = params.get("description")
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise RedirectableError("invalid_request", "Invalid parameter description")
-    credential, details = None, None
-    if "authorization_details" in params:
-        if scope != "credential" or "credentialID" in params or "signatureQualifier" in params:
-            raise RedirectableError("invalid_request", "authorization_details replaces the CSC credential parameters")
-        entry = parse_details(params["authorization_details"])
-        credential, details = _from_details(entry, description, max_hashes), [entry]
-    elif scope == "credential":
-        credential = _from_csc_params(params, max_hashes)
-    if credential is not None and len(credential.hashes) > credential.num_signatures:
-        raise RedirectableError("invalid_request", "Invalid parameter numSignatures")
+    credential, lifecycle = None, None
+    if scope == CREDENTIAL:
+        credential = (_from_details(entry, description, max_hashes) if entry is not None
+                      else _from_csc_params(params, max_hashes))
+        if len(credential.hashes) > credential.num_signatures:
+            raise RedirectableError("invalid_request", "Invalid parameter numSignatures")
+    elif scope in (CREATION, DELETION):
+        lifecycle = _lifecycle(scope, entry, params)
     return AuthorizationRequest(
         client_id=client.client_id, redirect_uri=redirect_uri, code_challenge=challenge, scope=scope,
         state=params.get("state"), lang=params.get("lang"), credential=credential,
-        authorization_details=details, par=par,
+        authorization_details=[entry] if entry is not None else None, par=par, lifecycle=lifecycle,
     )
+
+
+def _lifecycle(scope: str, entry: dict[str, Any] | None, params: dict[str, str]) -> LifecycleGrant:
+    """Creation: the certificate policy of the RAR entry, if any. Deletion: the credential, from the
+    RAR entry or the ``credentialID`` parameter (required)."""
+    if scope == CREATION:
+        return LifecycleGrant(certificate_policy=certificate_policy(entry) if entry is not None else None)
+    credential_id = entry["credentialID"] if entry is not None else params.get("credentialID")
+    if credential_id is None:
+        raise RedirectableError("invalid_request", "Missing parameter credentialID")
+    return LifecycleGrant(credential_id=credential_id)

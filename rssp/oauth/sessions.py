@@ -97,3 +97,29 @@ async def close_session(conn: object, session: AuthSession) -> bool:
     result = await conn.execute(delete(oauth_sessions).where(  # type: ignore[attr-defined]
         oauth_sessions.c.cookie_hash == session.cookie_hash, oauth_sessions.c.expires_at > time.time()))
     return bool(result.rowcount == 1)
+
+
+async def load_returning(store: Store, cookie: str | None) -> AuthSession:
+    """The signed-in session of a browser coming back from an external sign-in (a GET, no CSRF token).
+
+    The caller must tie the request to this session by other means: the OpenID ``state`` it
+    presents was stored for this session's key (:mod:`rssp.factors.consent`).
+    """
+    if not cookie:
+        raise SessionError("missing session cookie")
+    query = select(oauth_sessions).where(oauth_sessions.c.cookie_hash == digest(cookie))
+    row = await store.query(lambda conn: conn.execute(query).first())
+    if row is None or row.expires_at <= time.time() or row.user_id is None:
+        raise SessionError("no live signed-in session")
+    return AuthSession(row.cookie_hash, AuthorizationRequest.from_json(row.request), row.user_id)
+
+
+async def new_csrf(store: Store, session: AuthSession) -> str:
+    """A new CSRF token for a page rendered outside a form post (the old one stops working)."""
+    csrf = new_secret()
+    async with store.write() as conn:
+        result = await conn.execute(update(oauth_sessions).where(oauth_sessions.c.cookie_hash == session.cookie_hash)
+                                    .values(csrf_hash=digest(csrf)))
+    if result.rowcount != 1:
+        raise SessionError("the session has ended")
+    return csrf

@@ -13,7 +13,9 @@ successes; a success gives its attempt back by resetting the count, a failure ke
 locks the credential once the count reaches the limit. A request that finds every attempt
 taken by others still being checked is told to try again (429), not that the credential is
 locked: concurrent authorizations with the right PIN must not lock it out. An attempt whose
-process dies before its answer stays counted, and counts as a failure after two minutes.
+process dies before its answer stays counted, and counts as a failure after two minutes. An
+attempt whose right factors could not be recorded because the database failed is given back
+when the database returns (:mod:`rssp.sam.give_back`).
 
 At level 3 the PIN is checked by recomputing the credential's key-encryption key from it
 (:mod:`rssp.sam.kek`: argon2id, then an HSM key): the check yields the KEK, which the caller
@@ -33,8 +35,11 @@ from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
 from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
+from rssp.factors.check import Supplied  # the factors beyond PIN and TOTP (#14)
+from rssp.factors.check import plan as factor_plan
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
+from rssp.sam.give_back import give_back_if_unavailable
 from rssp.store import Store
 from rssp.store.schema import credentials
 
@@ -49,6 +54,7 @@ class Factors:
 
     pin: str | None
     otp: str | None
+    more: Supplied | None = None  # e-mailed codes and links, passkeys, OpenID Connect (rssp.factors.check)
 
 
 def auth_expression(cred: Credential) -> str:
@@ -89,19 +95,27 @@ async def check_factors(
     """
     if cred.locked:
         await _refuse_locked(store, cred, actor, client_ip)
-    otp_required = cred.needs_totp or cred.factor_bound  # level 3 without its seed never passes
+    plan = await factor_plan(store, hsm, cred, factors, actor, client_ip)  # None: no factor set, PIN [AND OTP]
+    otp_required = (cred.needs_totp or cred.factor_bound) if plan is None else plan.otp  # level 3 needs its seed
     if factors.pin is None or (otp_required and factors.otp is None):
         # Absent factors are a malformed request, not a guess: they do not count toward lockout.
         raise missing_param("array", "authData")
-    if not await _take_attempt(store, cred, max_failures):
+    taken_at = await _take_attempt(store, cred, max_failures)
+    if taken_at is None:
         if await _locked_now(store, cred, max_failures):
             await _refuse_locked(store, cred, actor, client_ip)
         # Every attempt left is being checked right now: not a lockout, but no place for this one.
         raise try_later("Other authorizations of this credential are being checked; try again", 1)
     pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
     step = await _totp_step(hsm, cred, factors.otp) if otp_required else 0
-    if pin_ok and step is not None and await _accept(store, cred, step, actor, client_ip):
-        return kek
+    more_ok = plan is None or await plan.verify(store, hsm)  # checked whatever the PIN gave: no timing oracle
+    if pin_ok and step is not None and more_ok:
+        try:
+            if await _accept(store, cred, step, actor, client_ip):
+                return kek
+        except Exception as exc:
+            give_back_if_unavailable(exc, store, cred.id, taken_at)
+            raise
     await _count_failure(store, cred, max_failures, actor, client_ip)
     raise invalid_authentication_data()
 
@@ -113,16 +127,17 @@ async def _refuse_locked(store: Store, cred: Credential, actor: str, client_ip: 
     raise credential_locked()
 
 
-async def _take_attempt(store: Store, cred: Credential, max_failures: int) -> bool:
-    """Count one attempt if the credential has one left; False if it is locked or has none."""
+async def _take_attempt(store: Store, cred: Credential, max_failures: int) -> float | None:
+    """Count one attempt if the credential has one left: the time written with it; None if locked or none left."""
+    taken_at = time.time()
     async with store.write() as conn:
         result = await conn.execute(
             update(credentials)
             .where(credentials.c.id == cred.id, credentials.c.locked.is_(False),
                    credentials.c.failed_attempts < max_failures)
-            .values(failed_attempts=credentials.c.failed_attempts + 1, updated_at=time.time())
+            .values(failed_attempts=credentials.c.failed_attempts + 1, updated_at=taken_at)
         )
-    return bool(result.rowcount == 1)
+    return taken_at if result.rowcount == 1 else None
 
 
 async def _locked_now(store: Store, cred: Credential, max_failures: int) -> bool:
@@ -142,10 +157,11 @@ async def _locked_now(store: Store, cred: Credential, max_failures: int) -> bool
 async def _accept(store: Store, cred: Credential, step: int, actor: str, client_ip: str | None) -> bool:
     """Reset the attempt count and spend the OTP step, atomically; False if locked or the step was used."""
     query = update(credentials).where(credentials.c.id == cred.id, credentials.c.locked.is_(False))
-    if cred.needs_totp:
+    if cred.needs_totp and step:  # step 0: no TOTP code was asked for (another factor stood in for it)
         query = query.where(credentials.c.totp_last_step < step)
     async with store.write() as conn:
-        result = await conn.execute(query.values(failed_attempts=0, totp_last_step=max(step, 0)))
+        values = {"failed_attempts": 0, **({"totp_last_step": step} if step else {})}  # never moves a step back
+        result = await conn.execute(query.values(**values))
         if result.rowcount != 1:
             return False
         await record(conn, actor=actor, action="credential.factors", target=cred.id, outcome="ok", client_ip=client_ip)

@@ -90,7 +90,14 @@ def _v10_level3(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {binary}")
 
 
-def _v11_pin_change(conn: Connection) -> None:
+def _v11_factors(conn: Connection) -> None:
+    """Signer factors beyond the PIN and TOTP (#14): e-mail, passkeys, OpenID Connect, 202 + handle."""
+    for table in (schema.credential_auth, schema.credential_factors, schema.oob_codes, schema.pending_authorizations,
+                  schema.factor_states, schema.passkey_links):
+        table.create(conn, checkfirst=True)  # with its indexes
+
+
+def _v12_pin_change(conn: Connection) -> None:
     """credentials/changePIN: its requestIDs, and the first-use flag (docs/level3.md)."""
     if "pin_change_required" not in {c["name"] for c in inspect(conn).get_columns("credentials")}:
         conn.exec_driver_sql("ALTER TABLE credentials ADD COLUMN pin_change_required BOOLEAN NOT NULL DEFAULT FALSE")
@@ -107,7 +114,8 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (8, _v8_audit_chain),
     (9, _v9_privileged),
     (10, _v10_level3),
-    (11, _v11_pin_change),
+    (11, _v11_factors),
+    (12, _v12_pin_change),
 ]
 
 
