@@ -64,6 +64,8 @@ async def test_the_old_pin_and_what_it_authorized_stop_working(http, csc, dep, p
 
     status, body = await csc.sign(token, cred, old_sad, [h1], ECDSA_SHA256)
     assert (status, body["error_description"]) == (400, "Invalid parameter SAD")
+    status, body = await csc.call("credentials/extendTransaction", {"credentialID": cred.id, "SAD": old_sad}, token)
+    assert (status, body["error_description"]) == (400, "Invalid parameter SAD")  # nor extended into a new one
     sign = {"credentialID": cred.id, "hashes": [b64(h1)], "hashAlgorithmOID": SHA256,
             "signAlgo": ECDSA_SHA256}
     status, body = await csc.call("signatures/signHash", sign, grant["access_token"])

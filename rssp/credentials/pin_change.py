@@ -11,12 +11,17 @@ One transaction then
   PIN's (:meth:`rssp.hsm.Hsm.rewrap_key`: the key is unwrapped into a session object that is
   destroyed before the call returns), so the old PIN unwraps nothing in the live database;
 - revokes what the old PIN gave: the credential's SADs, its credential-scoped tokens (their
-  whole grants) and its unused OAuth codes (at level 3 they carry the old KEK, sealed);
+  whole grants), its unused OAuth codes and its out-of-band approvals not yet collected
+  (``EMAIL_LINK``'s 202 handles); at level 3 each of them carries the old KEK, sealed;
 - clears ``pin_change_required`` (``[security] require_pin_change_on_first_use``);
 - records the signer's ``requestID``: the same one again answers 204 and changes nothing.
 
 The update holds only if the PIN record is still the one the factors were checked against:
 of two concurrent changes, one applies and the other stores nothing.
+
+The current factors travel in the request, so a credential whose expression can be met only by
+a passkey, an OpenID Provider sign-in or an e-mailed approval link (:mod:`rssp.factors`) cannot
+change its PIN this way: it is refused before anything is counted (:func:`reachable`).
 
 What no change can reach: copies of the database made before it still hold the key wrapped
 under the old PIN's KEK (docs/level3.md).
@@ -35,15 +40,20 @@ from rssp.auth.passwords import hash_secret
 from rssp.auth.tokens import revoke_grant
 from rssp.credentials.model import Credential
 from rssp.errors import CSCError, OperatorError, invalid_request
+from rssp.factors import model as factor_model
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.store import Conn, Store
-from rssp.store.schema import credentials, oauth_codes, pin_change_requests, sad_hashes, sads, tokens
+from rssp.store.schema import (credentials, oauth_codes, pending_authorizations, pin_change_requests, sad_hashes,
+                               sads, tokens)
 
 PIN_CHANGE_REQUIRED = "The PIN must be changed with credentials/changePIN before the credential can sign"
 SAME_PIN = "newPIN must differ from the current PIN"
 CHANGED_MEANWHILE = "The PIN was changed by another request meanwhile"
 REQUEST_REUSED = "requestID was already used for another request"
+UNREACHABLE = ("The credential's factors cannot all be sent to credentials/changePIN "
+               "(a passkey, an OpenID Provider sign-in or an e-mailed approval link is required)")
+IN_BAND = frozenset({factor_model.OTP, factor_model.EMAIL_OTP})  # with the PIN: what the request can carry
 MIN_DIGITS, MAX_DIGITS = 4, 32
 
 
@@ -77,6 +87,16 @@ def check_new_pin(cred: Credential, new_pin: str, current_pin: str) -> None:
         raise PinChangeError(f"Invalid parameter newPIN: {problem}")
     if new_pin == current_pin:
         raise PinChangeError(SAME_PIN)
+
+
+async def reachable(store: Store, cred: Credential) -> None:
+    """Refuse a credential whose factor set no request body can satisfy (nothing counted).
+
+    The factor set's MAC is checked later, by :func:`~rssp.sam.factors.check_factors`.
+    """
+    factor_set = await factor_model.load(store, cred.id)
+    if factor_set is not None and factor_set.expression.restricted_to(IN_BAND | {"PIN"}) is None:
+        raise PinChangeError(UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -162,7 +182,8 @@ async def revoke_authorizations(conn: Conn, credential_id: str) -> dict[str, int
     Run after the credential's row is updated (locked) in the same transaction. The OAuth codes
     not yet exchanged go first: an exchange in flight holds its code's row, so this waits for it
     and the statements after it see the token it issued. Then the credential-scoped tokens with
-    their whole grant (refresh tokens too) and their SAD rows; then every other SAD.
+    their whole grant (refresh tokens too) and their SAD rows; then every other SAD, and the
+    out-of-band approvals (202 handles) not yet collected.
     """
     codes = await conn.execute(delete(oauth_codes).where(oauth_codes.c.credential_id == credential_id,
                                                          oauth_codes.c.used.is_(False)))
@@ -173,13 +194,18 @@ async def revoke_authorizations(conn: Conn, credential_id: str) -> dict[str, int
     issued = select(sads.c.sad_hash).where(sads.c.credential_id == credential_id)
     await conn.execute(delete(sad_hashes).where(sad_hashes.c.sad_hash.in_(issued)))
     gone = await conn.execute(delete(sads).where(sads.c.credential_id == credential_id))
-    return {"revokedSADs": int(gone.rowcount), "revokedTokenGrants": len(grants), "revokedCodes": int(codes.rowcount)}
+    pending = await conn.execute(delete(pending_authorizations).where(
+        pending_authorizations.c.credential_id == credential_id,
+        pending_authorizations.c.status.in_(("pending", "approved"))))
+    return {"revokedSADs": int(gone.rowcount), "revokedTokenGrants": len(grants), "revokedCodes": int(codes.rowcount),
+            "revokedApprovals": int(pending.rowcount)}
 
 
 async def hold_pin(conn: Conn, cred: Credential) -> bool:
     """Whether the PIN record is still the one ``cred``'s factors were checked against.
 
-    Called in the transaction that issues a SAD or a code from checked factors; on PostgreSQL it
+    Called in the transaction that issues a SAD, a code or an out-of-band approval's handle from
+    checked factors; on PostgreSQL it
     share-locks the credential's row until that transaction ends. A concurrent change then
     either committed first (False: the caller issues nothing) or waits for the caller's commit
     and revokes what it issued. SQLite runs one write transaction at a time anyway.

@@ -32,7 +32,7 @@ from rssp.auth.secrets import digest, new_secret
 from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
-from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, sad_inserts
+from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, hold_credential, sad_inserts
 from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad, state_columns
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sads
@@ -328,6 +328,7 @@ async def _with_successor(hsm: Hsm, found: StoredSad, planned: SadGrant | CSCErr
 def _commit_extend(found: StoredSad, new: NewSad, grant: SadGrant, client_ip: str | None,
                    conn: Connection) -> None:
     st = found.state
+    hold_credential(conn, grant.credential_id)  # a concurrent PIN change deletes the new SAD or finds none
     gone = conn.execute(delete(sads).where(sads.c.sad_hash == st.sad_hash, sads.c.mac == found.mac,
                                            sads.c.remaining == st.remaining))
     if gone.rowcount != 1:
