@@ -53,7 +53,7 @@ CHANGED_MEANWHILE = "The PIN was changed by another request meanwhile"
 REQUEST_REUSED = "requestID was already used for another request"
 UNREACHABLE = ("The credential's factors cannot all be sent to credentials/changePIN "
                "(a passkey, an OpenID Provider sign-in or an e-mailed approval link is required)")
-IN_BAND = frozenset({factor_model.OTP, factor_model.EMAIL_OTP})  # with the PIN: what the request can carry
+IN_BAND = frozenset({factor_model.PIN, factor_model.OTP, factor_model.EMAIL_OTP})  # what a request body carries
 MIN_DIGITS, MAX_DIGITS = 4, 32
 
 
@@ -95,7 +95,7 @@ async def reachable(store: Store, cred: Credential) -> None:
     The factor set's MAC is checked later, by :func:`~rssp.sam.factors.check_factors`.
     """
     factor_set = await factor_model.load(store, cred.id)
-    if factor_set is not None and factor_set.expression.restricted_to(IN_BAND | {"PIN"}) is None:
+    if factor_set is not None and factor_set.expression.restricted_to(IN_BAND) is None:
         raise PinChangeError(UNREACHABLE)
 
 
