@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rssp import health, plugins
-from rssp.api import auth, credentials, info, lifecycle, oob, openapi, polling, signatures, signdoc, suspension
+from rssp.api import (auth, credentials, info, lifecycle, oob, openapi, pin_change, polling, signatures, signdoc,
+                      suspension)
 from rssp.api import oauth
 from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
@@ -40,7 +41,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     app[TRAFFIC] = Traffic()
     app[INFO_EXTRAS] = {"v1": {}, "v2": {}}
     registry = Registry()
-    for module in (info, auth, credentials, lifecycle, oob, signatures, signdoc, polling, suspension):
+    for module in (info, auth, credentials, lifecycle, oob, signatures, signdoc, polling, suspension, pin_change):
         module.register(registry)
     lifecycle.setup(app, config)  # the [credentials] policy of credentials/create
     app[FACTORS] = of_services(services.extras, config)  # e-mailed codes, passkeys, OpenID Providers (#14)

@@ -73,6 +73,7 @@ async def _credential_create(args: argparse.Namespace) -> None:
         req = EnrollRequest(
             username=args.user, level=args.level, key_spec=KeySpec.parse(args.key), pin=args.pin, totp=args.totp,
             multisign=args.multisign, description=args.description, subject_dn=args.subject, ca_id=ca_id,
+            pin_change_required=inst.config.security.require_pin_change_on_first_use,
             factors=_factor_request(args),
         )
         connector = build_connector(inst.config.cas[ca_id], inst.hsm, inst.config.directory)

@@ -69,6 +69,8 @@ class SecurityConfig:
     login_max_block_seconds: float = 900.0
     login_concurrency: int = 8  # unauthenticated login checks one worker runs or queues at once; more get 429
     sad_max_lifetime_seconds: int = 3600  # a transaction's absolute lifetime: extendTransaction cannot pass it
+    # credentials created by an operator or an RA cannot sign until the signer changes the PIN they chose
+    require_pin_change_on_first_use: bool = False
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,8 @@ _HEADER = """\
 #             the environment variable RSSP_DATABASE_URL overrides it.
 # [hsm]       module: the PKCS#11 library; token_label; pin_file (mode 0600); softhsm2_conf.
 # [security]  sad_ttl_seconds, access_token_ttl_seconds, refresh_token_ttl_seconds,
-#             max_failed_attempts (credential lockout), max_hashes_per_request.
+#             max_failed_attempts (credential lockout), max_hashes_per_request,
+#             require_pin_change_on_first_use (no signing until the signer changes the PIN set for them).
 # [service]   what info reports: name, description, region, lang, logo.
 # [ca.NAME]   a CA connector ("connector" = entry point name in rssp.ca_connectors) and its settings.
 # [credentials] what credentials/create (CSC v2.2) makes: level, key, totp, multisign, pin_digits,

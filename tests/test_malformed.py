@@ -465,6 +465,28 @@ def build_specs() -> dict[str, Spec]:
                 desc=invalid("authData")),
         ])
 
+    # ------------------------------------------------------------------ credentials/changePIN
+    # Bob's credential again: a row that were valid by mistake would look unknown and change nothing.
+    cp = {"credentialID": bob, "authData": pin, "newPIN": "24682468", "requestID": "malformed-pin-1"}
+    specs["credentials/changePIN"] = Spec(auth="alice", base=cp, fields={
+        "credentialID": ("string", True), "authData": ("objects", False), "newPIN": ("string", True),
+        "requestID": ("string", True), "PIN": ("string", False), "OTP": ("string", False),
+    }, rows=[
+        Row("credentials/changePIN", "credentialID unknown", with_(cp, credentialID="no-such-credential"),
+            desc=invalid("credentialID")),
+        Row("credentials/changePIN", "credentialID someone else's", cp, desc=invalid("credentialID")),
+        Row("credentials/changePIN", "requestID blank", with_(cp, requestID="  "), desc=invalid("requestID")),
+        Row("credentials/changePIN", "requestID absurdly long", with_(cp, requestID="r" * 129),
+            desc=invalid("requestID")),
+        Row("credentials/changePIN", "newPIN absurdly long", with_(cp, newPIN=LONG), desc=invalid("newPIN")),
+        Row("credentials/changePIN", "newPIN with NUL", with_(cp, newPIN="2468\u00002468"), desc=invalid("newPIN")),
+        Row("credentials/changePIN", "newPIN with a lone surrogate", with_(cp, newPIN="2468\ud800"),
+            desc=invalid("newPIN")),
+        Row("credentials/changePIN", "no authData", without(cp, "authData"), desc=missing("array", "authData")),
+        Row("credentials/changePIN", "authData an unknown id", with_(cp, authData=[{"id": "PASSWORD", "value": "1"}]),
+            desc=invalid("authData")),
+    ])
+
     # ------------------------------------------------------------------ credentials/extendTransaction
     ext = {"credentialID": p256, "SAD": Ref("sad:ec"), "hashes": [b64(H1)], "hashAlgorithmOID": SHA256}
     ext_rows = [

@@ -238,6 +238,7 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
         result = await conn.execute(
             update(credentials).where(*where)
             .values(pin_hash=pin_hash, totp_secret=sealed, totp_last_step=0, failed_attempts=0, locked=False,
+                    pin_change_required=services.config.security.require_pin_change_on_first_use,  # the RA chose it
                     updated_at=time.time(), **({"wrapped_key": wrapped} if wrapped is not None else {})))
         if result.rowcount != 1:
             raise _state_error()

@@ -120,6 +120,8 @@ def credential_view(cred: Credential, *, certificates: str, cert_info: bool, ver
         out["description"] = cred.description
     if cred.signature_qualifier:
         out["signatureQualifier"] = cred.signature_qualifier
+    if cred.pin_change_required:  # JT2A extension: no signing until credentials/changePIN
+        out["pinChangeRequired"] = True
     if version == "v1":
         out.update(v1_fields(cred, factor_set))
     return out

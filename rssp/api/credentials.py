@@ -11,8 +11,10 @@ from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
+from rssp.credentials.pin_change import hold_pin, refuse_until_pin_changed
 from rssp import metrics
-from rssp.errors import CSCError, credential_locked, invalid_param, invalid_request, missing_param, unknown_credential
+from rssp.errors import (CSCError, credential_locked, invalid_authentication_data, invalid_param, invalid_request,
+                         missing_param, unknown_credential)
 from rssp.hsm.types import HashName
 from rssp.factors import pending
 from rssp.factors.check import Supplied
@@ -150,6 +152,7 @@ async def authorize(call: Call) -> web.Response:
     body, services = call.body, call.services
     num = body.integer("numSignatures", required=True)
     cred = await own_credential(call, enabled=True)
+    refuse_until_pin_changed(cred)
     assert num is not None
     if num < 1:
         raise invalid_request("Invalid value for parameter numSignatures")
@@ -190,6 +193,8 @@ async def issue_authorization(services: Services, cred: Credential, grant: SadGr
         assert kek is not None  # check_factors returns it for every level-3 credential it lets through
         sealed = await issue_sad(services.hsm, grant, kek, ttl, lifetime)
     async with services.store.write() as conn:
+        if not await hold_pin(conn, cred):  # the PIN changed since the factors were checked
+            raise invalid_authentication_data()
         if sealed is not None:
             await sealed.insert(conn)
             sad = sealed.value

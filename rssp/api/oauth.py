@@ -207,7 +207,7 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
         view, _cred, _ = await _consent_view(request, session)
         return _consent_html(lang, csrf, view, key, 400)
     kek = kek if req.scope == CREDENTIAL else None  # a deletion token carries no key
-    return _see_other(await flow.approve(services, settings, session, cred.id, client_ip(request), kek))
+    return _see_other(await flow.approve(services, settings, session, cred.id, client_ip(request), kek, cred))
 
 
 async def _factor_step(request: web.Request, session: AuthSession, cred: Credential, action: str,

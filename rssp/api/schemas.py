@@ -67,7 +67,9 @@ _CERT = obj(status=string(), certificates=array(b64()), issuerDN=string(), subje
 _AUTH = obj(("mode",), mode=string(), expression=string(), objects=array(obj()))
 CREDENTIAL_INFO_BODY = obj(("key", "cert", "auth", "SCAL", "multisign"), key=_KEY, cert=_CERT, auth=_AUTH,
                            SCAL=string(), multisign=integer(), lang=string(), description=string(),
-                           signatureQualifier=string())
+                           signatureQualifier=string(),
+                           pinChangeRequired=boolean("JT2A extension, sent only when true: credentials/changePIN "
+                                                     "first"))
 
 LIST = Doc(
     "The caller's credentials",

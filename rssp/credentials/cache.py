@@ -5,7 +5,8 @@ them costs a database hop. They are fixed once the credential is enabled, so the
 here. Everything that can change (enabled, deleted, locked) is not trusted from the cache: the
 SAD spend re-checks ``status = 'enabled'`` in the same statement that spends
 (:func:`rssp.sam.sad.spend_sad`), so a credential disabled or deleted by another process is
-refused on its next use.
+refused on its next use. Nor is a level-3 credential's wrapped key, which ``credentials/changePIN``
+re-wraps: the level-3 spend reads it beside the SAD (:class:`rssp.sam.sealed_sad.Unlocked`).
 """
 
 from __future__ import annotations

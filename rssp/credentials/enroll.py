@@ -37,8 +37,9 @@ from rssp.factors.settings import FactorSettings
 from rssp.hsm import Hsm, KeyNotFound
 from rssp.hsm.types import GeneratedKey, KeySpec
 from rssp.credentials.keylabel import make_label  # who made the key: rssp doctor tells orphans
+from rssp.credentials.pin_change import pin_problem
 from rssp.sam.factors import TOTP_KEY_LABEL
-from rssp.sam.kek import new_kek, pin_problem
+from rssp.sam.kek import new_kek
 from rssp.sam.samkeys import ensure_sam_keys
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials
@@ -61,6 +62,7 @@ class EnrollRequest:
     description: str | None = None
     subject_dn: str | None = None
     ca_id: str = "local"  # the CA that issues the certificate; the operator, not its RA, enrolls
+    pin_change_required: bool = False  # [security] require_pin_change_on_first_use: the operator typed the PIN
     factors: FactorRequest = field(default_factory=FactorRequest)  # e-mail, passkey, OpenID (rssp.factors.link)
 
 
@@ -76,12 +78,9 @@ def _check(req: EnrollRequest) -> None:
         raise EnrollmentError("level must be 1, 2 or 3")
     if req.level >= 2 and not (req.totp or req.factors.any):
         raise EnrollmentError(f"level {req.level} needs a second factor: add --totp, --email, --passkey or --oidc-issuer")
-    if req.level >= 3:
-        problem = pin_problem(req.pin)
-        if problem:
-            raise EnrollmentError(problem)
-    elif not (req.pin.isdigit() and 4 <= len(req.pin) <= 32):
-        raise EnrollmentError("the PIN must be 4 to 32 digits")
+    problem = pin_problem(req.level, req.pin)
+    if problem:
+        raise EnrollmentError(problem)
     if not 1 <= req.multisign <= 1000:
         raise EnrollmentError("multisign must be between 1 and 1000")
 
@@ -127,6 +126,7 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                     chain=json.dumps([base64.b64encode(c).decode() for c in issued.chain]), status="enabled",
                     multisign=req.multisign, pin_hash=pin_hash, totp_secret=sealed,
                     failed_attempts=0, locked=False, totp_last_step=0, ca_id=req.ca_id, wrapped_key=wrapped,
+                    pin_change_required=req.pin_change_required,
                     created_at=now, updated_at=now,
                 )
             )

@@ -38,6 +38,7 @@ class Credential:
     locked: bool
     ca_id: str | None
     wrapped_key: bytes | None = None  # level 3: the private key exists only wrapped (docs/level3.md)
+    pin_change_required: bool = False  # set by whoever chose the PIN: no signing until the signer changes it
 
     @property
     def scal(self) -> str:
@@ -78,6 +79,7 @@ def from_row(row: Row) -> Credential:
     values = {name: row._mapping[name] for name in _COLUMNS}
     values["chain"] = tuple(base64.b64decode(c) for c in json.loads(row.chain or "[]"))
     values["locked"] = bool(row.locked)
+    values["pin_change_required"] = bool(row.pin_change_required)
     return Credential(**values)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import delete, select, update
 from rssp.audit import record
 from rssp.auth.secrets import digest, new_secret
 from rssp.credentials import Credential
+from rssp.credentials.pin_change import hold_pin
 from rssp.errors import CSCError, invalid_authentication_data, invalid_param
 from rssp.factors import oob
 from rssp.factors.delivery import DeliveryError
@@ -93,6 +94,8 @@ async def start(store: Store, hsm: Hsm, factors: FactorService, cred: Credential
     now = time.time()
     sealed = seal(handle, kek, _kek_context(handle_hash, cred.id)) if kek is not None else None
     async with store.write() as conn:
+        if not await hold_pin(conn, cred):  # the PIN changed since it was checked (credentials/changePIN):
+            raise invalid_authentication_data()  # no link goes out (its reservation still counts as a send)
         await conn.execute(delete(pending_authorizations).where(pending_authorizations.c.expires_at < now - 3600))
         await conn.execute(pending_authorizations.insert().values(
             handle_hash=handle_hash, link_hash=link_hash, credential_id=cred.id, user_id=cred.user_id,

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import Credential, get_credential, list_credentials
+from rssp.credentials.pin_change import CHANGED_MEANWHILE, PIN_CHANGE_REQUIRED, hold_pin
 from rssp.credentials.policy import CreationPolicy
 from rssp.errors import CSCError
 from rssp.oauth import par
@@ -111,6 +112,8 @@ async def choose_credential(services: Services, req: AuthorizationRequest, user_
     if cred.status != "enabled":
         raise error_redirect(req, RedirectableError("invalid_request",
                                                     "The credential identified by credentialID is disabled"))
+    if cred.pin_change_required:  # the first-use policy (rssp.credentials.pin_change)
+        raise error_redirect(req, RedirectableError("invalid_request", PIN_CHANGE_REQUIRED))
     if grant.num_signatures > cred.multisign:
         raise error_redirect(req, RedirectableError("invalid_request", "Numbers of signatures is too high"))
     if cred.scal == "2" and not grant.hashes:  # SCAL 2: the token is bound to the hashes
@@ -141,15 +144,18 @@ def creation_terms(req: AuthorizationRequest, policy: CreationPolicy) -> tuple[t
 
 
 async def approve(services: Services, settings: OAuthSettings, session: AuthSession, credential_id: str | None,
-                  ip: str | None, kek: bytes | None = None) -> str:
+                  ip: str | None, kek: bytes | None = None, checked: Credential | None = None) -> str:
     """Consume the session, issue the code, and return where to send the browser.
 
     ``kek``: a level-3 credential's key-encryption key from the consent's PIN check; the code
     carries it sealed to itself, to be sealed to the access token it is exchanged for.
+    ``checked``: the credential as its factors were checked; no code if its PIN changed since.
     """
     req = session.request
     assert session.user_id is not None
     async with services.store.write() as conn:
+        if checked is not None and not await hold_pin(conn, checked):
+            raise error_redirect(req, RedirectableError("access_denied", CHANGED_MEANWHILE))
         if not await close_session(conn, session):
             raise error_redirect(req, RedirectableError("access_denied", "The authorization session has ended"))
         code = await issue_code(conn, req, session.user_id, credential_id, settings.code_ttl_seconds, kek)

@@ -21,6 +21,7 @@ from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import SignMechanism
 from rssp.sam.sad import Spend
+from rssp.sam.sealed_sad import Unlocked
 from rssp.sam.signing import SignRequest, SigningService
 
 _NOT_AUTHORIZED = CSCError(403, "invalid_hash", "Document or documentDigest does not match authorized hash")
@@ -45,10 +46,10 @@ class DocumentAuthorization:
 class SignaturePermit:
     """One HSM signature per authorized output, after the SAD was spent for all of them."""
 
-    def __init__(self, service: SigningService, auth: DocumentAuthorization, kek: bytes | None = None) -> None:
+    def __init__(self, service: SigningService, auth: DocumentAuthorization, unlocked: Unlocked | None = None) -> None:
         self._service = service
         self._auth = auth
-        self._kek = kek  # level 3: the signer's key-encryption key, for this call only
+        self._unlocked = unlocked  # level 3: the signer's key-encryption key and key, for this call only
         self._used = [False] * len(auth.digests)
 
     @property
@@ -62,7 +63,7 @@ class SignaturePermit:
         self._used[index] = True
         auth = self._auth
         req = SignRequest(auth.credential, auth.user_id, auth.sad, (digest,), "", None, None, auth.client_ip)
-        signature = (await self._service.sign_spent(req, auth.mechanisms[index], self._kek))[0]
+        signature = (await self._service.sign_spent(req, auth.mechanisms[index], self._unlocked))[0]
         async with self._service.store.write() as conn:
             await record(conn, actor=auth.user_id, action="signature.document", target=auth.credential.id,
                          outcome="ok", client_ip=auth.client_ip,
@@ -89,13 +90,13 @@ async def authorize_documents(service: SigningService, auth: DocumentAuthorizati
     in the spend's transaction (an asynchronous request's job row).
     """
     try:
-        kek = await service.spend_authorization(auth.credential, auth.sad, auth.spend, then)
+        unlocked = await service.spend_authorization(auth.credential, auth.sad, auth.spend, then)
     except CSCError as refused:
         await service.record_refusal(auth.user_id, auth.credential.id, auth.digests, auth.client_ip,
                                      refused.description)
         if refused.description == "Hash is not authorized by the SAD.":
             raise _NOT_AUTHORIZED from None
         raise
-    return SignaturePermit(service, auth, kek)
+    return SignaturePermit(service, auth, unlocked)
 
 

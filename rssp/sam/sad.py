@@ -265,8 +265,19 @@ async def extend_sad(store: Store, sad: str, grant: SadGrant, ttl_seconds: int,
     return await store.transaction(partial(_extend, digest(sad), grant, ttl_seconds, client_ip))
 
 
+def hold_credential(conn: Connection, credential_id: str) -> None:
+    """Share-lock the credential's row (PostgreSQL) before an extension replaces a SAD.
+
+    A concurrent ``credentials/changePIN`` updates that row and then deletes the credential's
+    SADs: it either waits for the extension and deletes the SAD it made, or comes first, and
+    then the old SAD is gone. Without the lock its delete could miss a SAD committed meanwhile.
+    """
+    conn.execute(select(credentials.c.id).where(credentials.c.id == credential_id).with_for_update(read=True))
+
+
 def _extend(old_hash: str, grant: SadGrant, ttl_seconds: int, client_ip: str | None,
             conn: Connection) -> tuple[str, int]:
+    hold_credential(conn, grant.credential_id)
     if conn.execute(select(tokens.c.token_hash).where(tokens.c.token_hash == old_hash)).first() is not None:
         # A credential token's grant is the token's: a SAD made from it would outlive its revocation.
         raise invalid_sad()

@@ -127,11 +127,14 @@ class StoredSad:
     mac: bytes | None
     credential_status: str | None
     is_token: bool  # the row is a credential-scoped OAuth token's grant
+    wrapped_key: bytes | None = None  # level 3: the credential's key as stored now (a PIN change re-wraps it)
 
 
 _READ = select(
     sads,
     select(credentials.c.status).where(credentials.c.id == sads.c.credential_id).scalar_subquery().label("status"),
+    select(credentials.c.wrapped_key).where(credentials.c.id == sads.c.credential_id).scalar_subquery()
+    .label("wrapped_key"),
     exists().where(tokens.c.token_hash == sads.c.sad_hash).label("is_token"),
 )
 
@@ -146,7 +149,8 @@ def read_sad(sad_hash: str, conn: Connection) -> StoredSad | None:
         None if row.not_after is None else float(row.not_after), bytes(row.digests or b""),
         int.from_bytes(bytes(row.used_map or b""), "little"), None if row.sealed_kek is None else bytes(row.sealed_kek),
     )
-    return StoredSad(state, None if row.mac is None else bytes(row.mac), row.status, bool(row.is_token))
+    return StoredSad(state, None if row.mac is None else bytes(row.mac), row.status, bool(row.is_token),
+                     None if row.wrapped_key is None else bytes(row.wrapped_key))
 
 
 def state_columns(state: SadState, mac: bytes) -> dict[str, object]:

@@ -32,7 +32,7 @@ from rssp.auth.secrets import digest, new_secret
 from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
-from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, sad_inserts
+from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, hold_credential, sad_inserts
 from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad, state_columns
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sads
@@ -197,6 +197,19 @@ def _commit_refund(found: StoredSad, after: SadState, mac: bytes, spend: Spend, 
 # --- the three uses ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Unlocked:
+    """What a level-3 spend yields to sign with: the signer's KEK and the wrapped key.
+
+    The wrapped key is the one the spend read beside the SAD, never a process's cached copy:
+    ``credentials/changePIN`` re-wraps it, and a SAD issued after the change carries the new
+    KEK, which only the new blob opens (:mod:`rssp.credentials.pin_change`).
+    """
+
+    kek: bytes
+    wrapped_key: bytes | None
+
+
+@dataclass(frozen=True)
 class TokenCheck:
     """signHash's one-hop path: the Bearer token is checked in the transaction that reads the SAD,
     and a refusal of any kind is left to the ordinary path, which repeats it and audits it."""
@@ -211,8 +224,8 @@ def _read_checked(sad_hash: str, spend: Spend, token: TokenCheck | None, conn: C
     return read_sad(sad_hash, conn)
 
 
-async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, token: TokenCheck | None = None) -> bytes:
-    """Reserve ``spend.digests`` of a level-3 SAD, all or none; the signer's KEK to sign them with.
+async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, token: TokenCheck | None = None) -> Unlocked:
+    """Reserve ``spend.digests`` of a level-3 SAD, all or none; the signer's KEK and key to sign them with.
 
     Refusals are those of :func:`rssp.sam.sad.spend_sad`, after the MAC has held. With ``token``
     (the one-hop path) a row whose MAC does not hold is refused without its audit record: the
@@ -230,7 +243,7 @@ async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, token: To
         kek = await _kek(store, sad, found, spend, audit=token is None)
         try:
             await store.transaction(partial(_commit_spend, found, after, after_mac, spend))
-            return kek
+            return Unlocked(kek, found.wrapped_key)
         except _Conflict:
             await _backoff(attempt)
     raise _busy()
@@ -315,6 +328,7 @@ async def _with_successor(hsm: Hsm, found: StoredSad, planned: SadGrant | CSCErr
 def _commit_extend(found: StoredSad, new: NewSad, grant: SadGrant, client_ip: str | None,
                    conn: Connection) -> None:
     st = found.state
+    hold_credential(conn, grant.credential_id)  # a concurrent PIN change deletes the new SAD or finds none
     gone = conn.execute(delete(sads).where(sads.c.sad_hash == st.sad_hash, sads.c.mac == found.mac,
                                            sads.c.remaining == st.remaining))
     if gone.rowcount != 1:

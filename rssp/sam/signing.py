@@ -6,8 +6,9 @@ whole batch in one HSM call, verify each value, return them in request order. No
 spent for a request that is malformed.
 
 A level-3 credential takes another spend (:mod:`rssp.sam.sealed_sad`: the SAD row's HSM MAC is
-verified and rewritten) that yields the signer's key-encryption key, and its batch is signed by
-unwrapping the key for that one HSM call (:meth:`rssp.hsm.Hsm.sign_wrapped`).
+verified and rewritten) that yields the signer's key-encryption key and the wrapped key as the
+database holds it, and its batch is signed by unwrapping the key for that one HSM call
+(:meth:`rssp.hsm.Hsm.sign_wrapped`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError, SignMechanism
 from rssp.sam.sad import Spend, refund_sad, spend_sad, spend_sad_for_token
-from rssp.sam.sealed_sad import TokenCheck, refund_sealed, spend_sealed
+from rssp.sam.sealed_sad import TokenCheck, Unlocked, refund_sealed, spend_sealed
 from rssp.sam.verify import Verifier
 from rssp.store import Store
 
@@ -52,11 +53,11 @@ class SigningService:
     async def sign_hashes(self, req: SignRequest) -> list[bytes]:
         mechanism = self._mechanism(req)
         try:
-            kek = await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism))
+            unlocked = await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism))
         except CSCError as refused:
             await self._record(req, "refused", refused.description)
             raise
-        return await self.sign_spent(req, mechanism, kek)
+        return await self.sign_spent(req, mechanism, unlocked)
 
     async def spend(self, req: SignRequest, then: Callable[[Connection], object] | None = None) -> SignMechanism:
         """Check the request and spend its authorization for an asynchronous job; a refusal is audited and raised.
@@ -74,8 +75,8 @@ class SigningService:
         return mechanism
 
     async def spend_authorization(self, cred: Credential, sad: str, spend: Spend,
-                                  then: Callable[[Connection], object] | None = None) -> bytes | None:
-        """Spend the SAD for ``spend``; at level 3 the signer's KEK (never kept beyond the request)."""
+                                  then: Callable[[Connection], object] | None = None) -> Unlocked | None:
+        """Spend the SAD for ``spend``; at level 3 the signer's KEK and key (never kept beyond the request)."""
         if cred.factor_bound:
             if then is not None:
                 raise CSCError(400, "invalid_request", "Asynchronous mode is not available for level-3 credentials")
@@ -99,17 +100,17 @@ class SigningService:
         spent and nothing recorded, whenever the request would not succeed before signing: the
         caller then serves it the ordinary way, which raises and audits in its own order.
         """
-        kek = None
+        unlocked = None
         try:
             mechanism = self._mechanism(req)
             spend = self._spend(req, mechanism)
             if req.credential.factor_bound:  # level 3: the SAM's spend (MAC, KEK), the token checked in its read
-                kek = await spend_sealed(self.store, self.hsm, req.sad, spend, TokenCheck(token, scopes))
+                unlocked = await spend_sealed(self.store, self.hsm, req.sad, spend, TokenCheck(token, scopes))
             else:
                 await spend_sad_for_token(self.store, token, scopes, req.sad, spend)
         except CSCError:
             return None
-        return await self.sign_spent(req, mechanism, kek)
+        return await self.sign_spent(req, mechanism, unlocked)
 
     @staticmethod
     def _mechanism(req: SignRequest) -> SignMechanism:
@@ -129,17 +130,19 @@ class SigningService:
     def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:
         return Spend(req.user_id, req.credential.id, mechanism.hash, req.digests, req.client_ip)
 
-    async def sign_spent(self, req: SignRequest, mechanism: SignMechanism, kek: bytes | None = None) -> list[bytes]:
+    async def sign_spent(self, req: SignRequest, mechanism: SignMechanism,
+                         unlocked: Unlocked | None = None) -> list[bytes]:
         """Sign and verify once the SAD is spent: from here a failure is a server error.
 
-        ``kek``: what a level-3 spend returned; without it a level-3 key cannot sign.
+        ``unlocked``: what a level-3 spend returned; without it a level-3 key cannot sign.
         """
         cred, digests = req.credential, list(req.digests)
         try:
             if cred.factor_bound:
-                if kek is None or cred.wrapped_key is None:
+                if unlocked is None or unlocked.wrapped_key is None:
                     raise HsmError("a level-3 key signs only with the signer's key-encryption key")
-                signatures = await self.hsm.sign_wrapped(cred.wrapped_key, cred.key_kind, kek, mechanism, digests)
+                signatures = await self.hsm.sign_wrapped(unlocked.wrapped_key, cred.key_kind, unlocked.kek,
+                                                         mechanism, digests)
             else:
                 signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
         except HsmError:

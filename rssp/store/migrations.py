@@ -97,6 +97,13 @@ def _v11_factors(conn: Connection) -> None:
         table.create(conn, checkfirst=True)  # with its indexes
 
 
+def _v12_pin_change(conn: Connection) -> None:
+    """credentials/changePIN: its requestIDs, and the first-use flag (docs/level3.md)."""
+    if "pin_change_required" not in {c["name"] for c in inspect(conn).get_columns("credentials")}:
+        conn.exec_driver_sql("ALTER TABLE credentials ADD COLUMN pin_change_required BOOLEAN NOT NULL DEFAULT FALSE")
+    schema.pin_change_requests.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_oauth),
@@ -108,6 +115,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (9, _v9_privileged),
     (10, _v10_level3),
     (11, _v11_factors),
+    (12, _v12_pin_change),
 ]
 
 

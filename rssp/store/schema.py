@@ -57,6 +57,8 @@ credentials = Table(
     Column("totp_last_step", Integer, nullable=False, default=0),
     Column("ca_id", String(64)),  # the CA that issues the certificate; never who may manage it (manage_enrollments)
     Column("wrapped_key", LargeBinary),  # level 3: the private key, wrapped under the signer's KEK (docs/level3.md)
+    # set by the operator or RA when [security] require_pin_change_on_first_use: no signing until credentials/changePIN
+    Column("pin_change_required", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -396,5 +398,14 @@ passkey_links = Table(
     Column("credential_id", String(64), ForeignKey("credentials.id"), nullable=False),
     Column("used", Boolean, nullable=False, default=False),
     Column("expires_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+pin_change_requests = Table(
+    "pin_change_requests",  # requestID of every credentials/changePIN: a replay changes nothing
+    metadata,
+    Column("requester", String(160), primary_key=True),  # the signer's user ID
+    Column("request_id", String(128), primary_key=True),
+    Column("credential_id", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
 )
