@@ -212,8 +212,8 @@ def _insert(conn: Connection, chain: Chain, seq: int, digest: bytes, row: Mappin
     values = (*(row[name] for name in RECORD_FIELDS), chain.id, seq, digest.hex())
     if chain.seq == 0:
         _register(conn, chain.id)
-        return _INSERT_FIRST.run(conn, dict(zip(_COLUMNS, values))) == 1
-    return _INSERT_NEXT.run(conn, dict(zip(_NEXT_NAMES, values))) == 1
+        return _INSERT_FIRST.run(conn, dict(zip(_COLUMNS, values, strict=True))) == 1
+    return _INSERT_NEXT.run(conn, dict(zip(_NEXT_NAMES, values, strict=True))) == 1
 
 
 def _read_head(conn: Connection, chain: Chain) -> None:

@@ -125,7 +125,7 @@ async def _check_checkpoints(store: Store, hsm: Hsm, report: Report) -> dict[str
     expected, previous_mac = 1, ""
     while rows := await store.query(partial(_checkpoint_page, expected - 1)):
         macs = await hsm.mac_many(MAC_KEY_LABEL, [mac_message(row.body) for row in rows])
-        for row, mac in zip(rows, macs):
+        for row, mac in zip(rows, macs, strict=True):
             body = _checkpoint_body(row, mac)
             for problem in _checkpoint_problems(row, body, expected, previous_mac):
                 report.checkpoint_problems.append(Finding("checkpoint", problem))
@@ -172,7 +172,8 @@ async def _writer_keys(store: Store, hsm: Hsm, seals: dict[str, dict[int, Seal]]
     keys: dict[str, bytes] = {}
     for start in range(0, len(writers), _PAGE):
         batch = writers[start:start + _PAGE]
-        keys.update(zip(batch, await hsm.mac_many(MAC_KEY_LABEL, [writer_key_message(w) for w in batch])))
+        keys.update(zip(batch, await hsm.mac_many(MAC_KEY_LABEL, [writer_key_message(w) for w in batch]),
+                        strict=True))
     return keys
 
 

@@ -116,7 +116,7 @@ def sealed_files(directory: Path, content: bytes) -> dict[str, bytes]:
 async def _file_macs(hsm: Hsm, files: dict[str, bytes]) -> dict[str, str]:
     names = sorted(files)
     macs = await hsm.mac_many(CONFIG_MAC_LABEL, [_FILE_DOMAIN + name.encode() + b"\0" + files[name] for name in names])
-    return {name: mac.hex() for name, mac in zip(names, macs)}
+    return {name: mac.hex() for name, mac in zip(names, macs, strict=True)}
 
 
 async def _seal_of(hsm: Hsm, macs: dict[str, str]) -> str:

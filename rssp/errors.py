@@ -34,6 +34,12 @@ def invalid_param(name: str) -> CSCError:
     return invalid_request(f"Invalid parameter {name}")
 
 
+def both_passed(alias: str, name: str) -> CSCError:
+    """One parameter sent under two of its names (say v1 ``hash`` and v2 ``hashes``): which one counts
+    would be a guess, and a proxy or log reading the other would see another request."""
+    return invalid_request(f"Both {alias} and {name} parameters passed")
+
+
 def missing_param(kind: str, name: str) -> CSCError:
     return invalid_request(f"Missing (or invalid type) {kind} parameter {name}")
 

@@ -95,15 +95,15 @@ async def test_snake_case_inside_sign_doc_entries(csc, dep):
 
 
 async def test_strict_everywhere_else(csc, dep):
-    """An alias that contradicts its canonical name, unknown OIDs, wrong lengths and wrong types stay 400s."""
+    """An alias beside its canonical name, unknown OIDs, wrong lengths and wrong types stay 400s."""
     token, cred = await csc.token(), dep.creds["p256"]
     d = digest(b"strict")
     sad = await _sad(csc, token, cred, [d])
     base = {"credentialID": cred.id, "SAD": sad, "hashes": [b64(d)], "hashAlgorithmOID": SHA256,
             "signAlgo": ECDSA_SHA256}
     cases = [
-        ({"sign_algo": SHA256_RSA}, "Invalid parameter signAlgo"),  # two different values for one field
-        ({"credential_id": "another"}, "Invalid parameter credentialID"),
+        ({"sign_algo": SHA256_RSA}, "Both sign_algo and signAlgo parameters passed"),  # two names for one field
+        ({"credential_id": "another"}, "Both credential_id and credentialID parameters passed"),
         ({"signAlgo": None, "sign_algo": "1.2.3.4"}, "Invalid parameter signAlgo"),
         ({"hashAlgorithmOID": None, "hash_algorithm_oid": "1.3.14.3.2.26"}, "Invalid parameter hashAlgorithmOID"),
         ({"hashes": [b64(d[:20])]}, "Invalid digest value length"),
@@ -115,5 +115,7 @@ async def test_strict_everywhere_else(csc, dep):
     for change, description in cases:
         status, err = await csc.call("signatures/signHash", {**base, **change}, token)
         assert (status, err["error_description"]) == (400, description), (change, err)
-    status, out = await csc.call("signatures/signHash", {**base, "sign_algo": ECDSA_SHA256}, token)  # equal: fine
+    status, err = await csc.call("signatures/signHash", {**base, "sign_algo": ECDSA_SHA256}, token)  # equal too
+    assert (status, err["error_description"]) == (400, "Both sign_algo and signAlgo parameters passed"), err
+    status, out = await csc.call("signatures/signHash", base, token)
     assert status == 200 and len(out["signatures"]) == 1  # and the refusals above spent nothing

@@ -87,6 +87,9 @@ class Row:
         return f"{self.method or 'http'}: {self.label}"
 
 
+NOT_OFFERED: dict[str, Any] = {"status": 501, "error": "not_implemented", "desc": "Method not implemented"}
+
+
 def missing(kind: str, name: str) -> str:
     return f"Missing (or invalid type) {kind} parameter {name}"
 
@@ -813,11 +816,17 @@ def build_specs() -> dict[str, Spec]:
         Row("signatures/signDoc", "documents []", without(with_(sd, documents=[]), "documentDigests"),
             desc="Empty documentDigests and documents objects"),
         Row("signatures/signDoc", "documentDigests []", with_(sd, documentDigests=[]),
-            desc="Empty documentDigests and documents objects")]
+            desc="Empty documentDigests and documents objects"),
+        # vck's returnValidationInformation is read as returnValidationInfo (rssp.api.aliases)
+        Row("signatures/signDoc", "returnValidationInformation not a boolean",
+            with_(sd, returnValidationInformation="true"), desc=invalid("returnValidationInfo")),
+        Row("signatures/signDoc", "returnValidationInformation beside returnValidationInfo",
+            with_(sd, returnValidationInformation=True, returnValidationInfo=True),
+            desc="Both returnValidationInformation and returnValidationInfo parameters passed")]
     specs["signatures/signDoc"] = Spec(auth="alice", base=sd, rows=sd_rows, large_body=True, fields={
         "credentialID": ("string", True), "SAD": ("string", True), "signatureQualifier": ("string", False),
         "hashAlgorithmOID": ("string", False), "returnValidationInfo": ("boolean", False),
-        "returnValidationInformation": ("boolean", False), "operationMode": ("string", False),
+        "operationMode": ("string", False),
         "timestampID": ("string", False),
     })
 
@@ -1109,10 +1118,14 @@ def generic_rows(method: str, spec: Spec, max_body: int) -> list[Row]:
         replace(row, label="PUT instead of POST", verb="PUT", body=spec.base, status=405,
                 desc="Method not allowed; use POST"),
         replace(row, label="DELETE instead of POST", verb="DELETE", status=405, desc="Method not allowed; use POST"),
-        replace(row, label="unknown sub-path", path=f"csc/v2/{method}/x", status=404, desc="Unknown method"),
-        replace(row, label="trailing slash", path=f"csc/v2/{method}/", status=404, desc="Unknown method"),
-        replace(row, label="upper-case path", path=f"csc/v2/{method.upper()}", status=404, desc="Unknown method"),
+        replace(row, label="unknown sub-path", path=f"csc/v2/{method}/x", **NOT_OFFERED),
+        replace(row, label="trailing slash", path=f"csc/v2/{method}/", **NOT_OFFERED),
+        replace(row, label="upper-case path", path=f"csc/v2/{method.upper()}", **NOT_OFFERED),
         replace(row, label="unknown API version", path=f"csc/v3/{method}", status=404, desc="Unknown method"),
+        replace(row, label="duplicated member", raw=b'{"clientData": "a", "clientData": "b"}',
+                desc="Duplicated JSON member clientData"),
+        replace(row, label="duplicated member one level down", raw=b'{"clientData": "a", "x": [{"y": 1, "y": 1}]}',
+                desc="Duplicated JSON member y"),
     ]
     if not spec.empty_ok:
         rows += [
@@ -1175,18 +1188,29 @@ def v1_rows() -> list[Row]:
         Row("credentials/authorize", "v1 PIN not a string",
             {"credentialID": p256, "numSignatures": 1, "PIN": 123456}, path="csc/v1/credentials/authorize",
             desc=missing("string", "PIN")),
+        # one parameter under two names, even with one value: neither may silently win
+        Row("signatures/signHash", "v1 hash beside hashes", with_(sh, hashes=[b64(H1)]),
+            path="csc/v1/signatures/signHash", desc="Both hash and hashes parameters passed"),
+        Row("signatures/signHash", "v1 hashAlgo beside hash_algorithm_oid", with_(sh, hash_algorithm_oid=SHA256),
+            path="csc/v1/signatures/signHash", desc="Both hashAlgo and hash_algorithm_oid parameters passed"),
+        Row("credentials/authorize", "v1 PIN beside authData PIN",
+            {"credentialID": p256, "numSignatures": 1, "PIN": "123456", "authData": [{"id": "PIN", "value": "123456"}]},
+            path="csc/v1/credentials/authorize", desc="Both PIN and authData parameters passed"),
     ]
 
 
 def path_rows() -> list[Row]:
-    return [Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
-            for p in ["csc/v2/nope", "csc/v2/signatures/nope", "csc/v2/credentials", "csc/v2/",
-                      "csc/v2/credentials/sendOTPs", "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
+    return [Row("", f"unknown path {p}", {}, path=p, auth=None, **NOT_OFFERED)
+            for p in ["csc/v2/nope", "csc/v2/signatures/nope", "csc/v2/credentials", "csc/v2/credentials/sendOTPs",
+                      "csc/v2/oauth2/nope", "csc/v1/signatures/nope"]] + [
+        Row("", f"unknown path {p}", {}, path=p, status=404, desc="Unknown method", auth=None)
+        for p in ["csc/v2/", "csc/v3/info", "nope"]] + [
         # oauth2/token is mounted by the OAuth AS (issue 3): form-encoded, so a JSON body is refused
         Row("", "JSON body to oauth2/token", {}, path="csc/v2/oauth2/token", status=400,
             desc="Content-Type must be application/x-www-form-urlencoded", auth=None),
     ] + [
-        Row("", "GET an unknown path", path="csc/v2/nope", verb="GET", status=404, desc="Unknown method", auth=None),
+        Row("", "GET an unknown method", path="csc/v2/nope", verb="GET", auth=None, **NOT_OFFERED),
+        Row("", "GET an unknown path", path="nope", verb="GET", status=404, desc="Unknown method", auth=None),
     ]
 
 
@@ -1315,7 +1339,10 @@ def resolve(value: Any, ctx: Ctx) -> Any:
     return value
 
 
-async def send_wire(dep, verb: str, path: str, headers: list[bytes], body: bytes) -> tuple[int, str, bytes]:
+Answer = tuple[int, str, bytes, str | None]  # status, content type, body, WWW-Authenticate
+
+
+async def send_wire(dep, verb: str, path: str, headers: list[bytes], body: bytes) -> Answer:
     """One request over a raw socket, for header bytes aiohttp's client will not send."""
     reader, writer = await asyncio.open_connection("127.0.0.1", dep.port)
     try:
@@ -1332,10 +1359,11 @@ async def send_wire(dep, verb: str, path: str, headers: list[bytes], body: bytes
     status = int(lines[0].split()[1])
     hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
     ctype = hdrs.get(b"content-type", b"").decode("latin-1").split(";")[0]
-    return status, ctype, payload
+    challenge = hdrs.get(b"www-authenticate")
+    return status, ctype, payload, challenge.decode("latin-1") if challenge is not None else None
 
 
-async def send(http, dep, ctx: Ctx, row: Row) -> tuple[int, str, bytes]:
+async def send(http, dep, ctx: Ctx, row: Row) -> Answer:
     path = row.path or f"csc/v2/{row.method}"
     if row.raw is not None:
         data = row.raw
@@ -1353,16 +1381,16 @@ async def send(http, dep, ctx: Ctx, row: Row) -> tuple[int, str, bytes]:
     headers.update(dict(row.headers))
     kwargs: dict[str, Any] = {} if row.verb in ("GET", "DELETE") else {"data": data}
     async with http.request(row.verb, f"{dep.base}/{path}", headers=headers, **kwargs) as resp:
-        return resp.status, resp.content_type, await resp.read()
+        return resp.status, resp.content_type, await resp.read(), resp.headers.get("WWW-Authenticate")
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 async def test_malformed_request_is_refused(http, dep, ctx, row: Row):
     if row.method and row.method not in ctx.methods:
         pytest.skip(f"{row.method} is not mounted on this deployment")
-    status, ctype, payload = await send(http, dep, ctx, row)
+    status, ctype, payload, challenge = await send(http, dep, ctx, row)
     text = payload.decode("utf-8", "replace")
-    assert 400 <= status < 500, f"{status}: {text[:500]}"
+    assert 400 <= status < 500 or status == row.status == 501, f"{status}: {text[:500]}"
     assert "Traceback" not in text and "<html" not in text.lower(), text[:500]
     assert ctype == "application/json", (ctype, text[:500])
     body = json.loads(payload)
@@ -1371,6 +1399,8 @@ async def test_malformed_request_is_refused(http, dep, ctx, row: Row):
     assert (status, body["error"]) == (row.status, row.error or body["error"]), body
     if row.desc is not None:
         assert body["error_description"] == row.desc
+    if status == 401:  # RFC 9110 §11.6.1: every 401 names the scheme to use (docs/api.md "HTTP behaviour")
+        assert challenge is not None and challenge.split(" ")[0] in ("Bearer", "Basic"), challenge
 
 
 async def test_table_covers_every_method(csc):

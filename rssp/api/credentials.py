@@ -13,8 +13,8 @@ from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
 from rssp.credentials.pin_change import hold_pin, refuse_until_pin_changed
 from rssp import metrics
-from rssp.errors import (CSCError, credential_locked, invalid_authentication_data, invalid_param, invalid_request,
-                         missing_param, unknown_credential)
+from rssp.errors import (CSCError, both_passed, credential_locked, invalid_authentication_data, invalid_param,
+                         invalid_request, missing_param, unknown_credential)
 from rssp.hsm.types import HashName
 from rssp.factors import pending
 from rssp.factors.check import Supplied
@@ -106,7 +106,9 @@ def parse_factors(body: Body, *, binding: Binding | None = None, oob: bool = Fal
     for name in ("PIN", "OTP"):
         legacy = body.string(name, max_len=_MAX_FACTOR_LEN)
         if legacy is not None:
-            values.setdefault(name, legacy)
+            if name in values:
+                raise both_passed(name, "authData")
+            values[name] = legacy
     more = {k: v for k, v in values.items() if k not in ("PIN", "OTP")}
     return Factors(pin=values.get("PIN"), otp=values.get("OTP"), more=Supplied(more, binding or Binding()))
 

@@ -12,8 +12,8 @@ mid-body costs one log line and no work, and no route can forget the limit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from rssp import metrics
-from rssp.api.parse import Body
+from rssp.api.parse import Body, DuplicateMember, loads_unique
 from rssp.errors import CSCError, invalid_request
 from rssp.store.errors import database_unavailable
 
@@ -51,6 +51,8 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     except CSCError as err:
         response = error_response(err)
+        if err.status == 401:
+            response.headers["WWW-Authenticate"] = challenge(request, err)
         if isinstance(err, UnreadableBody):
             response.force_close()  # aiohttp drops the connection after it: say so (Connection: close)
         return response
@@ -59,6 +61,8 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPMethodNotAllowed:
         return error_response(CSCError(405, "invalid_request", "Method not allowed; use POST"))
     except web.HTTPNotFound:
+        if _CSC_METHOD.match(request.path):  # the CSC OpenAPI's answer for a method not offered
+            return error_response(CSCError(501, "not_implemented", "Method not implemented"))
         return error_response(CSCError(404, "invalid_request", "Unknown method"))
     except web.HTTPException as exc:
         if exc.status >= 500:
@@ -70,6 +74,27 @@ async def csc_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             return _unavailable(request, exc)
         log.exception("unhandled error on %s", request.path)
         return error_response(CSCError(500, "server_error", "Internal error"))
+
+
+_CSC_METHOD = re.compile(r"^/csc/v[12]/[^/]")  # a method name under a CSC API version this server speaks
+_TOKEN_REFUSED = frozenset({"invalid_token", "expired_token"})
+
+
+def challenge(request: web.Request, err: CSCError) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (RFC 9110 §11.6.1 requires one on every 401).
+
+    The scheme is the route's (``auth_scheme`` on its handler, set where routes are mounted):
+    ``Basic`` where a client authenticates with a password or client secret, else ``Bearer``.
+    A Bearer token that was sent and refused is named ``invalid_token`` (RFC 6750 §3.1); a
+    request without one gets the bare challenge (RFC 6750 §3). Descriptions are fixed ASCII texts.
+    """
+    if getattr(request.match_info.handler, "auth_scheme", "Bearer") == "Basic":
+        return 'Basic realm="rssp", charset="UTF-8"'
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if err.error in _TOKEN_REFUSED and scheme.lower() == "bearer" and token.strip():
+        description = err.description.replace("\\", "").replace('"', "")
+        return f'Bearer error="invalid_token", error_description="{description}"'
+    return "Bearer"
 
 
 UNAVAILABLE = CSCError(503, "temporarily_unavailable", "The service is temporarily unavailable",
@@ -148,7 +173,9 @@ async def read_body(request: web.Request, *, allow_empty: bool = False) -> Body:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise invalid_request("Content-Type must be application/json")
     try:
-        data: Any = json.loads(raw)
+        data: Any = loads_unique(raw)
+    except DuplicateMember as duplicate:
+        raise invalid_request(duplicate.description) from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise invalid_request("Malformed JSON body") from None
     if not isinstance(data, dict):

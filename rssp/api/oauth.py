@@ -126,7 +126,7 @@ async def _consent_view(request: web.Request, session: AuthSession,
     view = ConsentView(
         client_name=client_name, credential_id=cred.id,
         credential_description=cred.description, num_signatures=grant.num_signatures,
-        hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes)),
+        hash_algorithm=grant.hash_oid, documents=tuple(zip(grant.labels, grant.hashes, strict=True)),
         description=grant.description, needs_otp=cred.needs_totp if extra is None else extra.otp,
         otp_required=extra is None,  # with a factor set the expression decides (rssp.factors.check)
         factors_html=consent_fields(language(req.lang), extra) if extra else "",
@@ -322,7 +322,7 @@ def setup(app: web.Application, settings: OAuthSettings) -> None:
     app.router.add_post(f"{BASE}/login", login)
     app.router.add_post(f"{BASE}/consent", consent_route)
     app.router.add_get(f"{BASE}/oidc/callback", oidc_callback)
-    app.router.add_post(f"{BASE}/token", token)
-    app.router.add_post(f"{BASE}/pushed_authorize", pushed_authorize)
-    app.router.add_post(f"{BASE}/revoke", revoke)
+    for name, handler in (("token", token), ("pushed_authorize", pushed_authorize), ("revoke", revoke)):
+        handler.auth_scheme = "Basic"  # type: ignore[attr-defined]  # client_secret_basic: RFC 6749 §5.2's 401
+        app.router.add_post(f"{BASE}/{name}", handler)
     app.router.add_get(WELL_KNOWN, well_known)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -17,6 +18,35 @@ from rssp.errors import invalid_param, invalid_request, missing_param
 
 _B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class DuplicateMember(ValueError):
+    """A JSON object names one member twice.
+
+    Why refused: parsers disagree on which value counts (Python's last, others the first), so a
+    proxy, a log and this service could each read a different request (RFC 8259 §4; I-JSON,
+    RFC 7493 §2.3, forbids it).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.description = f"Duplicated JSON member {name[:64]}" if is_text(name) else "Duplicated JSON member"
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(name)
+            seen.add(name)
+    return data
+
+
+def loads_unique(raw: str | bytes) -> Any:
+    """``json.loads`` that raises :class:`DuplicateMember` for a member named twice, at any depth."""
+    return json.loads(raw, object_pairs_hook=_unique_members)
 
 
 class Body:

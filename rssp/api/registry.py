@@ -53,7 +53,7 @@ FastPath = Callable[[web.Request, Services], Awaitable[web.StreamResponse | None
 class Method:
     name: str
     handler: MethodHandler
-    auth: str = "bearer"  # bearer | none | custom
+    auth: str = "bearer"  # bearer | none | custom (HTTP Basic: the challenge of its 401s, rssp.api.middleware)
     scopes: frozenset[str] = frozenset({"service"})
     empty_body: bool = False
     fast_path: FastPath | None = None  # must have no effect when it returns None
@@ -78,6 +78,7 @@ class Registry:
             for version in ("v1", "v2"):
                 handler = _dispatcher(method, version)
                 handler.large_body = method.large_body  # type: ignore[attr-defined]  # read by complete_body
+                handler.auth_scheme = "Basic" if method.auth == "custom" else "Bearer"  # type: ignore[attr-defined]
                 app.router.add_post(f"/csc/{version}/{method.name}", handler)
 
 

@@ -58,7 +58,7 @@ def parse_request(body: Body) -> SignDocRequest:
                               else "Invalid object parameter documentDigests")
     return SignDocRequest(
         credential_id, qualifier, entries, documents is not None, body.string("hashAlgorithmOID", max_len=64),
-        body.boolean("returnValidationInfo") or body.boolean("returnValidationInformation"),
+        body.boolean("returnValidationInfo"),  # vck's returnValidationInformation: rssp.api.aliases
         body.string("timestampID", max_len=128),
     )
 

@@ -83,7 +83,7 @@ async def sign_hash(run: Run, version: str, token: str, cred: Credential, body: 
                     digests: list[bytes], hash_name: str) -> None:
     """``signatures/signHash`` as the profile wrote ``body``; each signature verified with the certificate."""
     data = await run.csc(version, "signatures/signHash", body, token, check=checks.signatures(len(digests)))
-    for value, signed in zip(data["signatures"], digests):
+    for value, signed in zip(data["signatures"], digests, strict=True):
         try:
             verify.signature_over_digest(cred.certificate, signed, hash_name, base64.b64decode(value))
         except Exception as exc:  # noqa: BLE001 - any failure is the finding

@@ -18,10 +18,9 @@ are type-checked, and a wrong one is a redirectable ``invalid_request``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from rssp.api.parse import decode_b64
+from rssp.api.parse import DuplicateMember, decode_b64, loads_unique
 from rssp.errors import CSCError
 from rssp.oauth.errors import RedirectableError
 from rssp.oauth.scopes import CREATION, CREDENTIAL, DELETION
@@ -60,7 +59,9 @@ def parse_details(raw: str) -> tuple[str, dict[str, Any]]:
     if len(raw) > _MAX_DETAILS_LEN:
         raise _bad("too long")
     try:
-        value = json.loads(raw)
+        value = loads_unique(raw)
+    except DuplicateMember:
+        raise _bad("duplicated member") from None
     except (ValueError, RecursionError):
         raise _bad("not JSON") from None
     if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
@@ -142,8 +143,8 @@ def same_details(requested: str, stored: list[dict[str, Any]]) -> bool:
     ``hashType`` in any case, ``null`` members as absent.
     """
     try:
-        value = json.loads(requested)
-    except (ValueError, RecursionError):
+        value = loads_unique(requested)
+    except (ValueError, RecursionError):  # a duplicated member (DuplicateMember) included
         return False
     return bool(isinstance(value, list) and _meaning(_without_nulls(value)) == _meaning(stored))
 

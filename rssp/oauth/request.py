@@ -15,7 +15,7 @@ from typing import Any
 
 from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
 from rssp.api.parse import decode_b64, encode_b64
-from rssp.errors import CSCError
+from rssp.errors import CSCError, both_passed
 from rssp.oauth.clients import Client
 from rssp.oauth.errors import RedirectableError
 from rssp.oauth.pkce import valid_challenge
@@ -44,6 +44,11 @@ class CredentialGrant:
     hashes: tuple[str, ...] = ()  # standard Base64 of each digest
     labels: tuple[str | None, ...] = ()
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        """One label per digest, always: the consent page pairs them, and a short list would hide a document."""
+        if len(self.labels) != len(self.hashes):
+            raise ValueError("a credential grant needs one label (or None) per digest")
 
     @property
     def digests(self) -> tuple[bytes, ...]:
@@ -134,6 +139,8 @@ def _from_csc_params(params: dict[str, str], max_hashes: int) -> CredentialGrant
     if (cred_id is None) == (qualifier is None):
         raise RedirectableError("invalid_request", "Missing parameter credentialID")
     num = _positive_int(params.get("numSignatures"), "numSignatures")
+    if "hash" in params and "hashes" in params:  # v1 and v2 names of one parameter
+        raise RedirectableError("invalid_request", both_passed("hash", "hashes").description)
     raw = params.get("hashes", params.get("hash"))  # v1 name `hash`
     hash_oid, hashes = (None, ())
     if raw is not None:

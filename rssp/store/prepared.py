@@ -49,7 +49,7 @@ class Prepared:
         try:
             cursor.execute(sql, args)
             names = [d[0] for d in cursor.description or ()]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         finally:
             cursor.close()
 
