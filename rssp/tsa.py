@@ -110,6 +110,10 @@ class TimestampAuthority(Protocol):
         """The public description of one TSA; raises :class:`UnknownTsa` if not configured."""
         ...
 
+    async def described(self, timestamp_id: str) -> TsaDescription:
+        """:meth:`describe`, once a token of the TSA is known (its certificate comes only from one)."""
+        ...
+
 
 class TsaClient(Protocol):
     """One upstream TSA. Plug-ins in ``rssp.tsa_clients`` are factories for these.

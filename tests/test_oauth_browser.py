@@ -13,42 +13,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import time
 from urllib.parse import urlencode
 
 import pytest
-import pytest_asyncio
 
 from client import ECDSA_SHA256, OTP, SHA256, SHA256_RSA, b64, digest
-from oauth_helpers import AUTHZ, Callback, add_client, auth_params, credential_params, exchange, pkce, \
+from oauth_helpers import AUTHZ, add_client, auth_params, credential_params, exchange, pkce, \
     token_request, verify_signature
 from test_csc_flow import certificate
 
-CHROMIUM = os.environ.get("RSSP_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-@pytest_asyncio.fixture(scope="session")
-async def chromium():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def callback():
-    cb = await Callback().start()
-    try:
-        yield cb
-    finally:
-        await cb.stop()
+# chromium and callback: session fixtures in tests/conftest.py (shared with the factor tests)
 
 
 @pytest.fixture

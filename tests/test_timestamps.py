@@ -456,3 +456,29 @@ def test_development_pki_stops_with_its_owner(tmp_path):
     assert proc is not None and proc.poll() is None
     pki.stop()
     assert proc.poll() is not None
+
+
+async def test_info_shows_the_certificate_before_any_time_stamp(http, tmp_path):
+    """A TSA's certificate is known only from a token it sent: with no probe at start-up and no
+    time-stamp taken yet, ``timestamps/info`` and ``timestamps/list`` ask the TSA once and show it."""
+    from deployment import make_deployment_minimal
+
+    dep = make_deployment_minimal(tmp_path / "instance", None)
+    config_path = dep.directory / "rssp.toml"
+    raw = tomllib.loads(config_path.read_text())
+    raw["timestamps"]["probe_on_start"] = False
+    config_path.write_text(tomli_w.dumps(raw))
+    dep.seal_config()
+    await asyncio.to_thread(dep.start, 1)
+    try:
+        csc = CSC(http, dep)
+        token = await csc.token("signer")
+        root = pem.unarmor((dep.directory / "devpki" / "root.pem").read_bytes())[2]
+        status, info = await csc.call("timestamps/info", {"timestampID": "dev-ec", "certificates": "chain"}, token)
+        assert status == 200, info
+        assert base64.b64decode(info["cert"]["certificates"][-1]) == root
+        status, listed = await csc.call("timestamps/list", {"timestampInfo": True}, token)
+        assert status == 200, listed
+        assert all(i["cert"]["certificates"] for i in listed["timestampInfos"])
+    finally:
+        dep.stop()

@@ -232,6 +232,27 @@ class TsaPool:
 
     # ------------------------------------------------------------------ description
 
+    async def described(self, timestamp_id: str) -> TsaDescription:
+        """The description, after one probe if this process has no token of the TSA yet.
+
+        A TSA's certificate is known only from a token it sent; without this a client asking
+        ``timestamps/info`` before any time-stamp was taken (or the start-up probe ran) in the
+        worker that answers would get no certificate. A failed probe leaves the TSA unknown and
+        in cool-down, as any failure does.
+        """
+        member = self._by_id.get(timestamp_id)
+        if member is None:
+            raise UnknownTsa(timestamp_id)
+        if member.last is None and member.settings.enabled and not member.failed:
+            if member.probing:  # the prober's request is out: wait for it (bounded by the TSA's timeouts)
+                deadline = time.monotonic() + member.settings.timeout_seconds + member.settings.connect_timeout_seconds
+                while member.probing and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+            else:
+                member.probing = True
+                await self._probe(member)
+        return self.describe(timestamp_id)
+
     def describe(self, timestamp_id: str) -> TsaDescription:
         member = self._by_id.get(timestamp_id)
         if member is None:

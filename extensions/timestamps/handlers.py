@@ -146,7 +146,7 @@ async def tsa_info(call: Call) -> web.Response:
     certificates = body.choice("certificates", CERTIFICATES, "single")
     lang = body.string("lang", max_len=35)
     try:
-        desc = _pool(call).describe(tsa_id)
+        desc = await _pool(call).described(tsa_id)
     except UnknownTsa:
         raise invalid_param("timestampID") from None
     return web.json_response(info_view(desc, certificates=certificates, lang=lang))
@@ -162,5 +162,6 @@ async def list_tsas(call: Call) -> web.Response:
     ids = pool.ids(only_valid=only_valid)
     out: dict[str, Any] = {"timestampIDs": ids}
     if with_info:
-        out["timestampInfos"] = [info_view(pool.describe(i), certificates=certificates, lang=lang) for i in ids]
+        out["timestampInfos"] = [info_view(await pool.described(i), certificates=certificates, lang=lang)
+                                 for i in ids]
     return web.json_response(out)
