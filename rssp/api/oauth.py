@@ -192,7 +192,7 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
     if action in ("send_code", "oidc") and extra:
         return await _factor_step(request, session, cred, action, csrf)
     factors = Factors(pin=form.get("pin"), otp=form.get("otp"))
-    if extra:  # empty fields supply nothing; the page's ceremonies supply the rest
+    if extra and req.credential is not None:  # empty fields supply nothing; the page's ceremonies the rest
         more = await consent.supplied(services.store, factor_service(request.app), session.cookie_hash, cred,
                                       req.credential, form)
         factors = Factors(pin=form.get("pin") or None, otp=form.get("otp") or None, more=more)

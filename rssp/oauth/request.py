@@ -142,7 +142,8 @@ def _from_csc_params(params: dict[str, str], max_hashes: int) -> CredentialGrant
     if "hash" in params and "hashes" in params:  # v1 and v2 names of one parameter
         raise RedirectableError("invalid_request", both_passed("hash", "hashes").description)
     raw = params.get("hashes", params.get("hash"))  # v1 name `hash`
-    hash_oid, hashes = (None, ())
+    hash_oid: str | None = None
+    hashes: tuple[str, ...] = ()
     if raw is not None:
         values = raw.split(",")
         hash_oid = params.get("hashAlgorithmOID")
@@ -155,7 +156,8 @@ def _from_csc_params(params: dict[str, str], max_hashes: int) -> CredentialGrant
 
 def _from_details(entry: dict[str, Any], description: str | None, max_hashes: int) -> CredentialGrant:
     docs = entry.get("documentDigests", [])
-    hash_oid, hashes = (None, ())
+    hash_oid: str | None = None
+    hashes: tuple[str, ...] = ()
     if docs:
         hash_oid, hashes = _digests([d["hash"] for d in docs], entry["hashAlgorithmOID"], max_hashes)
     labels = tuple(d.get("label") for d in docs)
