@@ -94,8 +94,18 @@ def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pi
     try:
         loop.run_until_complete(_serve(config, reuse_port))
     finally:
+        loop.set_exception_handler(_closing_at_exit)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _closing_at_exit(_loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An async generator left open when the worker stops (a store transaction cut short, e.g. while
+    its database was down) cannot always roll back over a broken connection: the database discards
+    the transaction when the connection closes, so this is one warning line, not an error."""
+    exc = context.get("exception")
+    log.warning("at exit: %s (%s)", context.get("message", "async generator not closed"),
+                type(exc).__name__ if exc is not None else "no exception")
 
 
 async def _serve(config: Config, reuse_port: bool) -> None:
