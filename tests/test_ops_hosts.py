@@ -151,8 +151,9 @@ async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail
     requests = await load.stop()
     assert len(load.answered(200, after=dead_at)) >= 2
     dropped = [r for r in requests if r.error]
-    # only requests in flight when the worker died fail: sent before it was seen dead, ended after the kill
-    assert all(r.error.startswith("dropped") and r.started < dead_at and r.ended > killed_at for r in dropped), dropped
+    # only the victim's requests fail: those in flight at the kill, and those a client sent on a kept-alive
+    # connection to it before noticing it closed (a connection drop, never an error answer)
+    assert all(r.error.startswith("dropped") and r.ended > killed_at for r in dropped), dropped
     assert len([r for r in dropped if r.call != "sign again"]) <= 3  # at most one in flight per client
     for r in requests:
         if r.error:
