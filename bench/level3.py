@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -287,7 +287,7 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "when": datetime.now(timezone.utc).isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
+            "when": datetime.now(UTC).isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
             "load": os.getloadavg(), "options": {k: v for k, v in vars(args).items() if k != "out"},
             "rows": [asdict(r) for r in rows]}, indent=2))
 

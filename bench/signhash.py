@@ -53,7 +53,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -331,7 +331,7 @@ class Connection:
         self.port: int = writer.get_extra_info("sockname")[1]
 
     @classmethod
-    async def open(cls, host: str, port: int) -> "Connection":
+    async def open(cls, host: str, port: int) -> Connection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
 
@@ -912,7 +912,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "benchmark": "signhash",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                      "load_before": load_before, "load_after": load_after},
             "options": {"seconds": args.seconds, "quick": args.quick, "concurrency": args.concurrency,

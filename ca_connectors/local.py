@@ -7,7 +7,7 @@ possession, and issues end-entity signing certificates chained directly to its r
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 from asn1crypto import csr as asn1_csr
@@ -59,11 +59,11 @@ class LocalCAConnector:
         name: str,
         key_spec: KeySpec = KeySpec("ec", curve="P-256"),
         validity_days: int = 3650,
-    ) -> tuple["LocalCAConnector", dict[str, Any]]:
+    ) -> tuple[LocalCAConnector, dict[str, Any]]:
         """Generate the CA key in the HSM and self-sign a root; return it and its rssp.toml section."""
         generated = await hsm.generate_key_pair(key_spec, CA_KEY_LABEL)
         key = hsm_signing_key(hsm, generated.key_id, generated.public_key_der)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         subject = parse_subject(_rfc4514_cn(name))
         root_der = await issue_certificate(
             issuer_cert=None,
@@ -80,7 +80,7 @@ class LocalCAConnector:
         return connector, connector.config()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], hsm: SigningHsm) -> "LocalCAConnector":
+    def from_config(cls, config: dict[str, Any], hsm: SigningHsm) -> LocalCAConnector:
         """Rebuild the connector from its rssp.toml section (the output of :meth:`config`)."""
         try:
             key_id = config["key_id"]
@@ -127,7 +127,7 @@ class LocalCAConnector:
             issuer_key=self._key,
             subject=info["subject"],
             subject_public_key_der=info["subject_pk_info"].dump(),
-            not_before=datetime.now(timezone.utc) - CLOCK_SKEW,
+            not_before=datetime.now(UTC) - CLOCK_SKEW,
             not_after=self._ee_not_after(),
             is_ca=False,
             key_usage={"digital_signature", "non_repudiation"},
@@ -136,7 +136,7 @@ class LocalCAConnector:
 
     def _ee_not_after(self) -> datetime:
         """``validity_days_ee`` from now, but never past the root's own expiry."""
-        wanted = datetime.now(timezone.utc) + timedelta(days=self._validity_days_ee)
+        wanted = datetime.now(UTC) + timedelta(days=self._validity_days_ee)
         return min(wanted, self._certificate.not_valid_after)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ async def recent(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     return [
         {
             "id": r.id,
-            "time": datetime.fromtimestamp(r.ts, timezone.utc).isoformat(),
+            "time": datetime.fromtimestamp(r.ts, UTC).isoformat(),
             "actor": r.actor,
             "action": r.action,
             "target": r.target,

@@ -37,7 +37,7 @@ class Services:
     _cas: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config) -> "Services":
+    def build(cls, config: Config) -> Services:
         store = open_store(config.database_url)
         hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
         return cls(

@@ -52,7 +52,7 @@ class Db:
     def __init__(self, dep: Deployment) -> None:
         self.store = open_store(dep.db_url)
 
-    async def __aenter__(self) -> "Db":
+    async def __aenter__(self) -> Db:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

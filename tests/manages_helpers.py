@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class RootCA:
     def __post_init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.cert = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
@@ -77,7 +77,7 @@ class RootCA:
               key_usage: str = "signing", not_before: datetime | None = None, ca: bool = False) -> bytes:
         """An end-entity certificate for ``spki_der`` (DER)."""
         public = serialization.load_der_public_key(spki_der)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         start = not_before or now - timedelta(minutes=5)
         usage = (x509.KeyUsage(True, True, False, False, False, False, False, False, False) if key_usage == "signing"
                  else x509.KeyUsage(False, False, True, False, False, False, False, False, False))

@@ -86,7 +86,7 @@ class FormBrowser:
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.csrf: str | None = None
 
-    async def __aenter__(self) -> "FormBrowser":
+    async def __aenter__(self) -> FormBrowser:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -183,7 +183,7 @@ class Callback:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}/callback"
 
-    async def start(self) -> "Callback":
+    async def start(self) -> Callback:
         async def handle(request: web.Request) -> web.Response:
             await self.received.put(dict(request.query))
             return web.Response(text="<!DOCTYPE html><title>done</title><p id='done'>done</p>",

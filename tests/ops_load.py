@@ -84,7 +84,7 @@ class SigningLoad:
             except aiohttp.ClientConnectorError:  # not accepted: nothing was received
                 self.requests.append(Request(call, host, started, time.monotonic(), error="refused", digest=h))
                 continue
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # accepted, then lost
+            except (TimeoutError, aiohttp.ClientError) as exc:  # accepted, then lost
                 done = Request(call, host, started, time.monotonic(), error=f"dropped {type(exc).__name__}", digest=h)
             self.requests.append(done)
             return done

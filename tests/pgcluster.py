@@ -189,7 +189,7 @@ class PgCluster:
         except (OSError, TypeError):
             return ""
 
-    def __enter__(self) -> "PgCluster":
+    def __enter__(self) -> PgCluster:
         self.start()
         return self
 

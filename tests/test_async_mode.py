@@ -374,7 +374,7 @@ class Listener:
         self.hits: asyncio.Queue = asyncio.Queue()
         self.runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> "Listener":
+    async def __aenter__(self) -> Listener:
         async def handle(request: web.Request) -> web.Response:
             status = next(self.answers, 204)
             await self.hits.put((dict(request.query), await request.json(), status))

@@ -24,6 +24,7 @@ from client import CSC, ECDSA_SHA256, SHA256_RSA, b64, digest
 from cmp_mock import MockCmp
 from deployment import Cred, Deployment
 from manages_helpers import RA, count_rows, credential_row, hsm_has_key, local_ca_issue
+from datetime import UTC
 
 RSA = "1.2.840.113549.1.1.1"
 EC = "1.2.840.10045.2.1"
@@ -235,9 +236,9 @@ async def test_link_cert_refusals(mdep, ras):
     # the right key and CA, but not for signing / not valid now
     await _refused(ra, "manages/linkCert", {"credentialID": cred_id, "certificates": [
         b64(root.issue(spki, key_usage="encipherment"))]}, "Certificate key usage does not allow signing")
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    expired = root.issue(spki, days=1, not_before=datetime.now(timezone.utc) - timedelta(days=3))
+    expired = root.issue(spki, days=1, not_before=datetime.now(UTC) - timedelta(days=3))
     await _refused(ra, "manages/linkCert", {"credentialID": cred_id, "certificates": [b64(expired)]},
                    "Certificate is not valid at this time")
     # garbage

@@ -52,7 +52,7 @@ async def test_concurrent_transactions_commit_and_fail_independently(store):
     failures = [r for r in results if isinstance(r, BaseException)]
     assert sorted(successes) == list(range(1, 31))  # each saw the writes committed before it
     assert len(failures) == 10 and all(isinstance(f, Refused) for f in failures)
-    rows = dict((await store.query(lambda conn: conn.execute(select(counters)).all())))
+    rows = dict(await store.query(lambda conn: conn.execute(select(counters)).all()))
     assert rows == {"a": 30, "b": 0}  # the refused units left nothing behind
 
 

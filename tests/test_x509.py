@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -158,7 +158,7 @@ async def test_csr_without_extensions_has_empty_attributes(ec_key) -> None:
 
 
 async def make_root(key, name: str = "CN=Test Root,O=Example,C=JP") -> bytes:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return await issue_certificate(
         issuer_cert=None,
         issuer_key=memory_key(key),
@@ -175,7 +175,7 @@ async def make_root(key, name: str = "CN=Test Root,O=Example,C=JP") -> bytes:
 
 
 async def make_ee(root_der: bytes, ca_key, subject_key, **overrides) -> bytes:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     args = dict(
         issuer_cert=asn1_x509.Certificate.load(root_der),
         issuer_key=memory_key(ca_key),
@@ -264,7 +264,7 @@ async def test_validity_after_2049_uses_generalized_time(ec_key) -> None:
         await make_root(ec_key),
         ec_key,
         ec_key,
-        not_after=datetime(2051, 1, 1, tzinfo=timezone.utc),
+        not_after=datetime(2051, 1, 1, tzinfo=UTC),
     )
     validity = asn1_x509.Certificate.load(der)["tbs_certificate"]["validity"]
     assert validity["not_before"].name == "utc_time"
@@ -272,7 +272,7 @@ async def test_validity_after_2049_uses_generalized_time(ec_key) -> None:
 
 
 async def test_self_signed_with_foreign_key_is_refused(ec_key, rsa_key) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(ValueError):
         await issue_certificate(
             issuer_cert=None,

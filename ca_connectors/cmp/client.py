@@ -67,7 +67,7 @@ class CmpConnector:
     # --- configuration -------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], hsm: Any = None) -> "CmpConnector":
+    def from_config(cls, config: dict[str, Any], hsm: Any = None) -> CmpConnector:
         """Build from ``[ca.ID]``; file names are relative to the instance directory."""
         base = Path(config.get("directory", "."))
         try:
@@ -198,7 +198,7 @@ class CmpConnector:
                     raise CAError("CMP response too large")
                 if resp.status != 200 and not data:
                     raise CAError(f"the CMP server answered HTTP {resp.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise CAError(f"cannot reach the CMP server: {type(exc).__name__}") from None
         response = messages.decode_response(data)
         self._check(tx, response)

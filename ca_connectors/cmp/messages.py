@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
@@ -61,7 +61,7 @@ class Transaction:
         header["pvno"] = PVNO
         header["sender"] = directory_name(self.sender)
         header["recipient"] = directory_name(self.recipient)
-        header["messageTime"] = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%SZ")
+        header["messageTime"] = datetime.now(UTC).strftime("%Y%m%d%H%M%SZ")
         header["protectionAlg"]["algorithm"] = univ.ObjectIdentifier(alg_oid)
         if alg_params is not None:
             header["protectionAlg"]["parameters"] = alg_params

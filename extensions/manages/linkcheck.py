@@ -8,7 +8,7 @@ signing (digitalSignature or nonRepudiation), and be valid now.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
@@ -61,7 +61,7 @@ async def check_certificate(chain: list[asn1_x509.Certificate], public_key: byte
     ee = chain[0]
     if ee.public_key.dump() != public_key:
         raise invalid_request(KEY_MISMATCH)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if not ee.not_valid_before <= now <= ee.not_valid_after:
         raise invalid_request(NOT_VALID_NOW)
     _check_key_usage(ee.dump())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from functools import cached_property
 
 from cryptography import x509
@@ -62,7 +62,7 @@ class Credential:
         cert = self.x509
         if cert is None:
             return "valid"
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if now > cert.not_valid_after_utc or now < cert.not_valid_before_utc:
             return "expired"
         return "valid"

@@ -41,7 +41,7 @@ class CreationPolicy:
     default_ca: str = ""  # [ca] default, used when the request names no certificatePolicy
 
     @classmethod
-    def from_config(cls, config: Config) -> "CreationPolicy":
+    def from_config(cls, config: Config) -> CreationPolicy:
         raw: dict[str, Any] = dict(config.section("credentials"))
         known = {f.name for f in fields(cls)} - {"default_ca"}
         if unknown := set(raw) - known:

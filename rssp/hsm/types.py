@@ -29,7 +29,7 @@ class KeySpec:
     curve: Literal["P-256", "P-384", ""] = ""  # EC named curve
 
     @classmethod
-    def parse(cls, name: str) -> "KeySpec":
+    def parse(cls, name: str) -> KeySpec:
         """Parse the CLI names ``rsa-2048``, ``rsa-3072``, ``rsa-4096``, ``ec-p256``, ``ec-p384``."""
         table = {
             "rsa-2048": cls("rsa", bits=2048),

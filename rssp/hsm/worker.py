@@ -206,7 +206,7 @@ def _spki_of(public_key: Any) -> bytes:
     raise HsmError(f"unsupported public key type {public_key.key_type!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digest_info_prefix(hash_name: HashName) -> bytes:
     """DER of ``DigestInfo`` for ``hash_name`` minus the digest bytes.
 
@@ -331,7 +331,7 @@ class Hsm:
     def __repr__(self) -> str:
         return f"Hsm(module={self._module!r}, token={self._label!r})"  # never the PIN
 
-    async def __aenter__(self) -> "Hsm":
+    async def __aenter__(self) -> Hsm:
         await self.start()
         return self
 

@@ -62,7 +62,7 @@ class CallbackPolicy:
     literals: frozenset[IpAddress]
 
     @classmethod
-    def parse(cls, hosts: tuple[str, ...], allow_http: bool, networks: tuple[str, ...]) -> "CallbackPolicy":
+    def parse(cls, hosts: tuple[str, ...], allow_http: bool, networks: tuple[str, ...]) -> CallbackPolicy:
         """Raises ValueError for an entry that is not a host, ``host:port`` or CIDR network."""
         entries = frozenset(_host_entry(h) for h in hosts)
         literals = frozenset(ip for ip in (_ip(h) for h, _ in entries) if ip is not None)

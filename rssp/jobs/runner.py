@@ -51,7 +51,7 @@ class JobRunner:
         self._next_sweep = 0.0
         self._stopping = False
 
-    def start(self, services: "Services") -> None:
+    def start(self, services: Services) -> None:
         self._services = services
         self._main = asyncio.create_task(self._loop(), name="rssp-jobs")
 

@@ -60,7 +60,7 @@ def _output(stored: dict[str, Any]) -> Output:
 
 
 @job_kind(KIND)
-async def run(services: "Services", job: Job) -> dict[str, Any]:
+async def run(services: Services, job: Job) -> dict[str, Any]:
     """Build every output; the credential must still be the user's and enabled."""
     cred = await get_credential(services.store, job.credential_id or "", job.user_id)
     if cred is None:

@@ -36,7 +36,7 @@ def new_job(req: SignRequest, client_id: str | None, validity_ms: int, response_
 
 
 @job_kind(KIND)
-async def run(services: "Services", job: Job) -> dict[str, Any]:
+async def run(services: Services, job: Job) -> dict[str, Any]:
     """Sign as the synchronous path does; the credential must still be the user's and enabled."""
     cred = await get_credential(services.store, job.credential_id or "", job.user_id)
     if cred is None:

@@ -81,7 +81,7 @@ class AuthorizationRequest:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "AuthorizationRequest":
+    def from_json(cls, text: str) -> AuthorizationRequest:
         data = json.loads(text)
         cred = data.pop("credential")
         if cred is not None:

@@ -23,7 +23,7 @@ class OAuthSettings:
     client_token_ttl_seconds: int = 3600  # client_credentials
 
     @classmethod
-    def from_config(cls, config: Config) -> "OAuthSettings":
+    def from_config(cls, config: Config) -> OAuthSettings:
         raw = config.section("oauth")
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known

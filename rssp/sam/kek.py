@@ -77,7 +77,7 @@ class PinRecord:
                 f"${_b64(self.salt)}${_b64(self.check)}")
 
     @classmethod
-    def parse(cls, text: str | None) -> "PinRecord | None":
+    def parse(cls, text: str | None) -> PinRecord | None:
         if not text or not text.startswith(RECORD_PREFIX):
             return None
         try:

@@ -103,11 +103,11 @@ class SadState:
     def _bits(self, chosen: tuple[bytes, ...]) -> int:
         return sum(1 << i for i in {self._position(d) for d in chosen} if i is not None)
 
-    def spent(self, chosen: tuple[bytes, ...]) -> "SadState":
+    def spent(self, chosen: tuple[bytes, ...]) -> SadState:
         """After signing ``chosen``: the count down by their number, each of them used."""
         return replace(self, remaining=self.remaining - len(chosen), used=self.used | self._bits(chosen))
 
-    def refunded(self, chosen: tuple[bytes, ...]) -> "SadState":
+    def refunded(self, chosen: tuple[bytes, ...]) -> SadState:
         """After giving ``chosen`` back (:meth:`spent` undone for them)."""
         return replace(self, remaining=self.remaining + len(chosen), used=self.used & ~self._bits(chosen))
 

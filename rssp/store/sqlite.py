@@ -48,7 +48,7 @@ class BufferedResult:
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
 
-    def scalars(self) -> "BufferedScalars":
+    def scalars(self) -> BufferedScalars:
         return BufferedScalars([row[0] for row in self._rows])
 
 
@@ -70,7 +70,7 @@ class ReadConnection:
     shared snapshot; a caller that does uses :meth:`SqliteStore.query` with one function.
     """
 
-    def __init__(self, store: "SqliteStore") -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
     async def execute(self, statement: Any, parameters: Any = None) -> BufferedResult:
@@ -90,7 +90,7 @@ class WriteTransaction:
     is taken at the first statement and released when the transaction ends.
     """
 
-    def __init__(self, store: "SqliteStore") -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._conn: Connection | None = None
 

@@ -14,8 +14,9 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Awaitable, Callable, Iterable, Protocol
+from datetime import datetime, UTC
+from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
 
 from asn1crypto import algos, core, csr, keys, x509
 from cryptography import x509 as cx509
@@ -221,7 +222,7 @@ def _time(when: datetime) -> x509.Time:
     """UTCTime up to 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5); whole seconds, UTC."""
     if when.tzinfo is None:
         raise ValueError("certificate times must be timezone-aware")
-    when = when.astimezone(timezone.utc).replace(microsecond=0)
+    when = when.astimezone(UTC).replace(microsecond=0)
     if when.year < 2050:
         return x509.Time({"utc_time": when})
     return x509.Time({"general_time": when})
