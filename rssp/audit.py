@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,21 @@ async def record(conn: Conn, **fields: Any) -> None:
     to the records before it (:mod:`rssp.audit_chain`); one database hop."""
     row = audit_row(**fields)
     await conn.run_sync(partial(_append, row))
+
+
+@dataclass(frozen=True)
+class ChangeAudit:
+    """The record of a change a core service makes for its caller (an operator, a signer, a plug-in):
+    who, under which action name, with which facts. The service writes it in the change's transaction."""
+
+    actor: str
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    client_ip: str | None = None
+
+    async def write(self, conn: Conn, target: str) -> None:
+        await record(conn, actor=self.actor, action=self.action, target=target, outcome="ok",
+                     client_ip=self.client_ip, detail=self.detail or None)
 
 
 def write_record(conn: Connection, **fields: Any) -> None:

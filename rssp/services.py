@@ -1,4 +1,8 @@
-"""The long-lived objects of one server process, built once at start-up."""
+"""The long-lived objects of one server process, built once at start-up.
+
+Plug-ins receive this object in ``setup(app, registry, services)`` and as ``call.services``; what
+they may use of it, and which tables are whose, is in docs/plugins.md.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from rssp.auth.tokens import TokenService
 from rssp.ca import build_connector
 from rssp.config import Config
 from rssp.credentials.cache import SigningKeyCache
+from rssp.credentials.lifecycle import CredentialLifecycle
 from rssp.documents.service import DocumentService, signer_anchors
 from rssp.hsm import Hsm
 from rssp.jobs.runner import JobRunner
@@ -33,6 +38,7 @@ class Services:
     documents: DocumentService
     jobs: JobRunner
     audit: AuditSealer
+    lifecycle: CredentialLifecycle  # credential state changes for plug-ins (docs/plugins.md)
     extras: dict[str, Any] = field(default_factory=dict)  # what extensions attach
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +58,7 @@ class Services:
             documents=DocumentService(config.documents.revocation_timeout_seconds, signer_anchors(config)),
             jobs=JobRunner(store, config.asynchronous, config.directory),
             audit=AuditSealer(store, hsm, checkpoint_seconds(config)),
+            lifecycle=CredentialLifecycle(store, hsm),
         )
 
     def ca(self, ca_id: str | None = None) -> Any:

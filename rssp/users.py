@@ -55,3 +55,16 @@ async def find_user(store: Store, username: str) -> User | None:
     if row is None:
         return None
     return User(id=row.id, username=row.username, password_hash=row.password_hash, status=row.status)
+
+
+async def find_active_user_id(store: Store, reference: str) -> str | None:
+    """The ID of the active user ``reference`` names, by user ID first, else by username; None otherwise.
+
+    For callers that take either (an RA's ``manages/generateKey`` ``userID``): an ID that names an
+    inactive user is that user's, never another's username.
+    """
+    async with store.read() as conn:
+        row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.id == reference))).first()
+        if row is None:
+            row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.username == reference))).first()
+    return str(row.id) if row is not None and row.status == "active" else None

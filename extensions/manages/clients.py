@@ -1,27 +1,22 @@
 """``manages/login``: a CA's management client exchanges its secret for a ``manage`` token.
 
-The token lives in the same table as service tokens, with ``scope = "manage"`` and the caID in
-``user_id``; the dispatcher's scope check (``Method.scopes``) then keeps it off every CSC
-method and keeps service tokens off ``manages/*``.
+The token is a core access token (:meth:`rssp.auth.tokens.TokenService.issue_scoped`) with
+``scope = "manage"`` and the caID as its ``user_id``; the dispatcher's scope check
+(``Method.scopes``) then keeps it off every CSC method and keeps service tokens off
+``manages/*``.
 """
 
 from __future__ import annotations
 
-import time
-
-from rssp.auth.secrets import digest, new_id, new_secret
+from rssp.auth.secrets import new_id
+from rssp.services import Services
 from rssp.store import Conn
-from rssp.store.schema import tokens
 
 MANAGE_SCOPE = "manage"
 
 
-async def issue_manage_token(conn: Conn, ca_id: str, client_id: str, ttl: int) -> str:
-    """Insert an access token bound to ``ca_id``; only its SHA-256 is stored."""
-    value = new_secret()
-    now = time.time()
-    await conn.execute(tokens.insert().values(
-        token_hash=digest(value), kind="access", grant_id=new_id(), user_id=ca_id, scope=MANAGE_SCOPE,
-        client_id=client_id, expires_at=now + ttl, revoked=False, created_at=now,
-    ))
-    return value
+async def issue_manage_token(services: Services, conn: Conn, ca_id: str, client_id: str, ttl: int) -> str:
+    """An access token bound to ``ca_id``, in the caller's transaction; only its SHA-256 is stored."""
+    issued = await services.tokens.issue_scoped(conn, user_id=ca_id, scope=MANAGE_SCOPE, client_id=client_id,
+                                                grant_id=new_id(), ttl=ttl)
+    return issued.access_token

@@ -81,7 +81,7 @@ async def login(call: Call) -> web.Response:
         raise _LOGIN_FAILED
     ttl = services.config.security.access_token_ttl_seconds
     async with services.store.write() as conn:
-        token = await issue_manage_token(conn, ca_id, client_id, ttl)
+        token = await issue_manage_token(services, conn, ca_id, client_id, ttl)
         await record(conn, actor=f"ca:{ca_id}", action="manages.login", outcome="ok", client_ip=call.ip,
                      detail={"clientID": client_id})
     return web.json_response({"access_token": token, "expires_in": ttl})

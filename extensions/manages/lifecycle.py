@@ -5,7 +5,9 @@ and no certificate (so it is not the signer's credential yet: not listed, not us
 ``linkEid`` sets the signer's factors; ``authorize`` gives the RA the CSR once (the proof of
 possession, signed inside rssp); ``linkCert`` checks the issued certificate and enables the
 credential; ``deleteKey`` marks it deleted and destroys the HSM objects. Each change writes its
-audit record in its own transaction.
+audit record in its own transaction. The credential itself changes only through core's
+``services.lifecycle`` (:mod:`rssp.credentials.lifecycle`); this module writes its own
+``manage_enrollments`` and ``manage_requests`` rows in the same transactions (docs/plugins.md).
 
 A CA reaches only the credentials its RA enrolled: those with a ``manage_enrollments`` row of
 its caID, which only ``generateKey`` writes. ``credentials.ca_id`` is not a scope: it names the
@@ -20,8 +22,6 @@ CSR) must come before ``linkEid``.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -35,12 +35,12 @@ from extensions.manages.linkcheck import BAD_STATE, KEY_IN_USE, check_certificat
 from rssp.algorithms import CURVE_OIDS, key_algos
 from rssp.api.credential_view import auth_view, key_view
 from rssp.api.parse import encode_b64
-from rssp.audit import record
+from rssp.audit import ChangeAudit
 from rssp.auth.secrets import new_id
 from rssp.ca_registry import CAPolicy
-from rssp.credentials.deletion import DeletionAudit, delete_credential
-from rssp.credentials.keylabel import make_label
-from rssp.credentials.model import Credential, from_row
+from rssp.credentials.deletion import DeletionAudit
+from rssp.credentials.lifecycle import FirstSecrets, KeyInUse, PendingKey, StateChanged
+from rssp.credentials.model import Credential
 from rssp.errors import invalid_param, invalid_request, unknown_credential
 from rssp.hsm.types import KeySpec
 from rssp.factors.link import FactorRequest
@@ -49,7 +49,7 @@ from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.services import Services
 from rssp.store import Conn
 from rssp.sam.kek import pin_problem
-from rssp.store.schema import credentials, manage_enrollments, users
+from rssp.store.schema import manage_enrollments  # this extension's own table (docs/plugins.md)
 from rssp.x509.builder import build_csr, hsm_signing_key, parse_subject
 
 
@@ -85,6 +85,10 @@ class Caller:
     def actor(self) -> str:
         return f"ca:{self.ca_id}"
 
+    def audit(self, method: str, detail: dict[str, Any]) -> ChangeAudit:
+        """The record of a change this CA made through ``manages/<method>``."""
+        return ChangeAudit(self.actor, f"manages.{method}", detail, self.ip)
+
 
 def _state_error() -> Exception:
     return invalid_request(BAD_STATE)
@@ -92,26 +96,22 @@ def _state_error() -> Exception:
 
 async def _find_user_id(services: Services, user: str) -> str:
     """``userID`` is the rssp user ID or the username; an unknown or inactive one is invalid."""
-    async with services.store.read() as conn:
-        row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.id == user))).first()
-        if row is None:
-            row = (await conn.execute(select(users.c.id, users.c.status).where(users.c.username == user))).first()
-    if row is None or row.status != "active":
+    user_id = await services.lifecycle.find_active_user(user)
+    if user_id is None:
         raise invalid_param("userID")
-    return row.id
+    return user_id
 
 
 async def enrolled_credential(services: Services, ca_id: str, credential_id: str) -> Credential:
     """A not deleted credential this CA's RA enrolled; anything else is "Invalid parameter credentialID"."""
-    query = (select(credentials)
-             .join(manage_enrollments, manage_enrollments.c.credential_id == credentials.c.id)
-             .where(credentials.c.id == credential_id, manage_enrollments.c.ca_id == ca_id,
-                    credentials.c.status != "deleted"))
+    query = select(manage_enrollments.c.credential_id).where(manage_enrollments.c.credential_id == credential_id,
+                                                             manage_enrollments.c.ca_id == ca_id)
     async with services.store.read() as conn:
-        row = (await conn.execute(query)).first()
-    if row is None:
+        enrolled = (await conn.execute(query)).first()
+    cred = await services.lifecycle.get(credential_id) if enrolled is not None else None
+    if cred is None:
         raise unknown_credential()
-    return from_row(row)
+    return cred
 
 
 # --- generateKey ---------------------------------------------------------------------------
@@ -134,28 +134,24 @@ async def _generate(services: Services, caller: Caller, req: KeyRequest, user_id
     if req.level >= 3:
         key, wrapped = await level3.generate(services.hsm, req.spec, credential_id)
     else:
-        key = await services.hsm.generate_key_pair(req.spec, label=make_label(credential_id))
-    now = time.time()
-    values = dict(
-        id=credential_id, user_id=user_id, description=req.description, level=req.level, key_kind=req.spec.kind,
-        key_len=req.spec.length, curve=req.spec.curve or None, hsm_key_id=key.key_id,
-        public_key=key.public_key_der, certificate=None, chain="[]", status="disabled", multisign=req.multisign,
-        signature_qualifier=req.signature_qualifier, pin_hash=None, totp_secret=None, failed_attempts=0,
-        locked=False, totp_last_step=0, ca_id=caller.ca_id, wrapped_key=wrapped, created_at=now, updated_at=now,
-    )
+        key = await services.lifecycle.generate_key(credential_id, req.spec)
+    pending = PendingKey(user_id=user_id, level=req.level, spec=req.spec, key=key, multisign=req.multisign,
+                         ca_id=caller.ca_id, description=req.description,
+                         signature_qualifier=req.signature_qualifier, wrapped_key=wrapped)
     key_json: dict[str, Any] = {"status": "disabled", "algo": key_algos(req.spec.kind), "len": req.spec.length}
     if req.spec.curve:
         key_json["curve"] = CURVE_OIDS[req.spec.curve]
     out = {"credentialID": credential_id, "publicKey": encode_b64(key.public_key_der), "key": key_json}
+
+    async def enrollment_and_replay(conn: Conn) -> None:
+        await conn.execute(manage_enrollments.insert().values(credential_id=credential_id, ca_id=caller.ca_id))
+        if request_id is not None:
+            await idempotency.complete(conn, caller.ca_id, request_id, out)
+
+    audit = caller.audit("generateKey", {"user": user_id, "key": req.spec_name, "level": req.level,
+                                         "requestID": request_id})
     try:
-        async with services.store.write() as conn:
-            await conn.execute(credentials.insert().values(**values))
-            await conn.execute(manage_enrollments.insert().values(credential_id=credential_id, ca_id=caller.ca_id))
-            if request_id is not None:
-                await idempotency.complete(conn, caller.ca_id, request_id, out)
-            await record(conn, actor=caller.actor, action="manages.generateKey", target=credential_id, outcome="ok",
-                         client_ip=caller.ip, detail={"user": user_id, "key": req.spec_name, "level": req.level,
-                                                      "requestID": request_id})
+        await services.lifecycle.create_pending(credential_id, pending, audit, also=enrollment_and_replay)
     except BaseException:  # never a key without its record
         if wrapped is not None:
             await level3.discard(services.hsm, credential_id)
@@ -231,20 +227,13 @@ async def link_eid(services: Services, caller: Caller, credential_id: str, eids:
     passkey_uri = None
     if expression is not None:  # first: the credential never has its PIN without the factors that go with it
         passkey_uri = await factor_eids.link(services, cred.id, eids.more, expression)
-    where = [credentials.c.id == cred.id, credentials.c.status == "disabled", credentials.c.certificate.is_(None)]
-    if wrapped is not None:  # level 3: only over the blob the re-wrap started from
-        where.append(credentials.c.wrapped_key == cred.wrapped_key)
-    async with services.store.write() as conn:
-        result = await conn.execute(
-            update(credentials).where(*where)
-            .values(pin_hash=pin_hash, totp_secret=sealed, totp_last_step=0, failed_attempts=0, locked=False,
-                    pin_change_required=services.config.security.require_pin_change_on_first_use,  # the RA chose it
-                    updated_at=time.time(), **({"wrapped_key": wrapped} if wrapped is not None else {})))
-        if result.rowcount != 1:
-            raise _state_error()
-        await record(conn, actor=caller.actor, action="manages.linkEid", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"eids": ["password"] + (["totp"] if seed else [])
-                                                  + sorted(eids.more.kinds)})
+    change_pin = services.config.security.require_pin_change_on_first_use  # the RA chose the PIN
+    secrets = FirstSecrets(pin_hash, sealed, change_pin, wrapped)
+    audit = caller.audit("linkEid", {"eids": ["password"] + (["totp"] if seed else []) + sorted(eids.more.kinds)})
+    try:
+        await services.lifecycle.set_first_secrets(cred, secrets, audit)
+    except StateChanged:
+        raise _state_error() from None
     if wrapped is not None:  # only the signer's PIN opens the key now
         await level3.discard(services.hsm, cred.id)
     factor_set = await load_factor_set(services.store, cred.id) if expression is not None else None
@@ -286,8 +275,7 @@ async def authorize(services: Services, caller: Caller, credential_id: str, subj
             .values(csr_issued_at=time.time()))
         if result.rowcount != 1:  # once only, and only before a certificate is linked
             raise _state_error()
-        await record(conn, actor=caller.actor, action="manages.authorize", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"subjectDN": subject.human_friendly})
+        await caller.audit("authorize", {"subjectDN": subject.human_friendly}).write(conn, cred.id)
     return {"credentialID": cred.id, "csr": encode_b64(csr)}
 
 
@@ -300,26 +288,19 @@ async def link_cert(services: Services, caller: Caller, policy: CAPolicy, creden
     if cred.certificate is not None or cred.status != "disabled" or cred.pin_hash is None:
         raise _state_error()
     await check_certificate(chain, cred.public_key, policy.anchors)
-    ee, rest = chain[0].dump(), [c.dump() for c in chain[1:]]
-    async with services.store.write() as conn:
-        other = (await conn.execute(select(credentials.c.id).where(
-            credentials.c.public_key == cred.public_key, credentials.c.id != cred.id,
-            credentials.c.status != "deleted"))).first()
-        if other is not None:
-            raise invalid_request(KEY_IN_USE)
-        result = await conn.execute(
-            update(credentials)
-            .where(credentials.c.id == cred.id, credentials.c.status == "disabled",
-                   credentials.c.certificate.is_(None))
-            .values(certificate=ee, chain=json.dumps([base64.b64encode(c).decode() for c in rest]),
-                    status="enabled", updated_at=time.time()))
-        if result.rowcount != 1:
-            raise _state_error()
+
+    async def linked(conn: Conn) -> None:
         await conn.execute(update(manage_enrollments).where(manage_enrollments.c.credential_id == cred.id)
                            .values(linked_at=time.time()))
-        await record(conn, actor=caller.actor, action="manages.linkCert", target=cred.id, outcome="ok",
-                     client_ip=caller.ip, detail={"serialNumber": format(chain[0].serial_number, "x"),
-                                                  "issuerDN": chain[0].issuer.human_friendly})
+
+    audit = caller.audit("linkCert", {"serialNumber": format(chain[0].serial_number, "x"),
+                                      "issuerDN": chain[0].issuer.human_friendly})
+    try:
+        await services.lifecycle.certify(cred, chain[0].dump(), [c.dump() for c in chain[1:]], audit, also=linked)
+    except KeyInUse:
+        raise invalid_request(KEY_IN_USE) from None
+    except StateChanged:
+        raise _state_error() from None
     if cred.level >= 3:  # in case a crash after linkEid's commit left the enrollment key behind
         await level3.discard(services.hsm, cred.id)
     return {"credentialID": cred.id, "key": key_view(replace(cred, status="enabled"))}
@@ -346,7 +327,7 @@ async def _delete(services: Services, caller: Caller, credential_id: str, reason
             await idempotency.complete(conn, caller.ca_id, request_id, out)
 
     audit = DeletionAudit(caller.actor, "manages.deleteKey", {"reason": reason, "requestID": request_id}, caller.ip)
-    if await delete_credential(services.store, services.hsm, cred.id, audit, also=enrollment_and_replay) is None:
+    if await services.lifecycle.delete(cred.id, audit, also=enrollment_and_replay) is None:
         raise unknown_credential()
     if cred.level >= 3:  # the blob went with the row; an enrollment key may remain on the token
         await level3.discard(services.hsm, cred.id)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, update
 
-from rssp.audit import record
+from rssp.audit import ChangeAudit
 from rssp.hsm import Hsm, HsmError, KeyNotFound
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials
@@ -31,13 +30,10 @@ log = logging.getLogger("rssp.credentials")
 
 
 @dataclass(frozen=True)
-class DeletionAudit:
-    """The audit record of a deletion: who, under which action name, why."""
+class DeletionAudit(ChangeAudit):
+    """The audit record of a deletion: who, under which action name (``credential.delete`` unless named), why."""
 
-    actor: str
     action: str = "credential.delete"
-    detail: dict[str, Any] = field(default_factory=dict)
-    client_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class Deleted:
     key_destroyed: bool  # False: the HSM failed (logged); the credential is deleted all the same
 
 
-async def delete_credential(store: Store, hsm: Hsm, credential_id: str, audit: DeletionAudit, *,
+async def delete_credential(store: Store, hsm: Hsm, credential_id: str, audit: ChangeAudit, *,
                             only: Sequence[ColumnElement[bool]] = (),
                             also: Callable[[Conn], Awaitable[None]] | None = None) -> Deleted | None:
     """Delete the credential if it is not deleted yet and matches ``only``; None if nothing was.
@@ -63,8 +59,7 @@ async def delete_credential(store: Store, hsm: Hsm, credential_id: str, audit: D
             return None
         if also is not None:
             await also(conn)
-        await record(conn, actor=audit.actor, action=audit.action, target=credential_id, outcome="ok",
-                     client_ip=audit.client_ip, detail=audit.detail or None)
+        await audit.write(conn, credential_id)
     return Deleted(credential_id, await _destroy(hsm, credential_id, row.hsm_key_id))
 
 
