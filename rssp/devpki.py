@@ -13,10 +13,15 @@ inside the certificates. The child exits when the server stops, or when its pare
 
 Certificates are regenerated from the configuration by certomancer on every start; that is
 harmless because trust is anchored on the root's name and key, which do not change.
+
+certomancer (and the YAML it reads) is the ``devpki`` extra, not a runtime dependency: it is
+imported only here, inside the functions that make or run the test PKI, so a production
+instance serves without it, and :func:`require_extra` names the extra when it is missing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -29,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -40,6 +44,18 @@ ARCH = "rssp-dev"
 HOST = "127.0.0.1"
 CERTOMANCER_POLICY = "1.3.6.1.4.1.4146.2.3"  # certomancer's TSAs always use this policy OID
 KEYS = {"root": "ec", "interm": "ec", "tsa-ec": "ec", "tsa-rsa": "rsa", "ocsp": "ec"}
+MISSING_EXTRA = ("the development PKI needs the devpki extra: pip install 'rssp[devpki]' "
+                 "(or make a production instance: rssp init DIR --production)")
+
+
+def require_extra() -> None:
+    """Stop with a clear error, before anything is made or started, if certomancer is not installed."""
+    try:
+        found = importlib.util.find_spec("certomancer") is not None
+    except ImportError:  # a parent package or an import hook refuses it
+        found = False
+    if not found:
+        raise OperatorError(MISSING_EXTRA)
 
 
 def write_keys(key_dir: Path, kinds: dict[str, str]) -> None:
@@ -163,6 +179,8 @@ def _tsa_table(name: str, description: str, url: str, priority: int, default: bo
 
 def create(directory: Path, *, port: int | None = None) -> dict[str, Any]:
     """Make ``DIR/devpki`` and return the rssp.toml tables that describe and use it."""
+    require_extra()
+    import yaml  # certomancer's dependency: the devpki extra
     from certomancer.registry import CertomancerConfig
 
     port = port or free_port()
@@ -244,6 +262,7 @@ class DevPki:
         return cls(directory, section) if section.get("enabled") and keys.is_dir() else None
 
     def start(self, timeout: float = 30.0) -> None:
+        require_extra()  # here, not as an exit of the child that would look like a port in use
         host, port = self.section.get("host", HOST), int(self.section["port"])
         self.proc = subprocess.Popen([sys.executable, "-m", "rssp.devpki", str(self.directory)])
         deadline = time.monotonic() + timeout

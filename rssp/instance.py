@@ -88,6 +88,8 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     if directory.exists() and any(directory.iterdir()):
         raise InstanceExists(f"{directory} exists and is not empty; refusing to touch it")
     check_name(operator)
+    if not production:
+        devpki.require_extra()  # before anything is made: init never leaves a half-made instance
     if operator_file is not None and (operator_file.exists() or not (
             operator_file.parent.is_dir() or operator_file.parent.resolve() == directory)):
         raise OperatorError(f"cannot write the first operator's file {operator_file}: it exists (it is never written "

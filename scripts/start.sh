@@ -21,7 +21,7 @@ DEMO_USER=demo
 DEMO_PASSWORD=demo-password
 DEMO_PIN=123456
 
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --extras devpki  # the instance below is a development one: its test PKI
 
 RSSP="$ROOT/.venv/bin/rssp"
 PY="$ROOT/.venv/bin/python"

@@ -17,7 +17,7 @@ TEST_APT_PACKAGES+=(iproute2)  # ip: loopback up in the netns where the openssl 
 TEST_APT_PACKAGES+=(xmlsec1 nodejs)  # xmlsec1 --verify and node (xadesjs): independent XAdES checks (tests/xades_helpers.py)
 # node also runs the test OpenID Provider (tests/oidc_op); the SMTP relay is aiosmtpd, a Python test extra
 
-bash scripts/bootstrap.sh --extras test "${TEST_APT_PACKAGES[@]}"
+bash scripts/bootstrap.sh --extras test,devpki "${TEST_APT_PACKAGES[@]}"  # devpki: the tests' PKI (certomancer)
 
 # npm packages the tests run, pinned by their lock files: xadesjs, the XAdES tests' independent verifier
 # (tests/xadesjs), and oidc-provider, a real OpenID Provider on loopback (tests/oidc_op, test_factors_oidc.py)
