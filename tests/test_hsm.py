@@ -308,7 +308,7 @@ async def test_concurrent_signers_are_serialised(
     await hsm.destroy_key(made.key_id)
     assert finished == ["generate"] + ["sign"] * 100
     assert [t.name for t in threading.enumerate() if t.name.startswith("pkcs11")] == ["pkcs11_0"]
-    for digest, signature in zip(digests, signatures):
+    for digest, signature in zip(digests, signatures, strict=True):
         _verify(key.public_key_der, mech, signature, digest)
 
 

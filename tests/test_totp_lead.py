@@ -17,7 +17,8 @@ from rssp.sam import totp_lead
 
 
 def _config(raw: dict[str, Any]) -> Config:
-    return Config(directory=Path("/nowhere"), database_url="sqlite://", hsm=HsmConfig("lib", "token", "pin", None), raw=raw)
+    hsm = HsmConfig("lib", "token", "pin", None)
+    return Config(directory=Path("/nowhere"), database_url="sqlite://", hsm=hsm, raw=raw)
 
 
 DEVELOPMENT = {"devpki": {"port": 8081}}  # what 'rssp init' writes; 'rssp init --production' writes none
