@@ -19,6 +19,7 @@ from rssp.config import Config
 from rssp.factors import routes as signer_pages
 from rssp.factors.service import FACTORS, of_services
 from rssp.oauth.settings import OAuthSettings
+from rssp.sam import totp_lead
 from rssp.services import Services
 
 # A 1x1 transparent PNG: ``info.logo`` must be a URI that serves an image.
@@ -34,6 +35,7 @@ async def _logo(_request: web.Request) -> web.Response:
 def create_app(config: Config, services: Services | None = None, *, start_services: bool = True) -> web.Application:
     """Build the app; with ``start_services`` the HSM session and database open on start-up."""
     services = services or Services.build(config)
+    totp_lead.configure(config)  # TEST-ONLY TOTP steps ahead: honoured on a development instance only
     app = web.Application(client_max_size=config.max_request_bytes,
                           middlewares=[access, csc_errors, complete_body(config.server.body_timeout_seconds,
                                                                  config.server.max_body_bytes)])

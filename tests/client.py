@@ -27,12 +27,18 @@ def digest(data: bytes, name: str = "sha256") -> bytes:
     return hashlib.new(name, data).digest()
 
 
+# TEST-ONLY: the steps past a credential's last used one the suite's servers accept (conftest puts
+# RSSP_TEST_TOTP_STEPS_AHEAD in their environment; rssp.sam.totp_lead): no test waits for a fresh step.
+# It bounds the codes a test may draw in a row without spending one (a wrong PIN spends none).
+TOTP_STEPS_AHEAD = 32
+
+
 class OtpClock:
     """TOTP codes whose time steps strictly increase per credential (the server accepts each step
     once): the conformance kit's clock, shared, so the kit and the tests never reuse a step."""
 
     def __init__(self) -> None:
-        self.clock = KitOtpClock()
+        self.clock = KitOtpClock(ahead=TOTP_STEPS_AHEAD)
 
     def code(self, cred: Cred) -> str:
         assert cred.totp_seed

@@ -6,6 +6,7 @@ growing existing ones.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,12 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from client import TOTP_STEPS_AHEAD  # noqa: E402
 from deployment import Deployment, make_deployment  # noqa: E402
+
+# TEST-ONLY: every server the suite starts (its environment is this one) accepts TOTP steps ahead of
+# the clock, so that no test waits 30 s for a fresh one (rssp.sam.totp_lead; docs/configuration.md).
+os.environ["RSSP_TEST_TOTP_STEPS_AHEAD"] = str(TOTP_STEPS_AHEAD)
 
 
 class Kept:

@@ -36,9 +36,13 @@ async def test_info_lists_exactly_the_mounted_methods(csc):
     assert body["specs"] == "2.2.0.0"
     assert body["extensions"] == {"jt2a": "1"}
     assert "supportedHashTypes" in body and "SHA-256" in body["supportedHashTypes"]
-    for method in body["methods"]:
-        s, _ = await csc.call(method, {})
-        assert s != 501, method
+    # every listed method is there, and none but info answers a caller who presents nothing
+    answers = {method: await csc.call(method, {}) for method in body["methods"]}
+    assert answers.pop("info") == (200, body)
+    no_token = (401, {"error": "invalid_token", "error_description": "Missing access token"})
+    no_password = (401, {"error": "invalid_request", "error_description": "Malformed authentication parameter."})
+    for method, answer in answers.items():
+        assert answer == (no_password if method in ("auth/login", "manages/login") else no_token), method
     for method in CSC_METHODS:  # every method of the specification: listed exactly when mounted (else 501)
         s, out = await csc.call(method, {})
         assert (s != 501) == (method in body["methods"]), method
@@ -48,6 +52,9 @@ async def test_info_lists_exactly_the_mounted_methods(csc):
 async def test_info_accepts_an_empty_body(csc, http, dep):
     async with http.post(f"{dep.base}/csc/v2/info") as resp:
         assert resp.status == 200
+        answer = await resp.json()
+    assert answer == (await csc.call("info", {}))[1]  # the same as for {}
+    assert answer["specs"] == "2.2.0.0" and "signatures/signHash" in answer["methods"]
 
 
 async def test_list_shows_only_own_credentials(csc, dep):

@@ -280,13 +280,35 @@ async def test_sign_many_keeps_order(
 
 
 async def test_concurrent_signers_are_serialised(
-    hsm: Hsm, ec_keys: dict[str, GeneratedKey]
+    hsm: Hsm, ec_keys: dict[str, GeneratedKey], token_conf: Path, module_copy: str
 ) -> None:
+    """Every PKCS#11 call of the process runs on its one HSM thread (``pkcs11_0``), in the order
+    asked: 100 signatures asked for, through two Hsm objects, while a key pair is being generated
+    are all made after it, by the same thread, and all verify."""
     key = ec_keys["ec-p256"]
     mech = SignMechanism("ecdsa", "sha256")
     digests = [_digest("sha256", b"req %d" % i) for i in range(100)]
-    signatures = await asyncio.gather(*(hsm.sign(key.key_id, mech, d) for d in digests))
-    for digest, signature in zip(digests, signatures):
+    finished: list[str] = []
+
+    async def generate() -> GeneratedKey:
+        made = await hsm.generate_key_pair(KeySpec.parse("rsa-2048"), "serialised")  # ~100 ms on the HSM thread
+        finished.append("generate")
+        return made
+
+    async def sign(signer: Hsm, digest: bytes) -> bytes:
+        signature = await signer.sign(key.key_id, mech, digest)
+        finished.append("sign")
+        return signature
+
+    async with Hsm(module_copy, LABEL, USER_PIN, str(token_conf)) as other:
+        generating = asyncio.ensure_future(generate())
+        await asyncio.sleep(0)  # its hop is queued first
+        signatures = await asyncio.gather(*(sign(other if i % 2 else hsm, d) for i, d in enumerate(digests)))
+        made = await generating
+    await hsm.destroy_key(made.key_id)
+    assert finished == ["generate"] + ["sign"] * 100
+    assert [t.name for t in threading.enumerate() if t.name.startswith("pkcs11")] == ["pkcs11_0"]
+    for digest, signature in zip(digests, signatures, strict=True):
         _verify(key.public_key_der, mech, signature, digest)
 
 

@@ -217,9 +217,12 @@ def build_specs() -> dict[str, Spec]:
         Row("auth/login", "refresh_token empty", {"refresh_token": ""}, auth=None, desc="Invalid refresh_token"),
         Row("auth/login", "refresh_token is an access token", {"refresh_token": Ref("token:alice")}, auth=None,
             desc="Invalid refresh_token"),
-        Row("auth/login", "refresh_token absurdly long", {"refresh_token": LONG}, auth=None),
-        Row("auth/login", "refresh_token with a lone surrogate", {"refresh_token": "ab\udc80cd"}, auth=None),
-        Row("auth/login", "refresh_token with NUL", {"refresh_token": "ab\u0000cd"}, auth=None),
+        Row("auth/login", "refresh_token absurdly long", {"refresh_token": LONG}, auth=None,
+            desc=invalid("refresh_token")),
+        Row("auth/login", "refresh_token with a lone surrogate", {"refresh_token": "ab\udc80cd"}, auth=None,
+            desc=invalid("refresh_token")),
+        Row("auth/login", "refresh_token with NUL", {"refresh_token": "ab\u0000cd"}, auth=None,
+            desc=invalid("refresh_token")),
     ]
     specs["auth/login"] = Spec(auth=None, base={}, empty_ok=True, rows=login_rows,
                                fields={"rememberMe": ("boolean", False), "refresh_token": ("string", False)})
@@ -234,9 +237,9 @@ def build_specs() -> dict[str, Spec]:
         Row("auth/revoke", "empty token", with_(revoke_base, token=""), desc="Invalid string parameter token"),
         Row("auth/revoke", "someone else's token", with_(revoke_base, token=Ref("token:bob")),
             desc="Invalid string parameter token"),
-        Row("auth/revoke", "token absurdly long", with_(revoke_base, token=LONG)),
-        Row("auth/revoke", "token with a lone surrogate", with_(revoke_base, token="x\ud800")),
-        Row("auth/revoke", "token with NUL", with_(revoke_base, token="x\u0000")),
+        Row("auth/revoke", "token absurdly long", with_(revoke_base, token=LONG), desc=invalid("token")),
+        Row("auth/revoke", "token with a lone surrogate", with_(revoke_base, token="x\ud800"), desc=invalid("token")),
+        Row("auth/revoke", "token with NUL", with_(revoke_base, token="x\u0000"), desc=invalid("token")),
         Row("auth/revoke", "unknown token_type_hint on the caller's own token",
             {"token": Ref("token:alice"), "token_type_hint": "id_token"},
             desc="Invalid string parameter token_type_hint"),
@@ -1007,15 +1010,18 @@ def build_specs() -> dict[str, Spec]:
             desc="the document is neither a PDF, a CMS signature nor XML"),
         Row("validates/validSign", "document XML", with_(vs, document=b64(b"<doc/>")),
             desc="the XML document holds no signature"),
-        Row("validates/validSign", "document truncated CMS", with_(vs, document=cms_junk)),
-        Row("validates/validSign", "document truncated PDF", with_(vs, document=pdf)),
+        Row("validates/validSign", "document truncated CMS", with_(vs, document=cms_junk),
+            desc="not a readable CMS signature: ValueError"),
+        Row("validates/validSign", "document truncated PDF", with_(vs, document=pdf),
+            desc="not a readable PDF: PdfReadError"),
         # a document past max_document_bytes (413): tests/test_validates.py, under a small configured limit
         Row("validates/validSign", "neither document nor signature", without(vs, "document"),
             desc=missing("string", "document")),
         Row("validates/validSign", "signature without document or digests", with_(without(vs, "document"),
                                                                                     signature=cms_junk),
             desc=missing("string", "document")),
-        Row("validates/validSign", "signature truncated CMS", with_(vs, signature=cms_junk)),
+        Row("validates/validSign", "signature truncated CMS", with_(vs, signature=cms_junk),
+            desc="not a readable CMS signature: ValueError"),
         Row("validates/validSign", "signature not Base64", with_(vs, signature="%%%"),
             desc="Invalid Base64 signature parameter"),
         *[Row("validates/validSign", f"documentDigests = {json.dumps(v)}", with_(vs, documentDigests=v),
@@ -1105,7 +1111,7 @@ def generic_rows(method: str, spec: Spec, max_body: int) -> list[Row]:
                 headers=(("Content-Encoding", "deflate"),), desc="Malformed request body"),
         replace(row, label="gzip Content-Encoding, truncated",
                 raw=gzip.compress(json.dumps({"lang": "en-US", "clientData": "x" * 200}).encode())[:24],
-                headers=(("Content-Encoding", "gzip"),)),
+                headers=(("Content-Encoding", "gzip"),), desc="Malformed JSON body"),  # what it inflates to is cut
         replace(row, label="gzip of a JSON array", raw=gzip.compress(b"[]"), headers=(("Content-Encoding", "gzip"),),
                 desc="The request body must be a JSON object"),
         replace(row, label="deflate bomb over max_body_bytes",
@@ -1230,6 +1236,11 @@ ROWS = all_rows()
 def test_row_ids_are_unique():
     ids = [r.id for r in ROWS]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_every_row_names_its_exact_text():
+    """Each refusal's error_description is written here, in the table: none is left to the server."""
+    assert [r.id for r in ROWS if r.desc is None] == []
 
 
 # ============================================================================ running it

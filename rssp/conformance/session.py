@@ -56,20 +56,32 @@ class StepFailed(Exception):
 
 
 class OtpClock:
-    """TOTP codes whose time steps strictly increase (a server accepts each step once)."""
+    """TOTP codes whose time steps strictly increase (a server accepts each step once).
 
-    def __init__(self) -> None:
+    A server accepts the current 30-second step and one either side, so a seed gets about three
+    codes at once and then one every 30 seconds: the clock waits for the next step. ``ahead``
+    (TEST-ONLY) is how many steps past the last used one the server also accepts
+    (``RSSP_TEST_TOTP_STEPS_AHEAD`` on a development rssp, :mod:`rssp.sam.totp_lead`): then the
+    clock never waits; it still prefers a step of the clock's window when one is left.
+    """
+
+    def __init__(self, ahead: int = 0) -> None:
         self.last: dict[str, int] = {}
+        self.ahead = ahead
 
     def code(self, seed: str) -> str:
         totp = pyotp.TOTP(seed)
         while True:
             now_step = int(time.time() // 30)
             step = max(now_step - 1, self.last.get(seed, -1) + 1)
-            if step <= now_step + 1 and (step + 2) * 30 - time.time() > 2:
-                self.last[seed] = step
-                return totp.at(step * 30)
-            time.sleep(1)
+            fresh = (step + 2) * 30 - time.time() > 2  # still accepted when the request arrives
+            if self.ahead and not (step <= now_step + 1 and fresh):
+                step = max(step, now_step)  # past the clock's window: the server's steps ahead
+            elif not (step <= now_step + 1 and fresh):
+                time.sleep(1)
+                continue
+            self.last[seed] = step
+            return totp.at(step * 30)
 
 
 @dataclass
