@@ -58,14 +58,20 @@ async def test_a_failure_reaches_every_waiter_and_is_not_kept() -> None:
     assert await cache.get("k", working.fetch, forever) == "value" and working.calls == 1  # asked again
 
 
-@pytest.mark.parametrize("abandoned", [None, lambda: LookupError("fetch abandoned")])
-async def test_the_fetchers_cancellation_is_shared_only_without_a_substitute(abandoned) -> None:
-    cache: SingleFlightCache[str, str] = SingleFlightCache(abandoned=abandoned)
+async def _owner_and_waiter(cache: SingleFlightCache[str, str]
+                            ) -> tuple[Source, asyncio.Task[str], asyncio.Task[str]]:
+    """A fetch under way (the owner's) and a second asker waiting for it."""
     source = Source()
     owner = asyncio.create_task(cache.get("k", source.fetch, forever))
     await source.started.wait()
     waiter = asyncio.create_task(cache.get("k", source.fetch, forever))
     await asyncio.sleep(0)
+    return source, owner, waiter
+
+
+@pytest.mark.parametrize("abandoned", [None, lambda: LookupError("fetch abandoned")])
+async def test_the_fetchers_cancellation_is_shared_only_without_a_substitute(abandoned) -> None:
+    _source, owner, waiter = await _owner_and_waiter(SingleFlightCache(abandoned=abandoned))
     owner.cancel()
     if abandoned is None:
         with pytest.raises(asyncio.CancelledError):
@@ -76,12 +82,7 @@ async def test_the_fetchers_cancellation_is_shared_only_without_a_substitute(aba
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:
-    cache: SingleFlightCache[str, str] = SingleFlightCache()
-    source = Source()
-    owner = asyncio.create_task(cache.get("k", source.fetch, forever))
-    await source.started.wait()
-    waiter = asyncio.create_task(cache.get("k", source.fetch, forever))
-    await asyncio.sleep(0)
+    source, owner, waiter = await _owner_and_waiter(SingleFlightCache())
     waiter.cancel()
     source.gate.set()
     assert await owner == "value"
