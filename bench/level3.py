@@ -66,6 +66,7 @@ class Setup:
 
 
 def make_setup(directory: Path, level3_creds: int) -> Setup:
+    os.environ["RSSP_OPERATOR_FILE"] = str(directory / "operator.json")  # init writes it; privileged commands use it
     rssp("init", str(directory), "--production")
     rssp("user", "add", str(directory), signhash.USER, "--password", signhash.PASSWORD)
     setup = Setup(directory)

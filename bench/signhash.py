@@ -43,8 +43,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,10 +59,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``rssp`` importable from the repo
     sys.path.insert(0, str(REPO))
 BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+for extra in (BENCH, REPO / "tests"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
 
 import raw_pkcs11  # noqa: E402  (bench/raw_pkcs11.py)
+from deployment import stop_process_group  # noqa: E402 - the test suite's helper, shared
+from rssp.devpki import free_port  # noqa: E402
 from rssp.hsm import DEFAULT_MODULE, SignMechanism  # noqa: E402
 
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
@@ -144,12 +145,6 @@ def make_instance(directory: Path) -> Instance:
     return inst
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``rssp serve DIR --port P --workers N`` in its own process group."""
 
@@ -193,13 +188,7 @@ class Server:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self.proc = None
 
 

@@ -63,9 +63,7 @@ for extra in (REPO, REPO / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from aiohttp import web  # noqa: E402
 from asn1crypto import cms  # noqa: E402
-from certomancer.integrations.aiohttp_animator import build_animator_app  # noqa: E402
 from deployment import Deployment  # noqa: E402 - the test suite's CLI-driven instance helper
 from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
 from pyhanko.sign.validation.ades import (  # noqa: E402
@@ -87,8 +85,8 @@ from pyhanko_certvalidator.policy_decl import (  # noqa: E402
     RevocationCheckingRule,
 )
 from pyhanko_certvalidator.registry import SimpleTrustManager  # noqa: E402
-from tsa_helpers import HttpServer, ServerThread  # noqa: E402
-from validation_corpus import ValidationPki, build_corpus  # noqa: E402
+from tsa_helpers import ServerThread  # noqa: E402
+from validation_corpus import ValidationPki, build_corpus, counting_animator, validation_instance  # noqa: E402
 
 from rssp.devpki import free_port  # noqa: E402
 
@@ -182,37 +180,11 @@ async def run_round(result: Result, call: Callable[[], Awaitable[bool]], concurr
     result.revocation_requests += sum(v for k, v in hits.items() if k in ("ocsp", "crls")) - before
 
 
-def counting_animator(thread: ServerThread, pki: ValidationPki, port: int, hits: dict[str, int]) -> HttpServer:
-    app = build_animator_app(pki.config.pki_archs, with_web_ui=False)
-
-    @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        parts = request.path.strip("/").split("/")
-        kind = parts[1] if len(parts) > 1 else parts[0]
-        hits[kind] = hits.get(kind, 0) + 1
-        return await handler(request)
-
-    app.middlewares.append(count)
-    server = HttpServer(thread, app, port)
-    server.start()
-    return server
-
-
 def make_instance(directory: Path, pki: ValidationPki, workers: int) -> Deployment:
-    env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
-    dep = Deployment(directory, None, env)
-    dep.rssp("init", str(directory), "--production")
-    dep.add_user("bench", "bench-password")
-    pki.write_root(directory / "corpus-root.pem")
-    path = directory / "rssp.toml"
-    raw = tomllib.loads(path.read_text())
-    raw["server"]["max_body_bytes"] = 4 * 1024 * 1024
-    raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
-                         "max_document_bytes": 2 * 1024 * 1024, "fetch_allow": [f"{pki.prefix}/"]}
-    path.write_text(tomli_w.dumps(raw))
-    dep.seal_config()
-    dep.start(workers=workers)
-    return dep
+    """The test suite's validation instance (user ``bench``), with room for the benchmark's documents."""
+    validation = {"max_document_bytes": 2 * 1024 * 1024, "fetch_allow": [f"{pki.prefix}/"]}
+    return validation_instance(directory, pki, validation, ("bench",), workers=workers,
+                               server={"max_body_bytes": 4 * 1024 * 1024})
 
 
 async def measure(args: argparse.Namespace, dep: Deployment, doc: bytes, root: Any, hits: dict[str, int]

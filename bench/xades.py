@@ -38,11 +38,11 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validsign import Result, counting_animator, make_instance, run_round  # noqa: E402 - also sets sys.path
+from validsign import Result, make_instance, run_round  # noqa: E402 - also sets sys.path
 
 from deployment import Deployment  # noqa: E402
 from tsa_helpers import ServerThread  # noqa: E402
-from validation_corpus import ValidationPki  # noqa: E402
+from validation_corpus import ValidationPki, counting_animator  # noqa: E402
 from xades_helpers import INVOICE, build_signed  # noqa: E402
 
 from extensions.validates.engine import ValidationEngine  # noqa: E402

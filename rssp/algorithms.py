@@ -13,20 +13,19 @@ from dataclasses import dataclass
 from asn1crypto import algos
 
 from rssp.errors import invalid_param, invalid_request, missing_param
+from rssp.hash_algorithms import HASHES, SIGNING_HASHES
 from rssp.hsm.types import HashName, SignMechanism
 
-HASH_OIDS: dict[str, HashName] = {
-    "2.16.840.1.101.3.4.2.1": "sha256",
-    "2.16.840.1.101.3.4.2.2": "sha384",
-    "2.16.840.1.101.3.4.2.3": "sha512",
-}
-HASH_OID_BY_NAME: dict[HashName, str] = {name: oid for oid, name in HASH_OIDS.items()}
-DIGEST_SIZES: dict[HashName, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
-HASH_DISPLAY = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"}
+# the signing hashes' views of rssp.hash_algorithms, by the keys signing code looks them up with
+HASH_OIDS: dict[str, HashName] = {HASHES[name].oid: name for name in SIGNING_HASHES}
+HASH_OID_BY_NAME: dict[HashName, str] = {name: HASHES[name].oid for name in SIGNING_HASHES}
+DIGEST_SIZES: dict[HashName, int] = {name: HASHES[name].size for name in SIGNING_HASHES}
+HASH_DISPLAY: dict[HashName, str] = {name: HASHES[name].display for name in SIGNING_HASHES}
 
-RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
-RSASSA_PSS = "1.2.840.113549.1.1.10"
-EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+_SIGNED_DIGEST = algos.SignedDigestAlgorithmId  # asn1crypto's signature OIDs ("sha256_rsa", "rsassa_pss", ...)
+RSA_ENCRYPTION = _SIGNED_DIGEST.unmap("rsassa_pkcs1v15")  # 1.2.840.113549.1.1.1
+RSASSA_PSS = _SIGNED_DIGEST.unmap("rsassa_pss")  # 1.2.840.113549.1.1.10
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"  # id-ecPublicKey, a key OID that CSC also accepts as signAlgo
 
 
 @dataclass(frozen=True)
@@ -39,20 +38,26 @@ class SignAlgo:
     hash: HashName | None
 
 
+def _with_hashes(key_kind: str, scheme: str, suffix: str) -> list[SignAlgo]:
+    """The combined OIDs (``sha256WithRSAEncryption``, ``ecdsa-with-SHA256``, ...) of each signing hash."""
+    return [SignAlgo(_SIGNED_DIGEST.unmap(f"{h}_{suffix}"), key_kind, scheme, h) for h in SIGNING_HASHES]
+
+
 SIGN_ALGOS: dict[str, SignAlgo] = {
     a.oid: a
     for a in (
         SignAlgo(RSA_ENCRYPTION, "rsa", "pkcs1v15", None),
-        SignAlgo("1.2.840.113549.1.1.11", "rsa", "pkcs1v15", "sha256"),
-        SignAlgo("1.2.840.113549.1.1.12", "rsa", "pkcs1v15", "sha384"),
-        SignAlgo("1.2.840.113549.1.1.13", "rsa", "pkcs1v15", "sha512"),
+        *_with_hashes("rsa", "pkcs1v15", "rsa"),
         SignAlgo(RSASSA_PSS, "rsa", "pss", None),
         SignAlgo(EC_PUBLIC_KEY, "ec", "ecdsa", None),
-        SignAlgo("1.2.840.10045.4.3.2", "ec", "ecdsa", "sha256"),
-        SignAlgo("1.2.840.10045.4.3.3", "ec", "ecdsa", "sha384"),
-        SignAlgo("1.2.840.10045.4.3.4", "ec", "ecdsa", "sha512"),
+        *_with_hashes("ec", "ecdsa", "ecdsa"),
     )
 }
+
+
+def sign_algo_oid(key_kind: str, hash_name: str) -> str:
+    """The combined signature OID of a key kind and hash (``("ec", "sha256")`` → ecdsa-with-SHA256)."""
+    return next(a.oid for a in SIGN_ALGOS.values() if a.key_kind == key_kind and a.hash == hash_name)
 
 CURVE_OIDS = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34"}
 
@@ -78,8 +83,9 @@ def oid_for_length(digest: bytes) -> str:
     return HASH_OID_BY_NAME[by_size[len(digest)]]
 
 
-def check_digest(digest: bytes, hash_name: HashName) -> None:
-    if len(digest) != DIGEST_SIZES[hash_name]:
+def check_digest(digest: bytes, hash_name: str) -> None:
+    """A digest must have its algorithm's length (any algorithm of :mod:`rssp.hash_algorithms`)."""
+    if len(digest) != HASHES[hash_name].size:
         raise invalid_request("Invalid digest value length")
 
 

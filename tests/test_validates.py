@@ -13,8 +13,6 @@ The development instance (``dep``) must trust its own test PKI out of the box.
 from __future__ import annotations
 
 import base64
-import os
-import tomllib
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +20,8 @@ from io import BytesIO
 from typing import Any
 
 import pytest
-import tomli_w
 from aiohttp import web
 from asn1crypto import cms
-from certomancer.integrations.aiohttp_animator import build_animator_app
 from client import CSC
 from deployment import Deployment
 from lxml import etree
@@ -35,7 +31,8 @@ from pyhanko.sign.validation.generic_cms import async_validate_cms_signature
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import RevokedError
 from tsa_helpers import HttpServer, ServerThread
-from validation_corpus import TEXT, Corpus, ValidationPki, b64, build_corpus, sha256
+from validation_corpus import (TEXT, Corpus, ValidationPki, b64, build_corpus, counting_animator, sha256,
+                               validation_instance)
 
 from rssp.devpki import free_port
 
@@ -54,23 +51,6 @@ class Env:
     prefix: str
 
 
-def counting_animator(thread: ServerThread, pki: ValidationPki, port: int, hits: dict[str, int]) -> HttpServer:
-    """certomancer's animator, counting requests per service kind (ocsp, crls, ...)."""
-    app = build_animator_app(pki.config.pki_archs, with_web_ui=False)
-
-    @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        parts = request.path.strip("/").split("/")
-        kind = parts[1] if len(parts) > 1 else parts[0]
-        hits[kind] = hits.get(kind, 0) + 1
-        return await handler(request)
-
-    app.middlewares.append(count)
-    server = HttpServer(thread, app, port)
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     base = tmp_path_factory.mktemp("validates")
@@ -81,20 +61,10 @@ def venv(tmp_path_factory):
     server = counting_animator(thread, pki, port, hits)
     try:
         corpus = build_corpus(pki)
-        env_vars = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
-        dep = Deployment(base / "instance", None, env_vars)
-        dep.rssp("init", str(dep.directory), "--production")
-        dep.add_user("alice", "alice-password")
-        pki.write_root(dep.directory / "corpus-root.pem")
-        config_path = dep.directory / "rssp.toml"
-        raw = tomllib.loads(config_path.read_text())
-        raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"],
-                             "max_document_bytes": MAX_DOCUMENT,
-                             # the corpus PKI and the 'offline' signer's sources are on loopback: allow exactly them
-                             "fetch_allow": [f"http://127.0.0.1:{port}/", f"{pki.dead_url}/"]}
-        config_path.write_text(tomli_w.dumps(raw))
-        dep.seal_config()
-        dep.start(workers=1)
+        dep = validation_instance(base / "instance", pki, {
+            "max_document_bytes": MAX_DOCUMENT,
+            # the corpus PKI and the 'offline' signer's sources are on loopback: allow exactly them
+            "fetch_allow": [f"http://127.0.0.1:{port}/", f"{pki.dead_url}/"]})
         corpus.wait_for_late_revocation()
         try:
             yield Env(dep, corpus, hits, pki, thread, f"http://127.0.0.1:{port}")

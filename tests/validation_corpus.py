@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tomli_w
+from aiohttp import web
 from asn1crypto import cms, pem, x509
+from certomancer.integrations.aiohttp_animator import build_animator_app
 from certomancer.registry import CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -50,6 +52,7 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from deployment import Deployment
+from tsa_helpers import HttpServer, ServerThread
 from rssp.devpki import free_port, write_keys
 
 ARCH, ROGUE = "val", "rogue"
@@ -381,10 +384,29 @@ def build_corpus(pki: ValidationPki) -> Corpus:
     return run_apart(pki.build())
 
 
+def counting_animator(thread: ServerThread, pki: ValidationPki, port: int, hits: dict[str, int]) -> HttpServer:
+    """certomancer's animator, counting requests per service kind (ocsp, crls, ...)."""
+    app = build_animator_app(pki.config.pki_archs, with_web_ui=False)
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        parts = request.path.strip("/").split("/")
+        kind = parts[1] if len(parts) > 1 else parts[0]
+        hits[kind] = hits.get(kind, 0) + 1
+        return await handler(request)
+
+    app.middlewares.append(count)
+    server = HttpServer(thread, app, port)
+    server.start()
+    return server
+
+
 def validation_instance(directory: Path, pki: ValidationPki, validation: dict[str, Any],
-                        users: tuple[str, ...] = ("alice",)) -> Deployment:
-    """A started production instance (SQLite, one worker) trusting the corpus root, with more
-    ``[validation]`` settings; each user's password is ``<name>-password``."""
+                        users: tuple[str, ...] = ("alice",), *, workers: int = 1,
+                        server: dict[str, Any] | None = None) -> Deployment:
+    """A started production instance (SQLite) trusting the corpus root, with more ``[validation]``
+    (and ``[server]``) settings; each user's password is ``<name>-password``. The tests and the
+    validation benchmarks (bench/validsign.py, bench/xades.py) start theirs here."""
     env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
     dep = Deployment(directory, None, env)
     dep.rssp("init", str(directory), "--production")
@@ -393,10 +415,11 @@ def validation_instance(directory: Path, pki: ValidationPki, validation: dict[st
     pki.write_root(directory / "corpus-root.pem")
     config_path = directory / "rssp.toml"
     raw = tomllib.loads(config_path.read_text())
+    raw["server"] = {**raw["server"], **(server or {})}
     raw["validation"] = {**raw.get("validation", {}), "trust_anchors": ["corpus-root.pem"], **validation}
     config_path.write_text(tomli_w.dumps(raw))
     dep.seal_config()
-    dep.start(workers=1)
+    dep.start(workers=workers)
     return dep
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rssp import metrics, plugins
+from rssp.hash_algorithms import HASHES
 from rssp.tsa import (
     Timestamp,
     TimestampRequest,
@@ -45,7 +46,7 @@ from tsa_clients.settings import HASH_SIZES, PoolSettings, TsaSettings, parse_po
 
 log = logging.getLogger("tsa_clients.pool")
 
-SHA256 = "2.16.840.1.101.3.4.2.1"
+SHA256 = HASHES["sha256"].oid
 MIN_PROBE_INTERVAL = 1.0  # seconds between two probes of one failed TSA, whatever the cool-down
 
 

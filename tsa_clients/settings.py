@@ -16,20 +16,12 @@ from typing import Any
 from asn1crypto import pem, x509
 
 from rssp.config import ConfigError
+from rssp.hash_algorithms import CLIENT_DIGESTS, HASHES, SIGNING_HASHES
 
-HASH_NAMES = {
-    "sha256": "2.16.840.1.101.3.4.2.1",
-    "sha384": "2.16.840.1.101.3.4.2.2",
-    "sha512": "2.16.840.1.101.3.4.2.3",
-    "sha3-256": "2.16.840.1.101.3.4.2.8",
-    "sha3-384": "2.16.840.1.101.3.4.2.9",
-    "sha3-512": "2.16.840.1.101.3.4.2.10",
-}
-HASH_SIZES = {
-    "2.16.840.1.101.3.4.2.1": 32, "2.16.840.1.101.3.4.2.2": 48, "2.16.840.1.101.3.4.2.3": 64,
-    "2.16.840.1.101.3.4.2.8": 32, "2.16.840.1.101.3.4.2.9": 48, "2.16.840.1.101.3.4.2.10": 64,
-}
-DEFAULT_HASHES = ("2.16.840.1.101.3.4.2.1", "2.16.840.1.101.3.4.2.2", "2.16.840.1.101.3.4.2.3")
+# ``hash_algorithms`` names in rssp.toml ("sha256", "sha3-256") → OID, and each OID's digest size
+HASH_NAMES = {name.replace("_", "-"): HASHES[name].oid for name in CLIENT_DIGESTS}
+HASH_SIZES = {HASHES[name].oid: HASHES[name].size for name in CLIENT_DIGESTS}
+DEFAULT_HASHES = tuple(HASHES[name].oid for name in SIGNING_HASHES)
 REVOCATION_MODES = ("soft-fail", "hard-fail", "require")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")

@@ -29,7 +29,6 @@ any faster under the GIL, so it runs inline on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -47,6 +46,7 @@ from pyhanko.sign.validation.generic_cms import (
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
+from rssp.singleflight import SingleFlightCache
 from rssp.tsa import TokenRejected, VerifiedToken
 
 log = logging.getLogger("tsa_clients.verify")
@@ -192,8 +192,8 @@ class TokenVerifier:
         self.intermediates = list(intermediates)
         self.revocation = revocation
         self.chain_cache_seconds = chain_cache_seconds
-        self._chains: dict[bytes, tuple[float, tuple[bytes, ...]]] = {}
-        self._inflight: dict[bytes, asyncio.Future[tuple[bytes, ...]]] = {}
+        # by the certificate's SHA-256; a failed validation is not kept (the next token tries again)
+        self._chains: SingleFlightCache[bytes, tuple[bytes, ...]] = SingleFlightCache()
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -227,27 +227,12 @@ class TokenVerifier:
 
     async def _chain(self, cert: x509.Certificate, others: list[x509.Certificate]) -> tuple[bytes, ...]:
         """The validated path above ``cert`` (issuer first), cached per certificate."""
-        key = hashlib.sha256(cert.dump()).digest()
-        cached = self._chains.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[tuple[bytes, ...]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            chain = await self._validate_chain(cert, others)
-            future.set_result(chain)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._inflight[key]
-        remaining = (cert.not_valid_after - datetime.now(UTC)).total_seconds()
-        self._chains[key] = (time.monotonic() + min(self.chain_cache_seconds, remaining), chain)
-        return chain
+        def expires(_chain: tuple[bytes, ...]) -> float:
+            remaining: float = (cert.not_valid_after - datetime.now(UTC)).total_seconds()
+            return time.monotonic() + min(self.chain_cache_seconds, remaining)
+
+        return await self._chains.get(hashlib.sha256(cert.dump()).digest(),
+                                      lambda: self._validate_chain(cert, others), expires)
 
     async def _validate_chain(self, cert: x509.Certificate, others: list[x509.Certificate]) -> tuple[bytes, ...]:
         check_tsu_certificate(cert)

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from asn1crypto import algos
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -26,19 +27,15 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc9480
 
+from rssp.algorithms import SIGN_ALGOS, sign_algo_oid
 from rssp.ca import CAError
+from rssp.hash_algorithms import HASHES, SIGNING_HASHES, hash_oids
 
 PBM_ITERATIONS = 10_000
-_OWF = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384", "2.16.840.1.101.3.4.2.3": "sha512",
-        "1.3.14.3.2.26": "sha1"}
-_HMAC = {"1.2.840.113549.2.9": "sha256", "1.2.840.113549.2.10": "sha384", "1.2.840.113549.2.11": "sha512",
-         "1.3.6.1.5.5.8.1.2": "sha1"}
-_SIG = {  # signature OID -> (key kind, hash)
-    "1.2.840.113549.1.1.11": ("rsa", hashes.SHA256), "1.2.840.113549.1.1.12": ("rsa", hashes.SHA384),
-    "1.2.840.113549.1.1.13": ("rsa", hashes.SHA512), "1.2.840.10045.4.3.2": ("ec", hashes.SHA256),
-    "1.2.840.10045.4.3.3": ("ec", hashes.SHA384), "1.2.840.10045.4.3.4": ("ec", hashes.SHA512),
-}
-_SIG_OID = {("rsa", "sha256"): "1.2.840.113549.1.1.11", ("ec", "sha256"): "1.2.840.10045.4.3.2"}
+_OWF = hash_oids(("sha1", *SIGNING_HASHES))  # PBM one-way function OID -> hashlib name
+# PBM MAC OID -> hashlib name: asn1crypto's hmacWithSHA* and RFC 4210's hmac-sha1 (IPsec's OID)
+_HMAC = {**{algos.HmacAlgorithmId.unmap(name): name for name in SIGNING_HASHES}, "1.3.6.1.5.5.8.1.2": "sha1"}
+_SIG = {a.oid: a for a in SIGN_ALGOS.values() if a.hash is not None}  # the combined OIDs: key kind and hash
 
 
 def _pbm_key(secret: bytes, salt: bytes, owf: str, iterations: int) -> bytes:
@@ -59,9 +56,9 @@ class MacProtection:
         """(OID, DER parameters) for a new message: a fresh salt each time."""
         params = rfc9480.PBMParameter()
         params["salt"] = os.urandom(16)
-        params["owf"]["algorithm"] = univ.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
+        params["owf"]["algorithm"] = univ.ObjectIdentifier(HASHES["sha256"].oid)
         params["iterationCount"] = PBM_ITERATIONS
-        params["mac"]["algorithm"] = univ.ObjectIdentifier("1.2.840.113549.2.9")
+        params["mac"]["algorithm"] = univ.ObjectIdentifier(algos.HmacAlgorithmId.unmap("sha256"))
         return str(rfc9480.id_PasswordBasedMac), encoder.encode(params)
 
     def protect(self, params_der: bytes, protected: bytes) -> bytes:
@@ -98,7 +95,7 @@ class SignatureProtection:
         return "rsa" if isinstance(self.key, rsa.RSAPrivateKey) else "ec"
 
     def algorithm(self) -> tuple[str, bytes | None]:
-        return _SIG_OID[(self.kind, "sha256")], (encoder.encode(univ.Null("")) if self.kind == "rsa" else None)
+        return sign_algo_oid(self.kind, "sha256"), (encoder.encode(univ.Null("")) if self.kind == "rsa" else None)
 
     def protect(self, _params: bytes | None, protected: bytes) -> bytes:
         if self.kind == "rsa":
@@ -116,7 +113,8 @@ class SignatureProtection:
 def verify_signature(cert_der: bytes, alg_oid: str, data: bytes, value: bytes) -> None:
     if alg_oid not in _SIG:
         raise CAError("CMP response uses an unsupported signature algorithm")
-    kind, hash_cls = _SIG[alg_oid]
+    algo = _SIG[alg_oid]
+    kind, hash_cls = algo.key_kind, HASHES[algo.hash or ""].cryptography
     public = x509.load_der_x509_certificate(cert_der).public_key()
     try:
         if kind == "rsa" and isinstance(public, rsa.RSAPublicKey):

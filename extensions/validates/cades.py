@@ -46,15 +46,14 @@ from extensions.validates.countersign import validate_counter_signatures
 from extensions.validates.errors import BadDocument
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, timestamp_of
 from extensions.validates.policy import Request
+from rssp.hash_algorithms import CLIENT_DIGESTS, hash_oids
 
 SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
 ARCHIVE_TIMESTAMP_V3 = "0.4.0.1733.2.4"
 MAX_SIGNERS = 20
 DER_ORDER = "the signed attributes are not stored in DER order: verified over their DER encoding (RFC 5652 5.4)"
 # digest algorithm OIDs a client may name in documentDigests, with hashlib's names
-HASHES = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
-          "2.16.840.1.101.3.4.2.3": "sha512", "2.16.840.1.101.3.4.2.8": "sha3_256",
-          "2.16.840.1.101.3.4.2.9": "sha3_384", "2.16.840.1.101.3.4.2.10": "sha3_512"}
+HASHES = hash_oids(CLIENT_DIGESTS)
 
 
 @dataclass(frozen=True)

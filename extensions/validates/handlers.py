@@ -7,7 +7,6 @@ fixed text (:class:`~extensions.validates.errors.BadDocument`), never a 500.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from extensions.validates.pades import validate_pdf
 from extensions.validates.policy import Request
 from extensions.validates.report import etsi_report
 from extensions.validates.xades import validate_xml
-from rssp.api.parse import Body, decode_b64, decode_certificates, encode_b64
+from rssp.api.parse import Body, decode_b64, decode_certificates, decode_digests, encode_b64
 from rssp.api.registry import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
@@ -84,12 +83,7 @@ def parse_digests(body: Body) -> Detached | None:
     oid = inner.required_string("hashAlgorithmOID", max_len=64)
     if oid not in HASHES:
         raise invalid_param("hashAlgorithmOID")
-    if not hashes:
-        raise invalid_param("hashes")
-    size = hashlib.new(HASHES[oid]).digest_size
-    digests = tuple(decode_b64(h) for h in hashes)
-    if any(len(d) != size for d in digests):
-        raise invalid_request("Invalid digest value length")
+    digests = decode_digests(hashes or [], HASHES[oid], unique=False, empty=invalid_param("hashes"))
     return Detached(digests=digests, hash_oid=oid)
 
 

@@ -14,16 +14,13 @@ Each request gets its own :class:`FetchLog`: what was served (for ``validationIn
 ``revocation.source``), what failed (an unreachable responder turns an "insufficient
 revocation data" failure into ``TRY_LATER``), the OCSP responses the document or the
 request carries (:mod:`.fetchers` falls back on them), and its :class:`~.outbound.FetchBudget`.
-The cache is shared by the validation threads of one process (:mod:`.engine`), hence the lock.
+The cache is shared by the validation threads of one process (:mod:`.engine`); the sharing of
+fetches and its thread safety are :class:`rssp.singleflight.SingleFlightCache`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +31,7 @@ from pyhanko_certvalidator.util import issuer_serial
 
 from extensions.validates.outbound import FetchBudget, FetchFailed
 from rssp import metrics
+from rssp.singleflight import SingleFlightCache
 
 
 @dataclass
@@ -73,10 +71,14 @@ class RevocationCache:
 
     def __init__(self, *, default_seconds: float, max_seconds: float, max_entries: int) -> None:
         self.default_seconds, self.max_seconds, self.max_entries = default_seconds, max_seconds, max_entries
-        self._entries: OrderedDict[tuple[str, Any], tuple[float, Any]] = OrderedDict()
-        self._inflight: dict[tuple[str, Any], concurrent.futures.Future[Any]] = {}
-        self._lock = threading.Lock()
-        self.network_fetches = 0  # for tests and the benchmark: how often the network was asked
+        # the others get a fetch failure of their own, never one request's cancellation
+        self._flights: SingleFlightCache[tuple[str, Any], Any] = SingleFlightCache(
+            max_entries=max_entries, abandoned=lambda: FetchFailed("fetch abandoned"))
+
+    @property
+    def network_fetches(self) -> int:
+        """How often the network was asked (tests and the benchmark)."""
+        return self._flights.fetches
 
     def _expiry(self, next_update: datetime | None) -> float:
         lifetime = self.default_seconds
@@ -84,49 +86,21 @@ class RevocationCache:
             lifetime = min((next_update - datetime.now(UTC)).total_seconds(), self.max_seconds)
         return time.monotonic() + max(lifetime, 0.0)
 
-    def _lookup(self, key: tuple[str, Any]) -> tuple[Any, concurrent.futures.Future[Any] | None, bool]:
-        """(cached value, pending fetch, whether the caller must fetch), under the lock."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] > time.monotonic():
-                self._entries.move_to_end(key)
-                return entry[1], None, False
-            pending = self._inflight.get(key)
-            if pending is not None:
-                return None, pending, False
-            pending = self._inflight[key] = concurrent.futures.Future()
-            self.network_fetches += 1
-            return None, pending, True
-
-    def _store(self, key: tuple[str, Any], value: Any, expiry: float) -> None:
-        with self._lock:
-            del self._inflight[key]
-            self._entries[key] = (expiry, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
     async def get(self, key: tuple[str, Any], fetch: Callable[[], Awaitable[Any]],
                   next_update: Callable[[Any], datetime | None]) -> Any:
         """The cached value for ``key``, or ``fetch()`` once for all concurrent askers."""
-        value, pending, mine = self._lookup(key)
         counted = metrics.m()
-        counted.revocation_cache.labels(key[0], "miss" if mine else "hit").inc()
-        if pending is None:
-            return value
-        if not mine:
-            return await asyncio.shield(asyncio.wrap_future(pending))
-        try:
-            value = await fetch()
+
+        def observe(mine: bool) -> None:
+            counted.revocation_cache.labels(key[0], "miss" if mine else "hit").inc()
+
+        async def fetch_counted() -> Any:
+            try:
+                value = await fetch()
+            except BaseException:
+                counted.revocation_fetches.labels(key[0], "failed").inc()
+                raise
             counted.revocation_fetches.labels(key[0], "ok").inc()
-        except BaseException as exc:
-            counted.revocation_fetches.labels(key[0], "failed").inc()
-            with self._lock:
-                del self._inflight[key]
-            # the others get a fetch failure of their own, never this request's cancellation
-            pending.set_exception(exc if isinstance(exc, Exception) else FetchFailed("fetch abandoned"))
-            pending.exception()  # retrieved: the waiters re-raise it
-            raise
-        self._store(key, value, self._expiry(next_update(value)))
-        pending.set_result(value)
-        return value
+            return value
+
+        return await self._flights.get(key, fetch_counted, lambda value: self._expiry(next_update(value)), observe)

@@ -38,7 +38,6 @@ from datetime import datetime
 from asn1crypto import crl, ocsp, x509
 from cryptography import x509 as cx509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
@@ -66,12 +65,11 @@ from rssp.documents.xades_xml import (
     ds,
     local_name,
 )
+from rssp.hash_algorithms import cryptography_hash
 
 WEAK = {"sha1", "md5"}
 MAX_REFERENCES = 1_000  # per signature: each one is a pass over (possibly a copy of) the document
 XADES_NS = (XADES, XADES122, XADES141)
-_HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
-           "sha512": hashes.SHA512}
 
 
 class Failed(Exception):
@@ -295,7 +293,7 @@ def verify_value(core: Core, cert: x509.Certificate) -> bool:
     kind, digest, scheme = method
     try:
         key = cx509.load_der_x509_certificate(cert.dump()).public_key()
-        algorithm = _HASHES[digest]()
+        algorithm = cryptography_hash(digest)
         if scheme == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
             size = (key.curve.key_size + 7) // 8
             if len(core.value) != 2 * size:

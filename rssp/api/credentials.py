@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
+from rssp.algorithms import hash_from_oid, oid_for_length
 from rssp.api.credential_view import credential_view
-from rssp.api.parse import Body, decode_b64, is_text
+from rssp.api.parse import Body, check_digests, decode_digests, is_text
 from rssp.api import schemas
 from rssp.api.registry import Call, Method, Registry
 from rssp.audit import record
@@ -53,14 +53,7 @@ async def own_credential(call: Call, *, enabled: bool = False, key_only: bool = 
 
 def parse_digests(body: Body, *, required: bool, max_items: int) -> tuple[bytes, ...]:
     values = body.string_list("hashes", required=required, max_items=max_items)
-    if values is None:
-        return ()
-    if not values:
-        raise invalid_request("Empty hash array")
-    digests = tuple(decode_b64(v) for v in values)
-    if len(set(digests)) != len(digests):
-        raise invalid_param("hashes")
-    return digests
+    return () if values is None else decode_digests(values)
 
 
 def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashName | None, tuple[bytes, ...]]:
@@ -79,8 +72,7 @@ def bound_hashes(body: Body, max_items: int, version: str = "v2") -> tuple[HashN
     if oid is None:
         raise missing_param("string", "hashAlgorithmOID")
     hash_name = hash_from_oid(oid)
-    for d in digests:
-        check_digest(d, hash_name)
+    check_digests(digests, hash_name)
     return hash_name, digests
 
 

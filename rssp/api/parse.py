@@ -10,11 +10,13 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from asn1crypto import x509
 
-from rssp.errors import invalid_param, invalid_request, missing_param
+from rssp.algorithms import check_digest
+from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
 _B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -154,6 +156,34 @@ def decode_b64(value: str, *, error: str = "Invalid Base64 hash string parameter
 
 def encode_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def decode_digests(values: Sequence[str], hash_name: str | None = None, *, unique: bool = True,
+                   b64_error: str = "Invalid Base64 hash string parameter",
+                   empty: CSCError | None = None) -> tuple[bytes, ...]:
+    """A list of Base64 digests, decoded, each of ``hash_name``'s length and (if ``unique``) distinct.
+
+    The one parser of a digest list (``hashes`` of signHash, authorize, sendOTP, signDoc, the
+    OAuth authorization request and validation's ``documentDigests``), so a digest is read the
+    same way everywhere; each site keeps its CSC wording through ``b64_error`` and ``empty`` (the
+    error for an empty list, "Empty hash array" unless given). Distinct where a SAD may be bound
+    to the list: each bound digest is spent once. ``hash_name`` is None when the algorithm is
+    known only later (CSC v1 infers it from a digest's length): :func:`check_digests` then.
+    """
+    if not values:
+        raise empty or invalid_request("Empty hash array")
+    digests = tuple(decode_b64(value, error=b64_error) for value in values)
+    if hash_name is not None:
+        check_digests(digests, hash_name)
+    if unique and len(set(digests)) != len(digests):
+        raise invalid_param("hashes")
+    return digests
+
+
+def check_digests(digests: Sequence[bytes], hash_name: str) -> None:
+    """Each digest must have ``hash_name``'s length ("Invalid digest value length")."""
+    for digest in digests:
+        check_digest(digest, hash_name)
 
 
 def decode_certificates(values: list[str], *, b64_error: str) -> list[x509.Certificate]:

@@ -13,8 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from rssp.algorithms import check_digest, resolve_mechanism
-from rssp.api.parse import Body, decode_b64, is_text
+from rssp.algorithms import resolve_mechanism
+from rssp.api.parse import Body, decode_b64, decode_digests, is_text
 from rssp.credentials import Credential
 from rssp.documents.model import DocumentOptions, Level, Output
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
@@ -95,15 +95,9 @@ def _entry_outputs(entry: Body, req: SignDocRequest, cred: Credential) -> list[O
         data = decode_b64(entry.required_string("document", max_len=1 << 30),
                           error="Invalid Base64 documents string parameter")
         return [Output(fmt, options, mechanism, params, hashlib.new(mechanism.hash, data).digest(), data=data)]
-    hashes = entry.string_list("hashes", required=True)
-    if not hashes:
-        raise invalid_request("Empty hash array")
-    outputs = []
-    for value in hashes:
-        digest = decode_b64(value, error="Invalid Base64 hashes string parameter")
-        check_digest(digest, mechanism.hash)
-        outputs.append(Output(fmt, options, mechanism, params, digest, digest=digest))
-    return outputs
+    hashes = entry.string_list("hashes", required=True) or []
+    digests = decode_digests(hashes, mechanism.hash, unique=False, b64_error="Invalid Base64 hashes string parameter")
+    return [Output(fmt, options, mechanism, params, digest, digest=digest) for digest in digests]
 
 
 def _document_type(entry: Body) -> None:

@@ -11,12 +11,13 @@ import hashlib
 import secrets
 from typing import Any
 
+from rssp.algorithms import EC_PUBLIC_KEY, RSA_ENCRYPTION, sign_algo_oid
 from rssp.conformance.session import need
+from rssp.hash_algorithms import HASHES, SIGNING_HASHES
 
-ECDSA = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3", "sha512": "1.2.840.10045.4.3.4"}
-RSA = {"sha256": "1.2.840.113549.1.1.11", "sha384": "1.2.840.113549.1.1.12", "sha512": "1.2.840.113549.1.1.13"}
-RSA_ENCRYPTION, EC_PUBLIC_KEY = "1.2.840.113549.1.1.1", "1.2.840.10045.2.1"
-HASH_OID = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
+ECDSA: dict[str, str] = {h: sign_algo_oid("ec", h) for h in SIGNING_HASHES}
+RSA: dict[str, str] = {h: sign_algo_oid("rsa", h) for h in SIGNING_HASHES}
+HASH_OID: dict[str, str] = {h: HASHES[h].oid for h in SIGNING_HASHES}
 _STRENGTH = ("sha512", "sha384", "sha256")
 
 

@@ -13,12 +13,10 @@ import hashlib
 
 from asn1crypto import cms, tsp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
-HASH_OIDS = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
+from rssp.hash_algorithms import HASHES, cryptography_hash
 
 
 def certificate(b64: str) -> x509.Certificate:
@@ -28,7 +26,7 @@ def certificate(b64: str) -> x509.Certificate:
 def signature_over_digest(cert: x509.Certificate, digest: bytes, hash_name: str, signature: bytes) -> None:
     """Raises unless ``signature`` is the credential key's signature over ``digest``."""
     key = cert.public_key()
-    algorithm = Prehashed(HASHES[hash_name]())
+    algorithm = Prehashed(cryptography_hash(hash_name))
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, digest, ec.ECDSA(algorithm))
     elif isinstance(key, rsa.RSAPublicKey):
@@ -50,7 +48,7 @@ def timestamp_token(token: bytes, digest: bytes, hash_name: str) -> str:
     tst = tsp.TSTInfo.load(raw)
     imprint = tst["message_imprint"]
     algorithm = imprint["hash_algorithm"]["algorithm"].dotted
-    if algorithm != HASH_OIDS[hash_name] or imprint["hashed_message"].native != digest:
+    if algorithm != HASHES[hash_name].oid or imprint["hashed_message"].native != digest:
         raise ValueError("the message imprint is not the digest sent")
     _check_signer(signed, raw)
     return str(tst["gen_time"].native)
@@ -71,7 +69,7 @@ def _check_signer(signed: cms.SignedData, content: bytes) -> None:
     if digest_attr != hashlib.new(hash_name, content).digest():
         raise ValueError("the token's message-digest attribute does not match its content")
     key = x509.load_der_x509_certificate(match.dump()).public_key()
-    data, sig, algo = attrs.untag().dump(), signer["signature"].native, HASHES[hash_name]()
+    data, sig, algo = attrs.untag().dump(), signer["signature"].native, cryptography_hash(hash_name)
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(sig, data, ec.ECDSA(algo))
     elif isinstance(key, rsa.RSAPublicKey):

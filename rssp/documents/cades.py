@@ -39,9 +39,10 @@ from rssp.documents.model import (
     UpstreamUnavailable,
     ValidationInfo,
 )
+from rssp.hash_algorithms import SIGNING_HASHES
 
 RANK = {"B-B": 0, "B-T": 1, "B-LT": 2, "B-LTA": 3}
-DIGESTS = ("sha256", "sha384", "sha512")
+DIGESTS = SIGNING_HASHES
 TSA_FAILED = "the time-stamping authority failed"
 # Archive time-stamps older than v3 (ATS, ATSv2) and the long-term-validation attribute cover
 # SignedData.certificates and .crls as a whole: a new signer (its certificate, its validation

@@ -64,9 +64,10 @@ from rssp.documents.model import (
 )
 from rssp.documents.pdf_input import BROKEN, PdfToSign, open_for_signing
 from rssp.documents.timestamps import GuardedTimeStamper
+from rssp.hash_algorithms import HASHES, SIGNING_HASHES
 
 ENVELOPES = {"Certification": True, "Revision": False}  # envelope -> certify
-DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}
+DIGESTS: dict[str, int] = {name: HASHES[name].size for name in SIGNING_HASHES}
 SIGNED_PROPS = {"reason": "reason", "location": "location", "contactinfo": "contact_info", "name": "name"}
 MAX_PROP_LENGTH = 1000
 

@@ -38,8 +38,9 @@ from rssp.documents.xades_xml import (
     ds,
     qname,
 )
+from rssp.hash_algorithms import SIGNING_HASHES
 
-DIGESTS = ("sha256", "sha384", "sha512")
+DIGESTS = SIGNING_HASHES
 
 
 @dataclass(frozen=True)

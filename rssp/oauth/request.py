@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rssp.algorithms import check_digest, hash_from_oid, oid_for_length
-from rssp.api.parse import decode_b64, encode_b64
+from rssp.algorithms import hash_from_oid, oid_for_length
+from rssp.api.parse import decode_b64, decode_digests, encode_b64
 from rssp.errors import CSCError, both_passed
 from rssp.oauth.clients import Client
 from rssp.oauth.errors import RedirectableError
@@ -126,11 +126,7 @@ def _digests(values: list[str], hash_oid: str | None, max_hashes: int) -> tuple[
     if len(values) > max_hashes:
         raise RedirectableError("invalid_request", "Invalid parameter hashes")
     hash_name = _redirectable(hash_from_oid, hash_oid)
-    digests = [_redirectable(decode_b64, v) for v in values]
-    for d in digests:
-        _redirectable(check_digest, d, hash_name)
-    if len(set(digests)) != len(digests):
-        raise RedirectableError("invalid_request", "Invalid parameter hashes")
+    digests = _redirectable(decode_digests, values, hash_name)  # "Invalid parameter hashes" if repeated
     return hash_oid, tuple(encode_b64(d) for d in digests)
 
 

@@ -12,21 +12,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from rssp.coalesce import Coalescer, Outcome
+from rssp.hash_algorithms import cryptography_hash
 from rssp.hsm.types import SignMechanism
 from rssp.threads import named_pool
-
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
-
 
 # pyca/cryptography releases the GIL while it verifies, so checks on this thread run beside the
 # event loop and the HSM thread. A P-256 verify costs more than the SoftHSM2 sign it checks:
@@ -46,13 +39,13 @@ def _public_key(spki_der: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 def signature_valid(spki_der: bytes, mechanism: SignMechanism, digest: bytes, signature: bytes) -> bool:
     key = _public_key(spki_der)
-    algorithm = Prehashed(_HASHES[mechanism.hash]())
+    algorithm = Prehashed(cryptography_hash(mechanism.hash))
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, digest, ec.ECDSA(algorithm))
         elif mechanism.scheme == "pss":
             assert mechanism.mgf_hash is not None and mechanism.salt_len is not None
-            pss = padding.PSS(mgf=padding.MGF1(_HASHES[mechanism.mgf_hash]()), salt_length=mechanism.salt_len)
+            pss = padding.PSS(mgf=padding.MGF1(cryptography_hash(mechanism.mgf_hash)), salt_length=mechanism.salt_len)
             key.verify(signature, digest, pss, algorithm)
         else:
             key.verify(signature, digest, padding.PKCS1v15(), algorithm)

@@ -22,12 +22,13 @@ from asn1crypto import algos, core, csr, keys, x509
 from cryptography import x509 as cx509
 from cryptography.x509.oid import NameOID
 
+from rssp.hash_algorithms import SIGNING_HASHES
 from rssp.hsm.types import GeneratedKey, KeySpec, SignMechanism
 
 DigestSigner = Callable[[bytes], Awaitable[bytes]]
 """Digest in, raw signature out (PKCS#1 v1.5 over DigestInfo for RSA, DER ECDSA for EC)."""
 
-_SUPPORTED_HASHES = ("sha256", "sha384", "sha512")
+_SUPPORTED_HASHES = SIGNING_HASHES
 
 
 @dataclass(frozen=True)
