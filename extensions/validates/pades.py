@@ -165,9 +165,7 @@ async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | 
         status = await async_validate_pdf_timestamp(ts, validation_context=context, diff_policy=req.diff_policy)
     except Exception:  # noqa: BLE001 - a broken timestamp is reported, not fatal
         return Timestamp(kind, None, None, indications.TOTAL_FAILED)
-    found = timestamp_of(kind, status)
-    assert found is not None
-    return found
+    return timestamp_of(kind, status)
 
 
 def _known(sig: EmbeddedPdfSignature) -> LocalKnowledge:

@@ -352,7 +352,9 @@ def check_core(tree: etree._ElementTree, ids: IdIndex, signature: etree._Element
         _signing_time(core)
         check_references(core, tree, ids, content)
         identify_signer(core)
-        assert core.signer is not None
+        if core.signer is None:  # identify_signer raises rather than leave it unset
+            raise Failed(indications.indeterminate(AdESIndeterminate.NO_SIGNING_CERTIFICATE_FOUND),
+                         "no signing certificate")
         if not verify_value(core, core.signer):
             raise Failed(indications.failed(AdESFailure.SIG_CRYPTO_FAILURE), "the signature value does not verify")
         check_coverage(core)

@@ -183,7 +183,8 @@ async def _past(spec: SignatureValidationSpec, core: Core, sub: Any, poe: dateti
 async def validate_time(req: Request, core: Core, tree: etree._ElementTree, ids: IdIndex,
                         content: Content) -> tuple[indications.Indication, Result, list[Timestamp]]:
     """The signer's certificate with the signature's time-stamps (see the module docstring)."""
-    assert core.signer is not None
+    if core.signer is None:
+        raise ValueError("validate_time needs the signer that check_core identifies")
     spec = dataclasses.replace(req.signature_spec(), local_knowledge=knowledge(core))
     timing = req.timing
     handlers = bootstrap_validation_data_handlers(spec, timing_info=timing)

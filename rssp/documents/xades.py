@@ -200,7 +200,8 @@ class _Job:
             if vc is not None:
                 add_validation_values(skeleton.unsigned, collected.certificates, collected.crls, collected.ocsps)
             if self.rank >= RANK["B-LTA"]:
-                assert stamper is not None
+                if stamper is None:  # _timestamper gives one from B-T up, or raises this
+                    raise UpstreamUnavailable("no time-stamping authority available")
                 await self._archive_timestamp(skeleton, tree, stamper, vc, collected, external)
         _drop_empty(skeleton)
         info = collected.validation_info()

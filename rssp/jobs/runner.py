@@ -143,7 +143,8 @@ class JobRunner:
         try:
             await self._held()
             function = kind_function(job.kind)
-            assert function is not None and self._services is not None  # claimed only known kinds
+            if function is None or self._services is None:  # claimed only known kinds, once started
+                raise RuntimeError(f"job kind {job.kind!r} has no function, or the runner was not started")
             result = await asyncio.wait_for(function(self._services, job), self.settings.run_timeout_seconds)
         except CSCError as error:
             if error.status < 500:
