@@ -111,7 +111,8 @@ def _tokens(core: Core, local: str) -> list[tuple[etree._Element, cms.ContentInf
             continue
         encapsulated = next((e for e in stamp if local_name(e) == "EncapsulatedTimeStamp"), None)
         try:
-            token = cms.ContentInfo.load(base64.b64decode("".join((encapsulated.text or "").split())))
+            text = encapsulated.text if encapsulated is not None else None  # none: an empty value, refused below
+            token = cms.ContentInfo.load(base64.b64decode("".join((text or "").split())))
             token["content"]["encap_content_info"]["content"].parsed.native  # noqa: B018 - parse now
         except Exception:  # noqa: BLE001 - untrusted input
             token = None
