@@ -53,7 +53,8 @@ _WRITER_KEY_CONTEXT = b"rssp audit writer key\x00"
 _INFO_KEY = "rssp.audit_chain"
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: json.dumps makes one per call
+# one encoder: json.dumps makes one per call
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def canonical(chain_id: str, seq: int, row: Mapping[str, Any]) -> bytes:

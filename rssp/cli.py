@@ -200,8 +200,9 @@ async def _client_add(args: argparse.Namespace) -> None:
             inst.store, args.name, args.redirect_uri or [], public=args.public,
             scopes=_words(args.scopes), grant_types=_words(args.grant_types), actor=actor,
         )
-    out: dict[str, Any] = {"client_id": client.client_id, "name": client.name, "redirect_uris": list(client.redirect_uris),
-                           "scopes": list(client.scopes), "grant_types": list(client.grant_types)}
+    out: dict[str, Any] = {"client_id": client.client_id, "name": client.name,
+                           "redirect_uris": list(client.redirect_uris), "scopes": list(client.scopes),
+                           "grant_types": list(client.grant_types)}
     text = f"client_id: {client.client_id}"
     if secret:
         out["client_secret"] = secret

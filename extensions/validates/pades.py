@@ -129,7 +129,7 @@ def dss_revision(reader: PdfFileReader) -> int | None:
             dss = dss.get_object() if dss is not None else None
             if dss is not None and ("/OCSPs" in dss or "/CRLs" in dss):
                 return revision
-        except Exception:  # noqa: BLE001 - untrusted input: an unreadable revision has no DSS we can use
+        except Exception:  # noqa: BLE001, S112 - untrusted input: an unreadable revision has no DSS we can use
             continue
     return None
 

@@ -34,6 +34,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import crl, ocsp, x509
 from cryptography import x509 as cx509
@@ -70,8 +71,8 @@ from rssp.documents.xades_xml import (
 WEAK = {"sha1", "md5"}
 MAX_REFERENCES = 1_000  # per signature: each one is a pass over (possibly a copy of) the document
 XADES_NS = (XADES, XADES122, XADES141)
-_HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
-           "sha512": hashes.SHA512}
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
+                                                  "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
 class Failed(Exception):
@@ -133,14 +134,15 @@ def _b64(text: str | None) -> bytes:
         raise _format("a Base64 value cannot be read") from None
 
 
-def _load_all(values: list[etree._Element], kind: type) -> list:  # type: ignore[type-arg]
+def _load_all(values: list[etree._Element], kind: type[Any]) -> list[Any]:
+    """The items of ``kind`` (an asn1crypto class) that parse; unreadable ones are left out."""
     out = []
     for value in values:
         try:
             item = kind.load(_b64(value.text))
             item.native  # noqa: B018 - parse now: an unreadable item is left out
             out.append(item)
-        except Exception:  # noqa: BLE001 - untrusted input
+        except Exception:  # noqa: BLE001, S112 - untrusted input: an unreadable item is left out
             continue
     return out
 

@@ -139,7 +139,7 @@ def complete_body(timeout: float, max_bytes: int) -> Middleware:
     return middleware
 
 
-async def _read_within(request: web.Request, timeout: float | None) -> None:
+async def _read_within(request: web.Request, timeout: float | None) -> None:  # noqa: ASYNC109 - expiry is a 408
     try:
         async with asyncio.timeout(timeout):
             await request.read()

@@ -109,7 +109,8 @@ async def start(store: Store, hsm: Hsm, factors: FactorService, cred: Credential
     except (DeliveryError, LookupError) as exc:
         await oob.burn(store, row_id)
         async with store.write() as conn:
-            await conn.execute(delete(pending_authorizations).where(pending_authorizations.c.handle_hash == handle_hash))
+            await conn.execute(delete(pending_authorizations)
+                               .where(pending_authorizations.c.handle_hash == handle_hash))
         log.warning("approval link for credential %s not sent: %s", cred.id, exc)
         raise NOT_SENT from None
     async with store.write() as conn:

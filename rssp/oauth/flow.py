@@ -49,7 +49,8 @@ def error_redirect(req_or_uri: AuthorizationRequest | str, error: RedirectableEr
                                             "state": state}))
 
 
-async def start(services: Services, settings: OAuthSettings, params: dict[str, str]) -> tuple[Client, AuthorizationRequest]:
+async def start(services: Services, settings: OAuthSettings,
+                params: dict[str, str]) -> tuple[Client, AuthorizationRequest]:
     """Resolve the client and the request (pushed or in the query)."""
     client_id = params.get("client_id")
     if client_id is None:
@@ -167,7 +168,8 @@ async def approve(services: Services, settings: OAuthSettings, session: AuthSess
     return redirect_url(req.redirect_uri, {"code": code, "state": req.state})
 
 
-async def deny(services: Services, session: AuthSession, reason: str = "The signer denied the request") -> ErrorRedirect:
+async def deny(services: Services, session: AuthSession,
+               reason: str = "The signer denied the request") -> ErrorRedirect:
     async with services.store.write() as conn:
         await close_session(conn, session)
     return error_redirect(session.request, RedirectableError("access_denied", reason))

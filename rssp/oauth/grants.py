@@ -56,9 +56,11 @@ def _check_code(redeemed: RedeemedCode | None, client: Client, form: dict[str, s
     if form["redirect_uri"] != req.redirect_uri:
         return invalid_grant("redirect_uri parameter does not match redirect_uri parameter of authorization request")
     if not verifier_matches(verifier, req.code_challenge):
-        return invalid_grant("Missing parameter code_verifier" if verifier is None else "Invalid parameter code_verifier")
+        return invalid_grant("Missing parameter code_verifier" if verifier is None
+                             else "Invalid parameter code_verifier")
     details = form.get("authorization_details")
-    if details is not None and (req.authorization_details is None or not same_details(details, req.authorization_details)):
+    if details is not None and (req.authorization_details is None
+                                or not same_details(details, req.authorization_details)):
         return invalid_grant("authorization_details do not match the authorization request")
     return None
 

@@ -56,7 +56,7 @@ def _context(sad_hash: str, credential_id: str) -> bytes:
 
 
 async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter, not a secret
 
 
 # --- issuing -----------------------------------------------------------------------------------
