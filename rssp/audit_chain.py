@@ -57,7 +57,7 @@ _INFO_KEY = "rssp.audit_chain"
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def canonical(chain_id: str, seq: int, row: Mapping[str, Any]) -> bytes:
+def canonical(chain_id: str, seq: int, row: Mapping[Any, Any]) -> bytes:  # a RowMapping, or a dict of its columns
     """The bytes a record's hash covers: its chain position and every stored field, exactly."""
     values = [chain_id, seq, *(row[name] for name in RECORD_FIELDS)]
     return _encode(values).encode("utf-8", "surrogatepass")

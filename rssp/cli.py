@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Callable[..., Any], help_: str, parent: Any = sub, *, operator: bool = False,
                 approver: bool = False) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help_)
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
         p.add_argument("dir", help="instance directory")
         p.add_argument("--json", action="store_true", help="print JSON")
         if operator:

@@ -9,6 +9,8 @@ are not in ``info.methods`` (CSC: ``oauth2/*`` MAY be left out; they are discove
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from rssp.api.info import INFO_EXTRAS
@@ -47,6 +49,8 @@ from rssp.sam.factors import Factors, check_factors
 from rssp.services import Services
 
 SETTINGS: web.AppKey[OAuthSettings] = web.AppKey("oauth_settings", OAuthSettings)
+# A form post's step, once its session and CSRF token are checked (login, consent).
+Step = Callable[[web.Request, AuthSession, dict[str, str]], Awaitable[web.Response]]
 _TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -89,7 +93,7 @@ async def _session(request: web.Request) -> tuple[AuthSession, dict[str, str]]:
     return session, form
 
 
-async def _page_step(request: web.Request, step) -> web.Response:  # type: ignore[no-untyped-def]
+async def _page_step(request: web.Request, step: Step) -> web.Response:
     """Shared error handling of the form posts: bad session/CSRF → 403 page, never a redirect."""
     try:
         session, form = await _session(request)
