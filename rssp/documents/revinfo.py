@@ -67,7 +67,8 @@ async def signer_path(signer: Signer, vc: ValidationContext) -> ValidationPath:
     validator = CertificateValidator(signer.signing_cert, intermediate_certs=signer.cert_registry,
                                      validation_context=vc)
     try:
-        return await validator.async_validate_usage(set())
+        path: ValidationPath = await validator.async_validate_usage(set())
+        return path
     except (PathBuildingError, PathValidationError) as exc:
         if _revinfo_missing(exc):
             raise UpstreamUnavailable(REVINFO_UNAVAILABLE) from exc

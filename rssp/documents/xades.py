@@ -264,8 +264,9 @@ def _declaration(data: bytes) -> bytes | None:
 def _serialise(tree: etree._ElementTree, declaration: bytes | None) -> bytes:
     """The signed document: its declaration as given (a new document: UTF-8 with one), then the tree."""
     if declaration is None:
-        return etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
-    body = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
+        whole: bytes = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
+        return whole
+    body: bytes = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
     return declaration + b"\n" + body
 
 

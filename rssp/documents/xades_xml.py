@@ -137,8 +137,9 @@ def canonicalize(node: etree._Element | etree._ElementTree, algorithm: str,
                  prefixes: list[str] | None = None) -> bytes:
     """``node`` (an element in its document, or a whole document) canonicalised with ``algorithm``."""
     exclusive, comments = CANONICALISATIONS[algorithm]
-    return etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=comments,
-                          inclusive_ns_prefixes=(prefixes or None) if exclusive else None)
+    out: bytes = etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=comments,
+                                inclusive_ns_prefixes=(prefixes or None) if exclusive else None)
+    return out
 
 
 def qname(namespace: str, local: str) -> str:
