@@ -455,7 +455,8 @@ async def login(base: str) -> str:
             return body["access_token"]
 
 
-async def authorize_pool(base: str, token: str, cred_id: str, sads: int, concurrency: int) -> list[tuple[str, list[bytes]]]:
+async def authorize_pool(base: str, token: str, cred_id: str, sads: int,
+                         concurrency: int) -> list[tuple[str, list[bytes]]]:
     """``sads`` SADs for 50 signatures each, each bound to 50 fresh random SHA-256 digests."""
     import aiohttp
 
@@ -556,7 +557,7 @@ def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> 
         sigs = [base64.b64decode(s) for s in json.loads(data)["signatures"]]
         if len(sigs) != len(digests):
             raise RuntimeError("signHash returned a different number of signatures than hashes")
-        for d, s in zip(digests, sigs):
+        for d, s in zip(digests, sigs, strict=True):
             if case.mechanism.scheme == "ecdsa":
                 key.verify(s, d, ec.ECDSA(Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
             else:
@@ -798,7 +799,8 @@ def print_table(rows: list[Row]) -> None:
             flags.append(f"info {r.info_calls_per_s:,.0f} calls/s")
         print(f"{r.key:9} w={r.workers} n={r.hashes_per_call:<2d} {r.calls_per_s:6.0f} calls/s c={r.concurrency:<2d} "
               f"client {r.client_cpu_pct:3.0f}% {r.client_cpu_us_per_call:5.0f}us  "
-              f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call {r.server_cpu_us_per_sig:5.0f}us/sig  "
+              f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call "
+              f"{r.server_cpu_us_per_sig:5.0f}us/sig  "
               + "".join(f"{role} {_fmt(pcts)}% " for role, pcts in r.thread_pct.items())
               + f" conns {_fmt(r.connections)}  "
               f"other {r.foreign_cpu_pct:.0f}% (raw runs {_fmt(r.raw_foreign_cpu_pct)}%)  raw {_fmt(r.raw_runs)}  "

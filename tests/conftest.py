@@ -6,10 +6,14 @@ growing existing ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 try:  # tests/ as a package or as a plain rootdir-inserted directory
     from .pgcluster import PgCluster
@@ -35,12 +39,6 @@ def pg_cluster():
 # ============================================================================ rssp deployments
 # A deployment per database backend, made once per session through the CLI and served by
 # `rssp serve --workers 2`; tests that take `dep` run against SQLite and PostgreSQL.
-
-import sys
-from pathlib import Path
-
-import aiohttp
-import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 

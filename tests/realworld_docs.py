@@ -243,7 +243,10 @@ def countersign(pki: ValidationPki, signed: bytes, label: str) -> bytes:
 
 
 async def rssp_cades(pki: ValidationPki, level: str) -> bytes:
-    """An attached CAdES by rssp's own engine (B-LT: revocation data in SignedData.crls; B-LTA: archive-time-stamp-v3)."""
+    """An attached CAdES by rssp's own engine.
+
+    B-LT: revocation data in SignedData.crls; B-LTA: archive-time-stamp-v3.
+    """
     tools = SigningTools(pki.signer("good"), pki.timestamper(), pki.validation_context)
     out = await sign_data(TEXT, DocumentOptions(level=level, envelope="Attached", digest_algorithm="sha256"), tools)
     assert out.document is not None

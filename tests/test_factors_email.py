@@ -75,8 +75,9 @@ async def _authorize(csc: CSC, token: str, cred_id: str, pin: str, code: str | N
 
 
 async def _sign_verified(csc: CSC, token: str, cred_id: str, sad: str, h: bytes) -> None:
-    status, signed = await csc.call("signatures/signHash", {"credentialID": cred_id, "SAD": sad, "hashes": [b64(h)],
-                                                            "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256}, token)
+    status, signed = await csc.call("signatures/signHash", {
+        "credentialID": cred_id, "SAD": sad, "hashes": [b64(h)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256,
+    }, token)
     assert status == 200, signed
     _, info = await csc.call("credentials/info", {"credentialID": cred_id}, token)
     verify(base64.b64decode(info["cert"]["certificates"][0]), h, base64.b64decode(signed["signatures"][0]))

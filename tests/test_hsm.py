@@ -275,7 +275,7 @@ async def test_sign_many_keeps_order(
     digests = [_digest("sha256", b"doc %d" % i) for i in range(50)]
     signatures = await hsm.sign_many(key.key_id, mech, digests)
     assert len(signatures) == 50
-    for digest, signature in zip(digests, signatures):
+    for digest, signature in zip(digests, signatures, strict=True):
         _verify(key.public_key_der, mech, signature, digest)
 
 
@@ -286,7 +286,7 @@ async def test_concurrent_signers_are_serialised(
     mech = SignMechanism("ecdsa", "sha256")
     digests = [_digest("sha256", b"req %d" % i) for i in range(100)]
     signatures = await asyncio.gather(*(hsm.sign(key.key_id, mech, d) for d in digests))
-    for digest, signature in zip(digests, signatures):
+    for digest, signature in zip(digests, signatures, strict=True):
         _verify(key.public_key_der, mech, signature, digest)
 
 

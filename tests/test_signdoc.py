@@ -336,6 +336,7 @@ async def test_info_lists_exactly_what_is_signed(csc):
     # and the matrix above signs every PAdES and CAdES one of them, from documents
     # (XAdES has its own matrix in test_xades_signdoc.py)
     listed = {(fmt, env, level.removeprefix("Ades-"))
-              for fmt, envs in zip(info["signature_formats"]["formats"], info["signature_formats"]["envelope_properties"])
+              for fmt, envs in zip(info["signature_formats"]["formats"],
+                                   info["signature_formats"]["envelope_properties"], strict=True)
               if fmt != "X" for env in envs for level in info["conformance_levels"]}
     assert listed == {(c.fmt, c.envelope, c.level) for c in CASES if c.form == "documents"}

@@ -336,7 +336,7 @@ async def open_softhsm(tmp: Path):
         from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
     except ImportError as exc:  # the HSM layer is written in parallel with this module
         pytest.skip(f"rssp.hsm.Hsm is not available yet: {exc}")
-    if not (Path(DEFAULT_MODULE).exists() and shutil.which("softhsm2-util")):
+    if not (Path(DEFAULT_MODULE).exists() and shutil.which("softhsm2-util")):  # noqa: ASYNC240 - a skip check
         pytest.skip("SoftHSM2 is not installed")
     conf = init_softhsm_instance(tmp, "rssp-x509-test", so_pin="5678", user_pin="1234")
     hsm = Hsm(DEFAULT_MODULE, "rssp-x509-test", "1234", softhsm2_conf=str(conf))
