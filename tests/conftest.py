@@ -7,7 +7,7 @@ growing existing ones.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def dep(request, tmp_path_factory, kept, pg_cluster) -> Deployment:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http() -> aiohttp.ClientSession:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         yield session
 

@@ -90,7 +90,7 @@ class Deployment:
         """Accept a hand-edited rssp.toml (``rssp config seal`` as the operator), so that it serves."""
         self.rssp("config", "seal", str(self.directory))
 
-    def rssp_json(self, *args: str, **options: Any) -> dict:
+    def rssp_json(self, *args: str, **options: Any) -> Any:  # an object or a list, as the command prints
         done = self.rssp(*args, "--json", **options)
         return json.loads(done.stdout)
 

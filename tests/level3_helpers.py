@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from sqlalchemy import func, select
 
@@ -37,6 +37,7 @@ def verify(cert_der: bytes, digest_value: bytes, signature: bytes) -> None:
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, digest_value, ec.ECDSA(Prehashed(hashes.SHA256())))
     else:
+        assert isinstance(key, rsa.RSAPublicKey), key
         key.verify(signature, digest_value, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
 
@@ -71,7 +72,7 @@ class Db:
         if target is not None:
             query = query.where(audit.c.target == target)
         async with self.store.read() as conn:
-            return int((await conn.execute(query)).scalar())
+            return int((await conn.execute(query)).scalar_one())
 
     async def user_id(self, username: str) -> str:
         return (await self.one(select(users.c.id).where(users.c.username == username))).id

@@ -158,7 +158,7 @@ def _declares_source(cert: x509.Certificate) -> bool:
 
 
 def _covered(cert: x509.Certificate, facts: Facts) -> bool:
-    serials = set()
+    serials: set[int] = set()
     for value in facts.ocsps:
         _safely(lambda v=value: serials.update(
             s["cert_id"]["serial_number"].native for s in v.basic_ocsp_response["tbs_response_data"]["responses"]))

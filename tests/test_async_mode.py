@@ -18,7 +18,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +88,7 @@ def inst(request, tmp_path_factory) -> Iterator[Instance]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def fresh_http() -> aiohttp.ClientSession:
+async def fresh_http() -> AsyncIterator[aiohttp.ClientSession]:
     """A new connection per request: a test kills a worker, whose kept-alive connections die with it."""
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:

@@ -205,7 +205,9 @@ async def _approve(http, link: str, decision: str = "approve") -> str:
     async with http.get(link) as resp:  # what the signer sees; opening it changes nothing
         page = await resp.text()
         assert resp.status == 200, page
-    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found is not None, page
+    token = found.group(1)
     async with http.post(link.split("?")[0], data={"token": token, "decision": decision}) as resp:
         assert resp.status == 200
         return page

@@ -198,7 +198,9 @@ def ski(cert: cx509.Certificate) -> bytes:
 
 
 def aki(cert: cx509.Certificate) -> bytes:
-    return cert.extensions.get_extension_for_class(cx509.AuthorityKeyIdentifier).value.key_identifier
+    value = cert.extensions.get_extension_for_class(cx509.AuthorityKeyIdentifier).value.key_identifier
+    assert value is not None
+    return value
 
 
 @pytest.mark.parametrize("ca_kind", ["rsa", "ec"])

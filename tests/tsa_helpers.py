@@ -214,7 +214,7 @@ class TsaServer(HttpServer):
 
     def __init__(self, thread: ServerThread, pki: TestPki, label: str = "tsa-ec", *,
                  basic_auth: tuple[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.pki, self.label, self.hits = pki, label, Counter()
+        self.pki, self.label, self.hits = pki, label, Counter[str]()
         self.expected_auth = ("Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
                               if basic_auth else None)
         app = web.Application()
