@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 try:  # tests/ as a package or as a plain rootdir-inserted directory
-    from .pgcluster import PgCluster
+    from .pgcluster import PgCluster  # type: ignore[import-not-found]  # mypy reads tests/ as a plain directory
 except ImportError:
     from pgcluster import PgCluster
 

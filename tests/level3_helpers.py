@@ -72,7 +72,7 @@ class Db:
         if target is not None:
             query = query.where(audit.c.target == target)
         async with self.store.read() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(query)).scalar())
 
     async def user_id(self, username: str) -> str:
         return (await self.one(select(users.c.id).where(users.c.username == username))).id

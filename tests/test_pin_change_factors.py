@@ -11,6 +11,7 @@ deployment (SMTP relay on loopback), a user and credentials of its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from client import CSC, SHA256, b64, digest
 from factors_helpers import code_in
@@ -34,7 +35,7 @@ async def _failed_attempts(fd, cred_id: str) -> int:
         await store.close()
 
 
-async def _code(fd, csc: CSC, token: str, cred_id: str, address: str, hashes: list[bytes] = ()) -> str:
+async def _code(fd, csc: CSC, token: str, cred_id: str, address: str, hashes: Sequence[bytes] = ()) -> str:
     before = fd.smtp.count(address)
     body = {"credentialID": cred_id, "authObjectID": "EMAIL_OTP"}
     if hashes:
