@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
@@ -546,7 +547,7 @@ def ratio_bound(raw: float, verify: float, workers: int, cores: int) -> float:
 def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> int:
     """Check the returned signature values of a few calls against the credential's key."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -559,9 +560,11 @@ def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> 
             raise RuntimeError("signHash returned a different number of signatures than hashes")
         for d, s in zip(digests, sigs, strict=True):
             if case.mechanism.scheme == "ecdsa":
-                key.verify(s, d, ec.ECDSA(Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
+                assert isinstance(key, ec.EllipticCurvePublicKey), key
+                key.verify(s, d, ec.ECDSA(Prehashed(hashes.SHA256())))
             else:
-                key.verify(s, d, padding.PKCS1v15(), Prehashed(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+                assert isinstance(key, rsa.RSAPublicKey), key
+                key.verify(s, d, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
             checked += 1
     return checked
 
@@ -760,7 +763,7 @@ def raw_rate(inst: Instance, case: KeyCase, seconds: float, processes: int) -> t
 # Output
 # --------------------------------------------------------------------------------------------
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: Sequence[float]) -> str:
     return "/".join(f"{v:.0f}" for v in values)
 
 
