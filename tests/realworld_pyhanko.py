@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from io import BytesIO
 from typing import Any
@@ -94,8 +95,8 @@ def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else value.data
 
 
-def context(anchors: list[x509.Certificate], moment: datetime, certs: list[x509.Certificate] = (),
-            crls: list[Any] = (), ocsps: list[Any] = ()) -> ValidationContext:
+def context(anchors: list[x509.Certificate], moment: datetime, certs: Sequence[x509.Certificate] = (),
+            crls: Sequence[Any] = (), ocsps: Sequence[Any] = ()) -> ValidationContext:
     return ValidationContext(trust_roots=anchors, other_certs=list(certs), crls=list(crls), ocsps=list(ocsps),
                              moment=moment, allow_fetching=False, revocation_mode="hard-fail",
                              retroactive_revinfo=True)

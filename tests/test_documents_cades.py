@@ -36,7 +36,7 @@ from validation_corpus import TEXT, ValidationPki, sha256
 
 from rssp.devpki import free_port
 from rssp.documents import cades
-from rssp.documents.model import LEVELS, DocumentError, DocumentOptions, Level, SigningTools, UpstreamUnavailable
+from rssp.documents.model import LEVELS, DocumentError, DocumentOptions, SigningTools, UpstreamUnavailable
 
 ENVELOPES = ("Attached", "Detached", "Parallel-attached", "Parallel-detached")
 
@@ -118,8 +118,9 @@ async def fetchers(env):
     await env.pki.backend.close()
 
 
-def options(level: Level, envelope: str, algorithm: str = "sha256", **extra) -> DocumentOptions:
-    return DocumentOptions(level=level, envelope=envelope, digest_algorithm=algorithm, **extra)
+def options(level: str, envelope: str, algorithm: str = "sha256", **extra) -> DocumentOptions:
+    return DocumentOptions(level=level, envelope=envelope,  # type: ignore[arg-type]  # invalid levels are tested too
+                           digest_algorithm=algorithm, **extra)
 
 
 def signer_infos(encoded: bytes) -> list[bytes]:

@@ -200,6 +200,7 @@ def _check_validation_info(out: Output, info: dict[str, list[str]]) -> None:
     assert ocsps and crls and certs
     if out.case.fmt == "P":
         dss = dss_of(out.signed)
+        assert dss is not None
         assert ocsps <= {r.get_object().data for r in dss.ocsps} and crls <= {r.get_object().data for r in dss.crls}
     else:
         embedded = cms.ContentInfo.load(out.signed)["content"]

@@ -84,7 +84,9 @@ def _info(dep: Deployment, context: ssl.SSLContext) -> tuple[int, dict, tuple[st
     try:
         conn.request("POST", "/csc/v2/info", body=b"{}", headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read()), conn.sock.cipher()
+        cipher = conn.sock.cipher()
+        assert cipher is not None
+        return resp.status, json.loads(resp.read()), cipher
     finally:
         conn.close()
 

@@ -315,6 +315,7 @@ class MemoryHsm:
         self.calls: list[tuple[str, SignMechanism]] = []
 
     async def generate_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if spec.kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537, key_size=spec.bits)
         else:
