@@ -35,9 +35,9 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from deployment import Deployment, make_deployment_minimal
-from ops_helpers import join
-from pgcluster import PgCluster
+from deployment import Deployment, make_deployment_minimal  # noqa: E402 - after the sys.path insert
+from ops_helpers import join  # noqa: E402 - after the sys.path insert
+from pgcluster import PgCluster  # noqa: E402 - after the sys.path insert
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -104,12 +104,13 @@ async def drive(hosts: list[Deployment], seconds: float, clients: int) -> dict[s
         cpu = sum(_tree_cpu(h.proc.pid) for h in hosts) - cpu
     latencies.sort()
     n = len(latencies)
-    return {"signatures": n, "errors": errors, "rate": n / elapsed, "server_cpu_ms_per_signature": 1000 * cpu / max(n, 1),
+    return {"signatures": n, "errors": errors, "rate": n / elapsed,
+            "server_cpu_ms_per_signature": 1000 * cpu / max(n, 1),
             "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(n * 0.99) - 1]}
 
 
 def _pg_counters(cluster: PgCluster, database: str) -> tuple[int, int]:
-    sql = (f"SELECT xact_commit, (SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}') "
+    sql = (f"SELECT xact_commit, (SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}') "  # noqa: S608
            f"FROM pg_stat_database WHERE datname = '{database}'")
     done = cluster._run([os.path.join(cluster.bindir, "psql"), "-X", "-A", "-t", "-h", cluster.host, "-p",
                          str(cluster.port), "-U", "postgres", "-d", "postgres", "-c", sql])
@@ -119,7 +120,8 @@ def _pg_counters(cluster: PgCluster, database: str) -> tuple[int, int]:
 
 def run(seconds: float, clients: int, workers: int) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="rssp-bench-hosts-"))
-    results: dict[str, Any] = {"seconds": seconds, "clients": clients, "workers_per_host": workers, "cpus": os.cpu_count()}
+    results: dict[str, Any] = {"seconds": seconds, "clients": clients, "workers_per_host": workers,
+                               "cpus": os.cpu_count()}
     sqlite = make_deployment_minimal(base / "sqlite", None)
     sqlite.add_credential("signer", "signer", "ec-p256", multisign=1000)
     sqlite.start(workers=workers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -51,10 +52,8 @@ def _login(lib: Any, label: str, pin: str) -> Any:
                 raise
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 1.0)
-            try:
+            with contextlib.suppress(p11e.PKCS11Error):
                 lib.reinitialize()
-            except p11e.PKCS11Error:
-                pass
     raise AssertionError("unreachable")
 
 

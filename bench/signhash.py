@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
@@ -444,7 +445,8 @@ async def login(base: str) -> str:
             return body["access_token"]
 
 
-async def authorize_pool(base: str, token: str, cred_id: str, sads: int, concurrency: int) -> list[tuple[str, list[bytes]]]:
+async def authorize_pool(base: str, token: str, cred_id: str, sads: int,
+                         concurrency: int) -> list[tuple[str, list[bytes]]]:
     """``sads`` SADs for 50 signatures each, each bound to 50 fresh random SHA-256 digests."""
     import aiohttp
 
@@ -534,7 +536,7 @@ def ratio_bound(raw: float, verify: float, workers: int, cores: int) -> float:
 def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> int:
     """Check the returned signature values of a few calls against the credential's key."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -545,11 +547,13 @@ def verify_kept(spki: bytes, case: KeyCase, kept: list[tuple[bytes, bytes]]) -> 
         sigs = [base64.b64decode(s) for s in json.loads(data)["signatures"]]
         if len(sigs) != len(digests):
             raise RuntimeError("signHash returned a different number of signatures than hashes")
-        for d, s in zip(digests, sigs):
+        for d, s in zip(digests, sigs, strict=True):
             if case.mechanism.scheme == "ecdsa":
-                key.verify(s, d, ec.ECDSA(Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
+                assert isinstance(key, ec.EllipticCurvePublicKey), key
+                key.verify(s, d, ec.ECDSA(Prehashed(hashes.SHA256())))
             else:
-                key.verify(s, d, padding.PKCS1v15(), Prehashed(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+                assert isinstance(key, rsa.RSAPublicKey), key
+                key.verify(s, d, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
             checked += 1
     return checked
 
@@ -748,7 +752,7 @@ def raw_rate(inst: Instance, case: KeyCase, seconds: float, processes: int) -> t
 # Output
 # --------------------------------------------------------------------------------------------
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: Sequence[float]) -> str:
     return "/".join(f"{v:.0f}" for v in values)
 
 
@@ -787,7 +791,8 @@ def print_table(rows: list[Row]) -> None:
             flags.append(f"info {r.info_calls_per_s:,.0f} calls/s")
         print(f"{r.key:9} w={r.workers} n={r.hashes_per_call:<2d} {r.calls_per_s:6.0f} calls/s c={r.concurrency:<2d} "
               f"client {r.client_cpu_pct:3.0f}% {r.client_cpu_us_per_call:5.0f}us  "
-              f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call {r.server_cpu_us_per_sig:5.0f}us/sig  "
+              f"server {r.server_cpu_pct:3.0f}% {r.server_cpu_us_per_call:6.0f}us/call "
+              f"{r.server_cpu_us_per_sig:5.0f}us/sig  "
               + "".join(f"{role} {_fmt(pcts)}% " for role, pcts in r.thread_pct.items())
               + f" conns {_fmt(r.connections)}  "
               f"other {r.foreign_cpu_pct:.0f}% (raw runs {_fmt(r.raw_foreign_cpu_pct)}%)  raw {_fmt(r.raw_runs)}  "

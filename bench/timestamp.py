@@ -50,9 +50,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rssp.devpki import free_port  # noqa: E402
-from tsa_clients.rfc3161 import basic_auth, build_request
-from tsa_clients.verify import TimeStampResp
+from rssp.devpki import free_port  # noqa: E402 - after the sys.path insert
+from tsa_clients.rfc3161 import basic_auth, build_request  # noqa: E402 - after the sys.path insert
+from tsa_clients.verify import TimeStampResp  # noqa: E402 - after the sys.path insert
 
 SHA256 = "2.16.840.1.101.3.4.2.1"
 RSSP = [sys.executable, "-m", "rssp.cli"]

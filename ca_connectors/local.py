@@ -22,6 +22,7 @@ from rssp.ca import CAError, IssuedCertificate
 from rssp.hsm.types import KeySpec
 from rssp.x509.builder import SigningHsm, hsm_signing_key, issue_certificate, parse_subject
 
+DEFAULT_KEY_SPEC = KeySpec("ec", curve="P-256")  # the local CA's own key
 CA_KEY_LABEL = "local-ca"
 DEFAULT_EE_VALIDITY_DAYS = 730
 MIN_RSA_BITS = 2048
@@ -57,7 +58,7 @@ class LocalCAConnector:
         hsm: SigningHsm,
         *,
         name: str,
-        key_spec: KeySpec = KeySpec("ec", curve="P-256"),
+        key_spec: KeySpec = DEFAULT_KEY_SPEC,
         validity_days: int = 3650,
     ) -> tuple[LocalCAConnector, dict[str, Any]]:
         """Generate the CA key in the HSM and self-sign a root; return it and its rssp.toml section."""
@@ -150,7 +151,7 @@ def _load_csr(csr_der: bytes) -> asn1_csr.CertificationRequest:
     """Parse eagerly so malformed input becomes a CAError, not an exception deep in issuing."""
     try:
         request = asn1_csr.CertificationRequest.load(csr_der, strict=True)
-        request.native  # force full parsing of nested structures
+        request.native  # noqa: B018 - force full parsing of nested structures
     except (ValueError, TypeError) as exc:
         raise CAError("CSR is not a valid PKCS#10 request") from exc
     return request

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -41,7 +42,8 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
                                                                  config.server.max_body_bytes)])
     app[SERVICES] = services
     app[TRAFFIC] = Traffic()
-    app[INFO_EXTRAS] = {"v1": {}, "v2": {}}
+    extras: dict[str, dict[str, Any]] = {"v1": {}, "v2": {}}  # what plug-ins add to info, per API version
+    app[INFO_EXTRAS] = extras
     registry = Registry()
     for module in (info, auth, credentials, lifecycle, oob, signatures, signdoc, polling, suspension, pin_change):
         module.register(registry)

@@ -53,10 +53,11 @@ _WRITER_KEY_CONTEXT = b"rssp audit writer key\x00"
 _INFO_KEY = "rssp.audit_chain"
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: json.dumps makes one per call
+# one encoder: json.dumps makes one per call
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def canonical(chain_id: str, seq: int, row: Mapping[str, Any]) -> bytes:
+def canonical(chain_id: str, seq: int, row: Mapping[Any, Any]) -> bytes:  # a RowMapping, or a dict of its columns
     """The bytes a record's hash covers: its chain position and every stored field, exactly."""
     values = [chain_id, seq, *(row[name] for name in RECORD_FIELDS)]
     return _encode(values).encode("utf-8", "surrogatepass")

@@ -237,7 +237,8 @@ class _ChainWalk:
         report.unkeyed += 0 if self.keyed else 1
         gap = row["seq"] > self.last_seq + 1
         if gap:
-            report.problems.append(_finding("deleted", row, f"deleted before it: {_seqs(self.last_seq + 1, row['seq'] - 1)}"
+            missing = _seqs(self.last_seq + 1, row["seq"] - 1)
+            report.problems.append(_finding("deleted", row, f"deleted before it: {missing}"
                                             f" of its chain (after record {self.previous_id})",
                                             position=row["id"] - 0.5))
         elif row["seq"] <= self.last_seq:

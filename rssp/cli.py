@@ -65,7 +65,6 @@ async def _credential_create(args: argparse.Namespace) -> None:
     from rssp.factors.settings import load_settings
 
     async with _Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
         actor = await inst.operator(args, "credential create")
         ca_id = args.ca or inst.config.default_ca
         if ca_id not in inst.config.cas:
@@ -76,8 +75,8 @@ async def _credential_create(args: argparse.Namespace) -> None:
             pin_change_required=inst.config.security.require_pin_change_on_first_use,
             factors=_factor_request(args),
         )
-        connector = build_connector(inst.config.cas[ca_id], inst.hsm, inst.config.directory)
-        done = await enroll(inst.store, inst.hsm, connector, req, actor=actor,
+        connector = build_connector(inst.config.cas[ca_id], inst.opened_hsm, inst.config.directory)
+        done = await enroll(inst.store, inst.opened_hsm, connector, req, actor=actor,
                             factors=load_settings(inst.config) if req.factors.any else None)
     out: dict[str, Any] = {"credentialID": done.credential_id}
     text = f"credentialID: {done.credential_id}"
@@ -126,9 +125,8 @@ async def _audit_verify(args: argparse.Namespace) -> int:
     from rssp.audit_verify import iso_time, verify_trail
 
     async with _Instance(args.dir, with_hsm=True, audit_writer=False) as inst:
-        assert inst.hsm is not None
         try:
-            report = await verify_trail(inst.store, inst.hsm)
+            report = await verify_trail(inst.store, inst.opened_hsm)
         except HsmError as exc:  # no audit key in the token: nothing can be verified (exit status 2)
             raise OperatorError(f"the HSM cannot compute the audit trail's MACs: {exc}") from None
     problems = report.ordered()
@@ -202,8 +200,9 @@ async def _client_add(args: argparse.Namespace) -> None:
             inst.store, args.name, args.redirect_uri or [], public=args.public,
             scopes=_words(args.scopes), grant_types=_words(args.grant_types), actor=actor,
         )
-    out: dict[str, Any] = {"client_id": client.client_id, "name": client.name, "redirect_uris": list(client.redirect_uris),
-                           "scopes": list(client.scopes), "grant_types": list(client.grant_types)}
+    out: dict[str, Any] = {"client_id": client.client_id, "name": client.name,
+                           "redirect_uris": list(client.redirect_uris), "scopes": list(client.scopes),
+                           "grant_types": list(client.grant_types)}
     text = f"client_id: {client.client_id}"
     if secret:
         out["client_secret"] = secret
@@ -223,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Callable[..., Any], help_: str, parent: Any = sub, *, operator: bool = False,
                 approver: bool = False) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help_)
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
         p.add_argument("dir", help="instance directory")
         p.add_argument("--json", action="store_true", help="print JSON")
         if operator:

@@ -209,7 +209,8 @@ def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
 
 
 def _async(raw: dict[str, Any]) -> AsyncConfig:
-    lists = {k: tuple(raw[k]) for k in ("response_uri_hosts", "response_uri_private_networks") if k in raw}
+    names = ("response_uri_hosts", "response_uri_private_networks")
+    lists: dict[str, tuple[Any, ...]] = {k: tuple(raw[k]) for k in names if k in raw}
     conf = AsyncConfig(**{**raw, **lists})
     numbers = ("default_validity_period_ms", "max_validity_period_ms", "callback_timeout_seconds", "callback_attempts",
                "lease_seconds", "max_attempts", "run_timeout_seconds", "poll_interval_seconds", "concurrency")

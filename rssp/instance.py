@@ -40,7 +40,7 @@ from rssp.sam.factors import TOTP_KEY_LABEL
 from rssp.sam.samkeys import ensure_sam_keys
 from rssp.store import migrate, open_store
 
-TOKEN_LABEL = "rssp"
+TOKEN_LABEL = "rssp"  # noqa: S105 - the HSM token's name, not a secret
 PIN_FILE = "hsm-pin"
 OPERATOR_FILE = "operator.json"  # development instances: the first operator's credentials
 INIT_ACTOR = "init"
@@ -84,14 +84,14 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     Its secrets (the local CA's management client secret, the first operator's password and
     TOTP seed) are shown this once.
     """
-    directory = directory.resolve()
+    directory = directory.resolve()  # noqa: ASYNC240 - `rssp init` is one-shot: nothing else runs on the loop
     if directory.exists() and any(directory.iterdir()):
         raise InstanceExists(f"{directory} exists and is not empty; refusing to touch it")
     check_name(operator)
     if not production:
         devpki.require_extra()  # before anything is made: init never leaves a half-made instance
-    if operator_file is not None and (operator_file.exists() or not (
-            operator_file.parent.is_dir() or operator_file.parent.resolve() == directory)):
+    if operator_file is not None and (operator_file.exists() or not (  # noqa: ASYNC240 - as above
+            operator_file.parent.is_dir() or operator_file.parent.resolve() == directory)):  # noqa: ASYNC240
         raise OperatorError(f"cannot write the first operator's file {operator_file}: it exists (it is never written "
                             "over) or its directory does not; give --operator-file or unset RSSP_OPERATOR_FILE")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -77,7 +77,7 @@ async def _check(directory: Path) -> dict[str, Any]:
 
 async def join_instance(directory: Path, source: Path) -> dict[str, Any]:
     """Make ``directory`` a host of the deployment whose instance directory is ``source``."""
-    directory, source = directory.resolve(), source.resolve()
+    directory, source = directory.resolve(), source.resolve()  # noqa: ASYNC240 - `rssp join`, one-shot: nothing else runs
     if not (source / CONFIG_NAME).is_file():
         raise JoinError(f"{source} is not an instance directory (no {CONFIG_NAME})")
     _copy(source, directory)

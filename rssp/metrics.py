@@ -34,8 +34,8 @@ class Metrics:
     """The metric families (one instance per process, see :func:`m`)."""
 
     def __init__(self) -> None:
-        self.requests = Counter("rssp_http_requests_total", "HTTP requests answered, by CSC method (or route) and status",
-                                ["method", "status"])
+        self.requests = Counter("rssp_http_requests_total",
+                                "HTTP requests answered, by CSC method (or route) and status", ["method", "status"])
         self.latency = Histogram("rssp_http_request_duration_seconds", "Time from request to response, by method",
                                  ["method"], buckets=_LATENCY)
         self.signatures = Counter("rssp_signatures_total", "Signature values produced, by key type and level",

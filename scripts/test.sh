@@ -33,6 +33,7 @@ done
 # file on one worker so its module-scoped deployments start once. Most of a test's time is spent
 # waiting on servers it started, so two files at once fit on two cores.
 if [[ $# -eq 0 ]]; then
+    bash "$ROOT/scripts/lint.sh"  # the lint and type gates first (ruff, mypy); a finding fails the run
     set -- -n "${RSSP_TEST_PROCESSES:-$(( $(nproc) > 2 ? $(nproc) : 2 ))}" --dist loadfile tests
 fi
 exec "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

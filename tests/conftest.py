@@ -7,13 +7,17 @@ growing existing ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 try:  # tests/ as a package or as a plain rootdir-inserted directory
-    from .pgcluster import PgCluster
+    from .pgcluster import PgCluster  # type: ignore[import-not-found]  # mypy reads tests/ as a plain directory
 except ImportError:
     from pgcluster import PgCluster
 
@@ -36,12 +40,6 @@ def pg_cluster():
 # ============================================================================ rssp deployments
 # A deployment per database backend, made once per session through the CLI and served by
 # `rssp serve --workers 2`; tests that take `dep` run against SQLite and PostgreSQL.
-
-import sys
-from pathlib import Path
-
-import aiohttp
-import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -97,7 +95,7 @@ def dep(request, tmp_path_factory, kept, pg_cluster) -> Deployment:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http() -> aiohttp.ClientSession:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         yield session
 

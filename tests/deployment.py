@@ -85,7 +85,7 @@ class Deployment:
         """Accept a hand-edited rssp.toml (``rssp config seal`` as the operator), so that it serves."""
         self.rssp("config", "seal", str(self.directory))
 
-    def rssp_json(self, *args: str, **options: Any) -> dict:
+    def rssp_json(self, *args: str, **options: Any) -> Any:  # an object or a list, as the command prints
         done = self.rssp(*args, "--json", **options)
         return json.loads(done.stdout)
 
@@ -112,11 +112,11 @@ class Deployment:
         starts), else on a free one."""
         self.port = port or free_port()
         self.log_path = self.directory / "server.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the server writes to its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self._wait_ready(scheme, cafile)
 
     def _wait_ready(self, scheme: str = "http", cafile: str | None = None) -> None:

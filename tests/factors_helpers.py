@@ -191,7 +191,8 @@ class TestOp:
         config = {"port": self.port, "issuer": self.issuer, "clients": [
             {"client_id": "rssp", "client_secret": self.secret, "redirect_uris": self.redirect_uris}]}
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen(["node", str(OP_DIR / "op.mjs")], env={**os.environ, "OP_CONFIG": json.dumps(config)},
+            self.proc = subprocess.Popen(["node", str(OP_DIR / "op.mjs")],
+                                         env={**os.environ, "OP_CONFIG": json.dumps(config)},
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

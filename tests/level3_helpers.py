@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from sqlalchemy import func, select
 
@@ -37,6 +37,7 @@ def verify(cert_der: bytes, digest_value: bytes, signature: bytes) -> None:
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, digest_value, ec.ECDSA(Prehashed(hashes.SHA256())))
     else:
+        assert isinstance(key, rsa.RSAPublicKey), key
         key.verify(signature, digest_value, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
 

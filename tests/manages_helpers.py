@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from deployment import Deployment
@@ -43,8 +43,8 @@ class RootCA:
     """A root CA in memory, for certificates the RSSP did not issue itself."""
 
     name: str
-    key: Any = None
-    cert: x509.Certificate | None = None
+    key: ec.EllipticCurvePrivateKey = field(init=False)
+    cert: x509.Certificate = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -77,6 +77,7 @@ class RootCA:
               key_usage: str = "signing", not_before: datetime | None = None, ca: bool = False) -> bytes:
         """An end-entity certificate for ``spki_der`` (DER)."""
         public = serialization.load_der_public_key(spki_der)
+        assert isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey), public
         now = datetime.now(UTC)
         start = not_before or now - timedelta(minutes=5)
         usage = (x509.KeyUsage(True, True, False, False, False, False, False, False, False) if key_usage == "signing"
@@ -260,6 +261,8 @@ async def signer_signs(http: aiohttp.ClientSession, dep: Deployment, cred: Any) 
     assert status == 200, out
     signature = base64.b64decode(out["signatures"][0])
     if is_ec:
+        assert isinstance(public, ec.EllipticCurvePublicKey), public
         public.verify(signature, h, ec.ECDSA(Prehashed(hashes.SHA256())))
     else:
+        assert isinstance(public, rsa.RSAPublicKey), public
         public.verify(signature, h, padding.PKCS1v15(), Prehashed(hashes.SHA256()))

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from client import OTP, SHA256
@@ -168,6 +168,7 @@ def verify_signature(cert: x509.Certificate, digest_value: bytes, signature: byt
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, digest_value, ec.ECDSA(Prehashed(hashes.SHA256())))
     else:
+        assert isinstance(key, rsa.RSAPublicKey), key
         key.verify(signature, digest_value, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
 

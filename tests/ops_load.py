@@ -61,17 +61,17 @@ class SigningLoad:
             i = 0
             while not self._stop.is_set():
                 h, i = digest(f"load {n} {i} {time.time()}"), i + 1
-                got = await self._send(http, "authorize", n + i, h, lambda base: sad_for(http, base, self.token,
-                                                                                           self.cred, h))
+                got = await self._send(http, "authorize", n + i, h, lambda base, h=h: sad_for(http, base, self.token,
+                                                                                                self.cred, h))
                 if got is None or got.status != 200:
                     await asyncio.sleep(0.05)
                     continue
                 sad = got.body["SAD"]
-                got = await self._send(http, "sign", n + i, h, lambda base: sign(http, base, self.token, self.cred,
-                                                                                    sad, h))
+                got = await self._send(http, "sign", n + i, h, lambda base, sad=sad, h=h: sign(http, base, self.token,
+                                                                                                 self.cred, sad, h))
                 if got is not None and got.error.startswith("dropped"):
                     await self._send(http, "sign again", n + i, h,
-                                     lambda base: sign(http, base, self.token, self.cred, sad, h))
+                                     lambda base, sad=sad, h=h: sign(http, base, self.token, self.cred, sad, h))
 
     async def _send(self, http: aiohttp.ClientSession, call: str, turn: int, h: bytes, request: Any) -> Request | None:
         """Send to host ``turn``, or the next one that accepts; the request as recorded (None: all refused)."""

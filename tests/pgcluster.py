@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import glob
 import os
 import re
@@ -168,10 +169,8 @@ class PgCluster:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
                 self.tmpdir = None
             self.url = None
-            try:
+            with contextlib.suppress(Exception):
                 atexit.unregister(self.stop)
-            except Exception:
-                pass
 
     def pause(self) -> None:
         """Stop the server (fast shutdown: sessions are terminated), keeping its data; :meth:`resume` restarts it."""

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import re
 import subprocess
+from collections.abc import Sequence
 from contextlib import nullcontext
 from io import BytesIO
 from pathlib import Path
@@ -37,7 +38,7 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from validation_corpus import TEXT, ValidationPki, run_apart, simple_pdf
 
 from rssp.documents.cades import sign_data
-from rssp.documents.model import DocumentOptions, SigningTools
+from rssp.documents.model import DocumentOptions, Level, SigningTools
 
 SHA3_256_RSA = "2.16.840.1.101.3.4.3.14"  # id-rsassa-pkcs1-v1_5-with-sha3-256
 
@@ -187,7 +188,7 @@ def _attrs(*pairs: tuple[str, Any]) -> cms.CMSAttributes:
     return cms.CMSAttributes([{"type": kind, "values": [value]} for kind, value in pairs])
 
 
-def cms_by(cert: x509.Certificate, key: Any, *, sha3_rsa: bool = False, chain: list[x509.Certificate] = (),
+def cms_by(cert: x509.Certificate, key: Any, *, sha3_rsa: bool = False, chain: Sequence[x509.Certificate] = (),
            data: bytes = TEXT) -> bytes:
     """An attached CMS made by hand: ECDSA with SHA-256, or RSA PKCS #1 v1.5 with SHA3-256."""
     digest = "sha3_256" if sha3_rsa else "sha256"
@@ -242,8 +243,11 @@ def countersign(pki: ValidationPki, signed: bytes, label: str) -> bytes:
     return info.dump(force=True)
 
 
-async def rssp_cades(pki: ValidationPki, level: str) -> bytes:
-    """An attached CAdES by rssp's own engine (B-LT: revocation data in SignedData.crls; B-LTA: archive-time-stamp-v3)."""
+async def rssp_cades(pki: ValidationPki, level: Level) -> bytes:
+    """An attached CAdES by rssp's own engine.
+
+    B-LT: revocation data in SignedData.crls; B-LTA: archive-time-stamp-v3.
+    """
     tools = SigningTools(pki.signer("good"), pki.timestamper(), pki.validation_context)
     out = await sign_data(TEXT, DocumentOptions(level=level, envelope="Attached", digest_algorithm="sha256"), tools)
     assert out.document is not None

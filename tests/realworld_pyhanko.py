@@ -10,7 +10,9 @@ EN 319 102-1 would (:func:`verdict_of`), so :func:`realworld_corpus.agrees` can 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from io import BytesIO
 from typing import Any
@@ -50,10 +52,8 @@ def _as_response(basic: ocsp.BasicOCSPResponse) -> ocsp.OCSPResponse:
 
 def _tolerant(parts: Any, read: Any) -> None:
     for part in parts:
-        try:
+        with contextlib.suppress(Exception):  # an unreadable part of a real file is simply not there
             read(part)
-        except Exception:  # noqa: BLE001 - an unreadable part of a real file is simply not there
-            pass
 
 
 def _embedded(signed: cms.SignedData) -> tuple[list[x509.Certificate], list[crl.CertificateList],
@@ -95,8 +95,8 @@ def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else value.data
 
 
-def context(anchors: list[x509.Certificate], moment: datetime, certs: list[x509.Certificate] = (),
-            crls: list[Any] = (), ocsps: list[Any] = ()) -> ValidationContext:
+def context(anchors: list[x509.Certificate], moment: datetime, certs: Sequence[x509.Certificate] = (),
+            crls: Sequence[Any] = (), ocsps: Sequence[Any] = ()) -> ValidationContext:
     return ValidationContext(trust_roots=anchors, other_certs=list(certs), crls=list(crls), ocsps=list(ocsps),
                              moment=moment, allow_fetching=False, revocation_mode="hard-fail",
                              retroactive_revinfo=True)

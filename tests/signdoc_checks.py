@@ -169,7 +169,8 @@ async def client_finished_pdf(prepared: Any, output: BytesIO, signature: bytes,
     """Second step: the CMS into the placeholder; at B-LT the client's own DSS from ``validationInfo``."""
     await PdfTBSDocument.async_finish_signing(output, prepared, signature)
     if info is not None:
-        DocumentSecurityStore.add_dss(output, None, certs=[x509.Certificate.load(unb64(c)) for c in info["certificates"]],
+        DocumentSecurityStore.add_dss(output, None,
+                                      certs=[x509.Certificate.load(unb64(c)) for c in info["certificates"]],
                                       ocsps=[ocsp.OCSPResponse.load(unb64(o)) for o in info["ocsp"]],
                                       crls=[crl.CertificateList.load(unb64(c)) for c in info["crl"]], force_write=True)
     return output.getvalue()

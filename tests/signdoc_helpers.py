@@ -8,6 +8,7 @@ service's own answers, as a signature application would get them: ``credentials/
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -32,7 +33,8 @@ from rssp.store.schema import audit
 LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 SIGN_ALGOS = {"ec-p256": "1.2.840.10045.4.3.2", "ec-p384": "1.2.840.10045.4.3.3",
               "rsa-2048": "1.2.840.113549.1.1.11", "rsa-3072": "1.2.840.113549.1.1.11"}
-NOT_AUTHORIZED = {"error": "invalid_hash", "error_description": "Document or documentDigest does not match authorized hash"}
+NOT_AUTHORIZED = {"error": "invalid_hash",
+                  "error_description": "Document or documentDigest does not match authorized hash"}
 
 
 def unb64(value: str) -> bytes:
@@ -145,16 +147,12 @@ def request_digests(body: dict[str, Any]) -> set[str]:
     """The SHA-256 digests (hex) a signDoc body would ask the SAD for, where they can be read."""
     found = set()
     for entry in body.get("documents") or []:
-        try:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
             found.add(sha256(base64.b64decode(entry["document"], validate=True)).hex())
-        except (ValueError, TypeError, KeyError):
-            pass
     for entry in body.get("documentDigests") or []:
         for value in entry.get("hashes") or [] if isinstance(entry, dict) else []:
-            try:
+            with contextlib.suppress(ValueError, TypeError):
                 found.add(base64.b64decode(value, validate=True).hex())
-            except (ValueError, TypeError):
-                pass
     return found
 
 
@@ -167,7 +165,8 @@ class OtherSigner:
         self.workdir = workdir
         ca = RootCA(f"{name} Root CA")
         key = ec.generate_private_key(ec.SECP256R1())
-        spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
         self.root = x509.Certificate.load(ca.der)
         self.cert = x509.Certificate.load(ca.issue(spki, f"CN={name}"))
         self.root_pem = ca.write(workdir / "other-root.pem")

@@ -18,7 +18,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +88,7 @@ def inst(request, tmp_path_factory) -> Iterator[Instance]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def fresh_http() -> aiohttp.ClientSession:
+async def fresh_http() -> AsyncIterator[aiohttp.ClientSession]:
     """A new connection per request: a test kills a worker, whose kept-alive connections die with it."""
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -163,7 +163,7 @@ async def job_records(dep: Deployment, request_id: str, outcome: str) -> list[An
 async def verify_all(csc: CSC, token: str, cred, hashes: list[bytes], signatures: list[str]) -> None:
     cert = await certificate(csc, token, cred)
     assert len(signatures) == len(hashes)
-    for h, s in zip(hashes, signatures):
+    for h, s in zip(hashes, signatures, strict=True):
         verify_signature(cert, h, base64.b64decode(s))
 
 
@@ -183,7 +183,7 @@ async def enqueue_claimed(csc: CSC, inst: Instance, token: str, cred, sad: str, 
 async def gone_process(pid: int) -> bool:
     """The process has exited (a zombie not yet reaped by ``rssp serve`` holds no sockets)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()  # noqa: ASYNC240 - a /proc file: never blocks
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in status

@@ -124,7 +124,7 @@ async def test_signhash_signatures_verify(csc, dep, name, sign_algo, hash_oid):
     assert status == 200, body
     public_key = (await certificate(csc, token, cred)).public_key()
     assert len(body["signatures"]) == 3
-    for d, s in zip(digests, body["signatures"]):
+    for d, s in zip(digests, body["signatures"], strict=True):
         sig = base64.b64decode(s)
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(sig, d, ec.ECDSA(Prehashed(algo())))

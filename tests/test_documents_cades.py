@@ -119,7 +119,8 @@ async def fetchers(env):
 
 
 def options(level: str, envelope: str, algorithm: str = "sha256", **extra) -> DocumentOptions:
-    return DocumentOptions(level=level, envelope=envelope, digest_algorithm=algorithm, **extra)
+    return DocumentOptions(level=level, envelope=envelope,  # type: ignore[arg-type]  # invalid levels are tested too
+                           digest_algorithm=algorithm, **extra)
 
 
 def signer_infos(encoded: bytes) -> list[bytes]:

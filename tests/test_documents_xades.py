@@ -45,7 +45,7 @@ from xades_helpers import (
 
 from rssp.devpki import free_port
 from rssp.documents import xades
-from rssp.documents.model import LEVELS, DocumentError, DocumentOptions, SigningTools, UpstreamUnavailable
+from rssp.documents.model import LEVELS, DocumentError, DocumentOptions, Level, SigningTools, UpstreamUnavailable
 from rssp.documents.xades_archive import archive_input
 from rssp.documents.xades_core import ecdsa_raw
 from rssp.documents.xades_refs import IdIndex
@@ -114,7 +114,7 @@ async def fetchers(env):
     await env.pki.backend.close()
 
 
-def options(level: str, envelope: str, algorithm: str = "sha256", **extra) -> DocumentOptions:
+def options(level: Level, envelope: str, algorithm: str = "sha256", **extra) -> DocumentOptions:
     return DocumentOptions(level=level, envelope=envelope, digest_algorithm=algorithm, **extra)
 
 

@@ -75,8 +75,9 @@ async def _authorize(csc: CSC, token: str, cred_id: str, pin: str, code: str | N
 
 
 async def _sign_verified(csc: CSC, token: str, cred_id: str, sad: str, h: bytes) -> None:
-    status, signed = await csc.call("signatures/signHash", {"credentialID": cred_id, "SAD": sad, "hashes": [b64(h)],
-                                                            "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256}, token)
+    status, signed = await csc.call("signatures/signHash", {
+        "credentialID": cred_id, "SAD": sad, "hashes": [b64(h)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256,
+    }, token)
     assert status == 200, signed
     _, info = await csc.call("credentials/info", {"credentialID": cred_id}, token)
     verify(base64.b64decode(info["cert"]["certificates"][0]), h, base64.b64decode(signed["signatures"][0]))
@@ -204,7 +205,9 @@ async def _approve(http, link: str, decision: str = "approve") -> str:
     async with http.get(link) as resp:  # what the signer sees; opening it changes nothing
         page = await resp.text()
         assert resp.status == 200, page
-    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found is not None, page
+    token = found.group(1)
     async with http.post(link.split("?")[0], data={"token": token, "decision": decision}) as resp:
         assert resp.status == 200
         return page

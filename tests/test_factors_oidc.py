@@ -101,7 +101,7 @@ async def test_a_fresh_sign_in_at_the_provider_approves_and_bad_ones_are_refused
             assert REFUSED in body and "Signed in at" not in body, label
             assert await approve(t, callback, cred.pin) is None, label  # nothing to approve with
         reasons = (await _oidc_failures(fd))[before:]
-        assert len(reasons) == len(attacks) and all(a[3] in r for a, r in zip(attacks, reasons)), reasons
+        assert len(reasons) == len(attacks) and all(a[3] in r for a, r in zip(attacks, reasons, strict=True)), reasons
 
         h2 = digest(b"after the attacks " + h)  # the genuine sign-in still works
         verifier = await _to_consent(t, fd, sa, cred, h2)

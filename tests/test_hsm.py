@@ -46,7 +46,8 @@ LABEL = "rssp-test"
 USER_PIN = "246810"
 SO_PIN = "13579111"
 AES_LABEL = "totp-seeds"
-HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha384": hashes.SHA384,
+                                                 "sha512": hashes.SHA512}
 
 
 def _digest(hash_name: str, message: bytes = b"hello rssp") -> bytes:
@@ -66,6 +67,7 @@ def _verify(spki: bytes, mech: SignMechanism, signature: bytes, digest: bytes) -
         pad: padding.AsymmetricPadding = padding.PKCS1v15()
     else:
         mgf = padding.MGF1(HASHES[mech.mgf_hash or mech.hash]())
+        assert mech.salt_len is not None, mech
         pad = padding.PSS(mgf=mgf, salt_length=mech.salt_len)
     key.verify(signature, digest, pad, prehashed)
 
@@ -275,7 +277,7 @@ async def test_sign_many_keeps_order(
     digests = [_digest("sha256", b"doc %d" % i) for i in range(50)]
     signatures = await hsm.sign_many(key.key_id, mech, digests)
     assert len(signatures) == 50
-    for digest, signature in zip(digests, signatures):
+    for digest, signature in zip(digests, signatures, strict=True):
         _verify(key.public_key_der, mech, signature, digest)
 
 
@@ -328,11 +330,15 @@ async def test_coalesced_jobs_fail_independently(
     doomed = asyncio.ensure_future(hsm.sign(rsa_key.key_id, pkcs1, digest))
     results = await asyncio.gather(*calls, return_exceptions=True)
     doomed.cancel()
+    assert isinstance(results[0], bytes), results[0]
     _verify(ec_keys["ec-p256"].public_key_der, ecdsa, results[0], digest)
     assert isinstance(results[1], KeyNotFound)
+    assert isinstance(results[2], bytes), results[2]
     _verify(rsa_key.public_key_der, pkcs1, results[2], digest)
     assert isinstance(results[3], HsmError) and not isinstance(results[3], KeyNotFound)
+    assert not isinstance(results[4], BaseException), results[4]
     for signature in results[4]:
+        assert isinstance(signature, bytes), signature
         _verify(ec_keys["ec-p384"].public_key_der, ecdsa, signature, digest)
     after = await hsm.sign(rsa_key.key_id, pkcs1, digest)
     _verify(rsa_key.public_key_der, pkcs1, after, digest)

@@ -88,7 +88,8 @@ async def test_a_client_leaving_mid_body_costs_a_log_line_and_nothing_else(csc, 
     status, result = await csc.sign(token, cred, sad, [d], ECDSA_SHA256)
     assert status == 200, result  # the SAD was not spent by the cut requests, and the server still serves
     records = dep.rssp_json("audit", "list", str(dep.directory), "--limit", "1000")
-    signed = [r["outcome"] for r in records if r["action"] == "signature.sign" and d.hex() in r["detail"].get("hashes", [])]
+    signed = [r["outcome"] for r in records
+              if r["action"] == "signature.sign" and d.hex() in r["detail"].get("hashes", [])]
     assert signed == ["authorized"]
 
 

@@ -55,7 +55,7 @@ async def test_level3_batches_sign_and_verify_rsa_and_ec(csc, dep):
         status, out = await csc.sign(token, cred, sad, hashes, sign_algo(cred))
         assert status == 200, out
         cert = await certificate(csc, token, cred)
-        for h, s in zip(hashes, out["signatures"]):
+        for h, s in zip(hashes, out["signatures"], strict=True):
             verify(cert, h, base64.b64decode(s))
         status, err = await csc.sign(token, cred, sad, hashes[:1], sign_algo(cred))
         assert status == 400, err  # spent
@@ -80,7 +80,8 @@ async def test_each_edit_of_a_level3_sad_row_is_refused_and_audited(csc, dep):
             ("remaining", this_row.values(remaining=10), this_row.values(remaining=row.remaining), h1),
             ("expires_at", this_row.values(expires_at=row.expires_at + 3600),
              this_row.values(expires_at=row.expires_at), h1),
-            ("not_after", this_row.values(not_after=row.not_after + 3600), this_row.values(not_after=row.not_after), h1),
+            ("not_after", this_row.values(not_after=row.not_after + 3600), this_row.values(not_after=row.not_after),
+             h1),
             ("credential_id", this_row.values(credential_id=other.id), this_row.values(credential_id=cred.id), h1),
             ("user_id", this_row.values(user_id=bob), this_row.values(user_id=row.user_id), h1),
         ]

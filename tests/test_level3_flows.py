@@ -81,7 +81,7 @@ async def test_consent_page_issues_a_credential_token_that_signs_what_was_consen
     status, out = await csc.call("signatures/signHash", {**sign, "hashes": [b64(h1), b64(h2)]}, token)
     assert status == 200, out
     cert = await certificate(csc, await csc.token(), cred)
-    for h, s in zip((h1, h2), out["signatures"]):
+    for h, s in zip((h1, h2), out["signatures"], strict=True):
         verify(cert, h, base64.b64decode(s))
     status, _ = await csc.call("signatures/signHash", {**sign, "hashes": [b64(h1)]}, token)
     assert status == 400  # spent

@@ -12,6 +12,7 @@ signature: that contrast shows the attack would catch a level-3 key that could s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -127,8 +128,8 @@ async def test_a_copy_of_the_database_and_token_signs_nothing_with_a_level3_key(
         "blobs": [level3_row.wrapped_key.hex()], "stored": [v.hex() for v in stored],
     }
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-    done = subprocess.run([sys.executable, "-c", _ATTACK], input=json.dumps(args), env=env, capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path)
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _ATTACK], input=json.dumps(args), env=env,
+                                   capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     tried = result["tried"]
@@ -151,7 +152,8 @@ async def test_no_level3_key_lives_on_the_token(dep):
             print(len(list(s.get_objects({Attribute.ID: bytes.fromhex(sys.argv[2])}))))
     ''')
     env = {**os.environ, "SOFTHSM2_CONF": str(dep.directory / "softhsm2.conf")}
-    done = subprocess.run([sys.executable, "-c", code, (dep.directory / "hsm-pin").read_text().strip(), key_id],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    pin = (dep.directory / "hsm-pin").read_text().strip()
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, pin, key_id],
+                                   env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "0"

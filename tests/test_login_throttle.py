@@ -43,7 +43,8 @@ async def unblock(dep, username: str) -> None:
     store = open_store(dep.db_url)
     try:
         async with store.write() as conn:
-            await conn.execute(update(login_throttle).where(login_throttle.c.key == typed_actor(load_audit_key(dep.directory), "user:" + username))
+            key = typed_actor(load_audit_key(dep.directory), "user:" + username)
+            await conn.execute(update(login_throttle).where(login_throttle.c.key == key)
                                .values(last_failure=time.time() - 3600))
     finally:
         await store.close()
@@ -69,7 +70,8 @@ async def test_five_wrong_passwords_block_the_username_even_for_the_right_one(ht
 async def test_an_unknown_username_is_throttled_the_same_way(http, dep):
     ghost = f"nobody-{time.monotonic_ns()}"
     answers = [(await login(http, dep, ghost, "guess"))[:2] for _ in range(6)]
-    assert [(s, b["error"]) for s, b in answers] == [(400, "authentication_error")] * 5 + [(429, "temporarily_unavailable")]
+    assert [(s, b["error"]) for s, b in answers] == ([(400, "authentication_error")] * 5
+                                                     + [(429, "temporarily_unavailable")])
 
 
 async def test_the_block_ends_and_a_success_clears_the_count(http, dep):

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -122,8 +122,10 @@ async def _sign_and_verify(http, mdep, cred: Cred, cert_der: bytes) -> None:
     signature = base64.b64decode(out["signatures"][0])
     public = x509.load_der_x509_certificate(cert_der).public_key()
     if cred.key == "ec":
+        assert isinstance(public, ec.EllipticCurvePublicKey), public
         public.verify(signature, h, ec.ECDSA(Prehashed(hashes.SHA256())))
     else:
+        assert isinstance(public, rsa.RSAPublicKey), public
         public.verify(signature, h, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
 

@@ -178,7 +178,7 @@ async def test_credential_token_signs_exactly_what_was_authorized(http, dep, csc
     status, signed = await _sign(csc, token, cred, [h1, h2])
     assert status == 200, signed
     cert = await certificate(csc, await csc.token(), cred)
-    for d, s in zip([h1, h2], signed["signatures"]):
+    for d, s in zip([h1, h2], signed["signatures"], strict=True):
         verify_signature(cert, d, base64.b64decode(s))
     # the count is spent
     status, err = await _sign(csc, token, cred, [h1])

@@ -9,6 +9,7 @@ random, so nothing belonging to the suite's users is touched.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -23,8 +24,8 @@ async def test_the_served_openapi_document_holds_for_the_live_server(dep, http):
     if "fuzz" not in dep.passwords:
         dep.add_user("fuzz", "fuzz-password")
     token = await login(http, dep.base, "fuzz", "fuzz-password")
-    run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{dep.base}/csc/v2/openapi.json",
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "schemathesis.cli", "run", f"{dep.base}/csc/v2/openapi.json",
          "-H", f"Authorization: Bearer {token}", "--checks", CHECKS, "--max-examples", "15", "--workers", "2",
          "--phases", "examples,coverage,fuzzing", "--seed", "18", "--no-color"],
         capture_output=True, text=True, timeout=300, env=dep.env)

@@ -178,7 +178,8 @@ async def test_a_rolling_restart_under_load_loses_no_accepted_request(hosts, htt
         down = time.monotonic()
         await asyncio.to_thread(host.start, 2, port=host.port)  # the same host again, on its port
         up = time.monotonic()
-        await wait_for(lambda: [r for r in load.answered(200, after=up) if r.host != other], timeout=60)
+        await wait_for(lambda up=up, other=other: [r for r in load.answered(200, after=up) if r.host != other],
+                       timeout=60)
         assert [r for r in load.answered(200, after=down) if r.ended < up and r.host == other]  # the other served
     requests = await load.stop()
     assert [r for r in requests if r.error.startswith("dropped")] == []

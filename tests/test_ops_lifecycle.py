@@ -41,7 +41,8 @@ async def _loader(dep: Deployment, token: str, stop: asyncio.Event, outcomes: li
                 return
 
 
-async def _half_sent(dep: Deployment, path: str, body: bytes, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+async def _half_sent(dep: Deployment, path: str, body: bytes,
+                     token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     """A request whose headers and first half of the body are on the wire: accepted and in progress."""
     reader, writer = await asyncio.open_connection("127.0.0.1", dep.port)
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{dep.port}\r\nContent-Type: application/json\r\n"
@@ -85,6 +86,13 @@ async def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(tmp
     assert len(json.loads(payload)["signatures"]) == 1
 
 
+def _serve(dep: Deployment) -> subprocess.Popen[bytes]:
+    """``rssp serve`` for one host (one worker), its output appended to the host's log."""
+    with open(dep.log_path, "ab") as log:
+        return subprocess.Popen([*RSSP, "serve", str(dep.directory), "--port", str(dep.port), "--workers", "1"],
+                                env=dep.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def _serving_workers(pid_list: list[int]) -> list[int]:
     alive = []
     for pid in pid_list:
@@ -100,8 +108,9 @@ async def test_killed_enrollments_leave_nothing_and_a_killed_master_leaves_no_wo
     dep = make_deployment_minimal(tmp_path / "instance", None)
     rng = random.Random(18)
     args = ["credential", "create", str(dep.directory), "--user", "signer", "--key", "rsa-2048", "--pin", "123456"]
-    for batch in range(4):  # 20 kills, five at a time, each at a random moment of its run
-        procs = [subprocess.Popen([*RSSP, *args], env=dep.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _batch in range(4):  # 20 kills, five at a time, each at a random moment of its run
+        procs = [subprocess.Popen([*RSSP, *args], env=dep.env,  # noqa: ASYNC220 - Popen returns at once
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for _ in range(5)]
         await asyncio.sleep(rng.uniform(1.0, 4.0))
         for proc in procs:
@@ -128,7 +137,8 @@ async def test_killed_enrollments_leave_nothing_and_a_killed_master_leaves_no_wo
         await asyncio.sleep(0.2)
     assert _serving_workers(workers) == []
     dep.proc = None
-    devpki = subprocess.run(["pgrep", "-f", f"rssp.devpki {dep.directory}"], capture_output=True, text=True)
+    devpki = await asyncio.to_thread(subprocess.run, ["pgrep", "-f", f"rssp.devpki {dep.directory}"],
+                                     capture_output=True, text=True)
     for pid in devpki.stdout.split():
         os.kill(int(pid), signal.SIGTERM)
 
@@ -154,10 +164,8 @@ async def test_two_hosts_starting_together_on_an_unmigrated_postgresql_both_come
         for dep in hosts:
             dep.port = free_port()
             dep.log_path = dep.directory / "server.log"
-        procs = [subprocess.Popen([*RSSP, "serve", str(d.directory), "--port", str(d.port), "--workers", "1"],
-                                  env=d.env, stdout=open(d.log_path, "ab"), stderr=subprocess.STDOUT,
-                                  start_new_session=True) for d in hosts]
-        for dep, proc in zip(hosts, procs):
+        procs = [_serve(d) for d in hosts]
+        for dep, proc in zip(hosts, procs, strict=True):
             dep.proc = proc
         await wait_for(lambda: _both(conn, waiting), timeout=60)
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -137,8 +137,8 @@ async def test_each_request_is_one_json_log_line_with_its_echoed_id(observed, ht
                 out.append(record)
         return out
 
-    records = await wait_for(lambda: len(found := [r for r in lines() if r["request_id"] in ("trace-42", generated)]) == 2
-                             and found)
+    records = await wait_for(lambda: len(found := [r for r in lines()
+                                                    if r["request_id"] in ("trace-42", generated)]) == 2 and found)
     listed = next(r for r in records if r["request_id"] == "trace-42")
     assert listed["method"] == "credentials/list" and listed["status"] == 200 and listed["http_method"] == "POST"
     assert listed["client"] == "127.0.0.1" and listed["duration_ms"] >= 0

@@ -192,11 +192,11 @@ async def test_sqlite_locked_then_read_only_recovers_without_restart(sqlite_dep,
     assert status == 200, out
 
     dep.stop()
-    subprocess.run(["chattr", "+i", str(dep.directory / "rssp.db")], check=True)  # read-only even for root
+    await asyncio.to_thread(subprocess.run, ["chattr", "+i", str(dep.directory / "rssp.db")], check=True)  # even root
     dep.start(workers=1)  # an up-to-date database is only read at start-up
     status, out = await sad_for(http, dep.base, token, cred, digest("read-only"))
     assert (status, out["error"]) == (503, "temporarily_unavailable"), out
-    subprocess.run(["chattr", "-i", str(dep.directory / "rssp.db")], check=True)
+    await asyncio.to_thread(subprocess.run, ["chattr", "-i", str(dep.directory / "rssp.db")], check=True)
     status, out = await sad_for(http, dep.base, token, cred, digest("writable again"))
     assert status == 200, out  # the same server process: its connection was reopened
     assert "Traceback" not in dep.server_log()

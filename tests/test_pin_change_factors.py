@@ -11,6 +11,8 @@ deployment (SMTP relay on loopback), a user and credentials of its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from client import CSC, SHA256, b64, digest
 from factors_helpers import code_in
@@ -28,15 +30,17 @@ async def _failed_attempts(fd, cred_id: str) -> int:
     store = open_store(fd.dep.db_url)
     try:
         async with store.read() as conn:
-            return (await conn.execute(select(credentials.c.failed_attempts)
-                                       .where(credentials.c.id == cred_id))).scalar()
+            found = (await conn.execute(select(credentials.c.failed_attempts)
+                                        .where(credentials.c.id == cred_id))).scalar()
+            assert found is not None, cred_id
+            return int(found)
     finally:
         await store.close()
 
 
-async def _code(fd, csc: CSC, token: str, cred_id: str, address: str, hashes: list[bytes] = ()) -> str:
+async def _code(fd, csc: CSC, token: str, cred_id: str, address: str, hashes: Sequence[bytes] = ()) -> str:
     before = fd.smtp.count(address)
-    body = {"credentialID": cred_id, "authObjectID": "EMAIL_OTP"}
+    body: dict[str, Any] = {"credentialID": cred_id, "authObjectID": "EMAIL_OTP"}
     if hashes:
         body.update(hashes=[b64(h) for h in hashes], hashAlgorithmOID=SHA256)
     assert await csc.call("credentials/getChallenge", body, token) == (204, None)

@@ -140,7 +140,7 @@ async def test_level3_change_rewraps_the_key_and_the_old_pin_opens_nothing(fresh
     answers = await _sign_each(fresh, token, new, sad, after_hashes)
     assert [s for s, _ in answers] == [200] * AFTER, answers
     cert = await certificate(fresh, token, new)
-    for h, (_, out) in zip(after_hashes, answers):
+    for h, (_, out) in zip(after_hashes, answers, strict=True):
         verify(cert, h, base64.b64decode(out["signatures"][0]))
     assert (await row(dep, cred)).failed_attempts == 0
 

@@ -33,7 +33,8 @@ async def sad_row(dep, sad: str):
     store = open_store(dep.db_url)
     try:
         async with store.read() as conn:
-            return (await conn.execute(select(sads).where(sads.c.sad_hash == hashlib.sha256(sad.encode()).hexdigest()))).first()
+            sad_hash = hashlib.sha256(sad.encode()).hexdigest()
+            return (await conn.execute(select(sads).where(sads.c.sad_hash == sad_hash))).first()
     finally:
         await store.close()
 

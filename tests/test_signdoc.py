@@ -200,6 +200,7 @@ def _check_validation_info(out: Output, info: dict[str, list[str]]) -> None:
     assert ocsps and crls and certs
     if out.case.fmt == "P":
         dss = dss_of(out.signed)
+        assert dss is not None
         assert ocsps <= {r.get_object().data for r in dss.ocsps} and crls <= {r.get_object().data for r in dss.crls}
     else:
         embedded = cms.ContentInfo.load(out.signed)["content"]
@@ -336,6 +337,7 @@ async def test_info_lists_exactly_what_is_signed(csc):
     # and the matrix above signs every PAdES and CAdES one of them, from documents
     # (XAdES has its own matrix in test_xades_signdoc.py)
     listed = {(fmt, env, level.removeprefix("Ades-"))
-              for fmt, envs in zip(info["signature_formats"]["formats"], info["signature_formats"]["envelope_properties"])
+              for fmt, envs in zip(info["signature_formats"]["formats"],
+                                   info["signature_formats"]["envelope_properties"], strict=True)
               if fmt != "X" for env in envs for level in info["conformance_levels"]}
     assert listed == {(c.fmt, c.envelope, c.level) for c in CASES if c.form == "documents"}

@@ -277,7 +277,8 @@ async def test_timestamp_methods_need_a_token(tsa):
 @pytest.mark.parametrize("body, status, error, description", [
     ({"timestampID": "nope"}, 400, "invalid_request", "Invalid parameter timestampID"),
     ({"timestampID": "tsa-off"}, 400, "invalid_request", "Invalid parameter timestampID"),
-    ({"timestampID": "tsa-b", "hashAlgo": SHA512, "hash": b64(bytes(64))}, 400, "invalid_request", "Invalid parameter hashAlgo"),
+    ({"timestampID": "tsa-b", "hashAlgo": SHA512, "hash": b64(bytes(64))}, 400, "invalid_request",
+     "Invalid parameter hashAlgo"),
     ({"hashAlgo": SHA3_256}, 400, "invalid_request", "Invalid parameter hashAlgo"),
     ({"hashAlgo": SHA1}, 400, "invalid_request", "Invalid parameter hashAlgo"),
     ({"hashAlgo": "1.2.3"}, 400, "invalid_request", "Invalid parameter hashAlgo"),

@@ -42,7 +42,8 @@ def _self_signed(directory: Path, kind: str) -> Path:
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -59,7 +60,8 @@ def tls_server(request, tmp_path_factory):
     dep.rssp("init", str(directory))
     cert = _self_signed(directory, request.param)
     config = directory / "rssp.toml"
-    config.write_text(config.read_text().replace("[server]\n", '[server]\ntls_certificate = "tls.pem"\ntls_key = "tls.key"\n', 1))
+    tls = '[server]\ntls_certificate = "tls.pem"\ntls_key = "tls.key"\n'
+    config.write_text(config.read_text().replace("[server]\n", tls, 1))
     dep.seal_config()
     dep.start(workers=2, scheme="https", cafile=str(cert))
     yield dep, cert, request.param
@@ -82,7 +84,9 @@ def _info(dep: Deployment, context: ssl.SSLContext) -> tuple[int, dict, tuple[st
     try:
         conn.request("POST", "/csc/v2/info", body=b"{}", headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read()), conn.sock.cipher()
+        cipher = conn.sock.cipher()
+        assert cipher is not None
+        return resp.status, json.loads(resp.read()), cipher
     finally:
         conn.close()
 
@@ -91,7 +95,8 @@ def _info(dep: Deployment, context: ssl.SSLContext) -> tuple[int, dict, tuple[st
 def test_https_with_tls12_and_tls13(tls_server, version):
     dep, cert, _ = tls_server
     status, body, (_, negotiated, _) = _info(dep, _client(cert, version))
-    assert (status, negotiated) == (200, {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version])
+    names = {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}
+    assert (status, negotiated) == (200, names[version])
     assert "signatures/signHash" in body["methods"]
 
 

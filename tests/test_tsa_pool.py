@@ -72,7 +72,7 @@ def plugin(tmp_path_factory):
         local = rssp_local_tsa:LocalTsa
         """))
     sys.path.insert(0, str(base))
-    import rssp_local_tsa
+    import rssp_local_tsa  # type: ignore[import-not-found]  # written just above, at run time
 
     rssp_local_tsa.PKI = TestPki(base / "keys", "http://127.0.0.1:9")
     yield rssp_local_tsa

@@ -124,7 +124,7 @@ async def gather_bounded(calls: list[Any]) -> list[Any]:
 def report(kind: str, rows: list[tuple[dict[str, Any], Verdict, bool, Verdict, bool]]) -> str:
     lines = [f"{kind}: rssp agrees on {sum(r[2] for r in rows)}/{len(rows)}, "
              f"pyHanko alone on {sum(r[4] for r in rows)}/{len(rows)}"]
-    for entry, ours, ok, theirs, their_ok in rows:
+    for entry, ours, ok, theirs, _their_ok in rows:
         if not ok:
             lines.append(f"  {entry['id']} expect {entry['expect']}: rssp {ours.indication}/{ours.sub} "
                          f"[{ours.detail}] pyHanko {theirs.indication}/{theirs.sub} {theirs.detail[:80]}")

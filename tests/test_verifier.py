@@ -53,7 +53,8 @@ def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-async def test_valid_signatures_of_each_scheme_pass(ec_key: ec.EllipticCurvePrivateKey, rsa_key: rsa.RSAPrivateKey) -> None:
+async def test_valid_signatures_of_each_scheme_pass(ec_key: ec.EllipticCurvePrivateKey,
+                                                    rsa_key: rsa.RSAPrivateKey) -> None:
     verifier = Verifier()
     digests = _digests(3)
     prehashed = Prehashed(hashes.SHA256())

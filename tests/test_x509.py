@@ -198,7 +198,9 @@ def ski(cert: cx509.Certificate) -> bytes:
 
 
 def aki(cert: cx509.Certificate) -> bytes:
-    return cert.extensions.get_extension_for_class(cx509.AuthorityKeyIdentifier).value.key_identifier
+    value = cert.extensions.get_extension_for_class(cx509.AuthorityKeyIdentifier).value.key_identifier
+    assert value is not None
+    return value
 
 
 @pytest.mark.parametrize("ca_kind", ["rsa", "ec"])
@@ -313,6 +315,7 @@ class MemoryHsm:
         self.calls: list[tuple[str, SignMechanism]] = []
 
     async def generate_key_pair(self, spec: KeySpec, label: str) -> GeneratedKey:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if spec.kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537, key_size=spec.bits)
         else:
@@ -336,7 +339,7 @@ async def open_softhsm(tmp: Path):
         from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
     except ImportError as exc:  # the HSM layer is written in parallel with this module
         pytest.skip(f"rssp.hsm.Hsm is not available yet: {exc}")
-    if not (Path(DEFAULT_MODULE).exists() and shutil.which("softhsm2-util")):
+    if not (Path(DEFAULT_MODULE).exists() and shutil.which("softhsm2-util")):  # noqa: ASYNC240 - a skip check
         pytest.skip("SoftHSM2 is not installed")
     conf = init_softhsm_instance(tmp, "rssp-x509-test", so_pin="5678", user_pin="1234")
     hsm = Hsm(DEFAULT_MODULE, "rssp-x509-test", "1234", softhsm2_conf=str(conf))

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from asn1crypto import cms, pem, tsp
 from certomancer.integrations.aiohttp_animator import build_animator_app
-from certomancer.registry import CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
+from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
 from certomancer.services import TimeStamper
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -54,8 +54,8 @@ class TestPki:
             write_keys(key_dir, KEYS)
         self.config = CertomancerConfig.from_file(str(FIXTURE), key_search_dir=str(key_dir),
                                                   external_url_prefix=prefix)
-        self.arch = self.config.get_pki_arch("rssp-test")
-        self.rogue = self.config.get_pki_arch("rogue")
+        self.arch = self.config.get_pki_arch(ArchLabel("rssp-test"))
+        self.rogue = self.config.get_pki_arch(ArchLabel("rogue"))
         self._stampers: dict[str, TimeStamper] = {}
 
     def cert(self, label: str, arch: Any = None) -> Any:
@@ -214,7 +214,7 @@ class TsaServer(HttpServer):
 
     def __init__(self, thread: ServerThread, pki: TestPki, label: str = "tsa-ec", *,
                  basic_auth: tuple[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.pki, self.label, self.hits = pki, label, Counter()
+        self.pki, self.label, self.hits = pki, label, Counter[str]()
         self.expected_auth = ("Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
                               if basic_auth else None)
         app = web.Application()

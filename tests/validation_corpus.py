@@ -41,7 +41,7 @@ import tomli_w
 from aiohttp import web
 from asn1crypto import cms, pem, x509
 from certomancer.integrations.aiohttp_animator import build_animator_app
-from certomancer.registry import CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
+from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
@@ -232,8 +232,8 @@ class ValidationPki:
         self.dead_url = f"http://127.0.0.1:{free_port()}"
         self.config = CertomancerConfig(pki_config(prefix, self.dead_url, self.now, sources),
                                         key_search_dir=str(key_dir))
-        self.arch = self.config.get_pki_arch(ARCH)
-        self.rogue = self.config.get_pki_arch(ROGUE)
+        self.arch = self.config.get_pki_arch(ArchLabel(ARCH))
+        self.rogue = self.config.get_pki_arch(ArchLabel(ROGUE))
 
     def cert(self, label: str) -> x509.Certificate:
         arch = self.rogue if label.startswith("rogue") else self.arch

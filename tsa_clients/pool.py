@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,11 @@ class Member:
     failed: bool = False  # True from a failure until the next success
     last: VerifiedToken | None = None  # the newest verified token (its certificate feeds timestamps/info)
     probing: bool = False
+    probe_done: asyncio.Event = field(default_factory=asyncio.Event)  # set as the probe under way ends
+
+    def start_probe(self) -> None:
+        self.probing = True
+        self.probe_done.clear()
 
     @property
     def id(self) -> str:
@@ -192,7 +197,7 @@ class TsaPool:
         member.next_check = self._clock() + self.settings.probe_interval_seconds
 
     def _spawn_probe(self, member: Member) -> None:
-        member.probing = True
+        member.start_probe()
         task = asyncio.create_task(self._probe(member), name=f"tsa-probe-{member.id}")
         self._probes.add(task)
         task.add_done_callback(self._probes.discard)
@@ -205,6 +210,7 @@ class TsaPool:
             await self._attempt(member, digest, hash_oid, secrets.randbits(64))
         finally:
             member.probing = False
+            member.probe_done.set()
             self._wake.set()  # the loop may be asleep with no deadline for this member
 
     def _due(self, member: Member) -> float | None:
@@ -224,7 +230,8 @@ class TsaPool:
                 due = self._due(member)
                 if due is not None and not member.probing and now >= due:
                     self._spawn_probe(member)
-            waits = [d - now for d in (self._due(m) for m in self.members if not m.probing) if d is not None and d > now]
+            waits = [d - now for d in (self._due(m) for m in self.members if not m.probing)
+                     if d is not None and d > now]
             woken = asyncio.ensure_future(self._wake.wait())
             try:  # asyncio.wait, not wait_for: a cancelled close() must not be held up by the inner wait
                 await asyncio.wait({woken}, timeout=max(0.05, min(waits, default=60.0)))
@@ -246,11 +253,12 @@ class TsaPool:
             raise UnknownTsa(timestamp_id)
         if member.last is None and member.settings.enabled and not member.failed:
             if member.probing:  # the prober's request is out: wait for it (bounded by the TSA's timeouts)
-                deadline = time.monotonic() + member.settings.timeout_seconds + member.settings.connect_timeout_seconds
-                while member.probing and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
+                bound = member.settings.timeout_seconds + member.settings.connect_timeout_seconds
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(bound):
+                        await member.probe_done.wait()
             else:
-                member.probing = True
+                member.start_probe()
                 await self._probe(member)
         return self.describe(timestamp_id)
 

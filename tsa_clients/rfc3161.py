@@ -97,9 +97,11 @@ class Rfc3161Client:
     async def _post(self, body: bytes) -> bytes:
         if self._session is None:
             await self.start()
-        assert self._session is not None
+        session = self._session
+        if session is None:  # start() made it
+            raise RuntimeError("the TSA client has no HTTP session")
         try:
-            async with self._session.post(self.settings.url, data=body, headers=self._headers,
+            async with session.post(self.settings.url, data=body, headers=self._headers,
                                           allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise TsaTransportError(f"HTTP {resp.status}")

@@ -2,11 +2,11 @@
 
 rssp builds the PKCS#10 request inside the HSM (its signature is the proof of possession),
 sends it as ``p10cr`` (or, for a CA configured with ``request_type = "ir"|"cr"``, as a CRMF
-request whose proof of possession the HSM key signs) protected by the shared-secret MAC or a client signature, checks the
-answer (transaction ID, nonces, protection, status), confirms the certificate (``certConf``,
-unless the CA granted implicit confirmation) and waits for ``pkiConf``. A ``waiting`` status is
-polled (``pollReq``) up to ``poll_seconds``; rejections and errors become a :class:`CAError`
-carrying the CA's status text and failInfo, which ``rssp credential create`` shows as is.
+request whose proof of possession the HSM key signs) protected by the shared-secret MAC or a
+client signature, checks the answer (transaction ID, nonces, protection, status), confirms the
+certificate (``certConf``, unless the CA granted implicit confirmation) and waits for ``pkiConf``.
+A ``waiting`` status is polled (``pollReq``) up to ``poll_seconds``; rejections and errors become
+a :class:`CAError` carrying the CA's status text and failInfo, which ``rssp credential create`` shows as is.
 """
 
 from __future__ import annotations

@@ -61,7 +61,10 @@ class MacProtection:
         params["mac"]["algorithm"] = univ.ObjectIdentifier(algos.HmacAlgorithmId.unmap("sha256"))
         return str(rfc9480.id_PasswordBasedMac), encoder.encode(params)
 
-    def protect(self, params_der: bytes, protected: bytes) -> bytes:
+    def protect(self, params_der: bytes | None, protected: bytes) -> bytes:
+        """The MAC under ``params_der`` (from :meth:`algorithm`: a PBM always has parameters)."""
+        if params_der is None:
+            raise CAError("a password-based MAC needs its PBMParameter")
         return self._mac(params_der, protected)
 
     def _mac(self, params_der: bytes, protected: bytes) -> bytes:

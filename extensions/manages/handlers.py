@@ -120,7 +120,6 @@ async def generate_key(call: Call) -> web.Response:
     name, spec = _key_spec(call)
     level = body.integer("level", required=True)
     multisign = body.integer("multisign", default=1)
-    assert level is not None and multisign is not None
     if not 1 <= multisign <= 1000:
         raise invalid_param("multisign")
     req = KeyRequest(user=user, spec_name=name, spec=spec, level=level, multisign=multisign,
@@ -155,7 +154,6 @@ async def link_cert(call: Call) -> web.Response:
     policy = _policy(call)
     credential_id = body.required_string("credentialID", max_len=128)
     certificates = body.string_list("certificates", required=True, max_items=10)
-    assert certificates is not None
     if not certificates:
         raise invalid_param("certificates")
     return web.json_response(await lifecycle.link_cert(call.services, _caller(call), policy, credential_id,

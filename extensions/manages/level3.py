@@ -13,7 +13,7 @@ linkCert (docs/level3.md, docs/manages.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from rssp.credentials.model import Credential
 from rssp.errors import invalid_request
@@ -49,10 +49,8 @@ async def discard(hsm: Hsm, credential_id: str, key_id: str | None = None) -> No
     """Destroy what the token may still hold of the credential's key (idempotent)."""
     for destroy, name in ((hsm.destroy_key, key_id), (hsm.destroy_secret_key, enrollment_key(credential_id))):
         if name is not None:
-            try:
+            with suppress(KeyNotFound):
                 await destroy(name)
-            except KeyNotFound:
-                pass
 
 
 def check_pin(pin: str) -> None:

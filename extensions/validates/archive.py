@@ -113,9 +113,7 @@ async def _one(req: Request, token: cms.ContentInfo, expected: bytes | None, kno
         return Timestamp("archive", None, None, indications.TOTAL_FAILED)
     from pyhanko.sign.validation.status import TimestampSignatureStatus
 
-    found = timestamp_of("archive", TimestampSignatureStatus(**kwargs))
-    assert found is not None
-    return found
+    return timestamp_of("archive", TimestampSignatureStatus(**kwargs))
 
 
 async def archive_timestamps(req: Request, data: bytes, position: int, signer_info: cms.SignerInfo,

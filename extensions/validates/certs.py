@@ -18,6 +18,7 @@ from asn1crypto import crl, ocsp, x509
 from pyhanko.sign.ades.report import AdESIndeterminate
 from pyhanko.sign.validation.generic_cms import handle_certvalidator_errors
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
@@ -105,7 +106,8 @@ def validation_info(req: Request, extra_certs: list[x509.Certificate]) -> dict[s
 def _chain_view(path: ValidationPath) -> tuple[list[str], str | None]:
     certs = list(path.iter_certs(include_root=True))
     anchor = path.trust_anchor
-    root = subject_dn(anchor.authority.certificate) if getattr(anchor.authority, "certificate", None) else None
+    authority = anchor.authority  # a named key (no certificate) has no root certificate to name
+    root = subject_dn(authority.certificate) if isinstance(authority, AuthorityWithCert) else None
     return [subject_dn(c) for c in reversed(certs)], root
 
 

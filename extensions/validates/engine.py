@@ -77,7 +77,8 @@ class ValidationEngine:
         so the lane is handed back when the work has really ended on its thread, even if
         the client stopped waiting: an abandoned validation holds its lane until then.
         """
-        assert self._lanes, "engine not started"
+        if not self._lanes:
+            raise RuntimeError("the validation engine was not started")
         await self.gate.acquire(caller)
         lane = self._idle.pop()
         server = asyncio.get_running_loop()

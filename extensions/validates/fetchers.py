@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko_certvalidator.authority import Authority
@@ -55,7 +55,7 @@ log = logging.getLogger("extensions.validates")
 MAX_URLS = 4
 CERT_TYPES = ",".join(sorted(ACCEPTABLE_STRICT_CERT_CONTENT_TYPES | ACCEPTABLE_CERT_PEM_ALIASES
                              | ACCEPTABLE_CERT_DER_ALIASES | ACCEPTABLE_PKCS7_DER_ALIASES))
-Cert = x509.Certificate | cms.AttributeCertificateV2
+Cert: TypeAlias = x509.Certificate | cms.AttributeCertificateV2
 T = TypeVar("T")
 
 

@@ -74,7 +74,8 @@ def parse_url(value: str) -> URL:
 
 def _prefix(value: str) -> Prefix:
     url = parse_url(value)
-    assert url.host is not None and url.port is not None
+    if url.host is None or url.port is None:  # parse_url refuses both (http(s) has a default port)
+        raise FetchRefused("only http(s) URLs with a host")
     return Prefix(url.scheme, url.host.lower(), url.port, "" if url.path == "/" else url.path)
 
 
@@ -122,7 +123,8 @@ class FetchPolicy:
             return url
         if not self.allow_public:
             raise FetchRefused("URL not allowed by [validation] fetch_allow")
-        assert url.host is not None
+        if url.host is None:  # parse_url refuses it
+            raise FetchRefused("only http(s) URLs with a host")
         if _ip_literal(url.host) and not is_public(url.host):
             raise FetchRefused("not a public address")
         return url

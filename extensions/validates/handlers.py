@@ -144,7 +144,8 @@ async def _run_sign(req: Request, parsed: SignRequest) -> list[SignatureOutcome]
         if sniff(parsed.signature) == "xml":  # a detached XAdES signature
             return await validate_xml(req, parsed.signature, parsed.detached)
         return await validate_cms(req, parsed.signature, parsed.detached)
-    assert parsed.document is not None
+    if parsed.document is None:  # parse_valid_sign refuses a request with neither
+        raise missing_param("string", "document")
     kind = sniff(parsed.document)
     if kind == "pdf":
         return await validate_pdf(req, parsed.document)
@@ -213,7 +214,6 @@ async def valid_sign(call: Call) -> web.Response:
 
 def parse_certificates(body: Body, limit: int) -> list[x509.Certificate]:
     values = body.string_list("certificates", required=True, max_items=limit)
-    assert values is not None
     return decode_certificates(values, b64_error="Invalid Base64 certificates parameter")
 
 

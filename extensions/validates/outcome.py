@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from asn1crypto import x509
 from pyhanko.sign.ades.report import AdESFailure
@@ -38,7 +38,14 @@ class Timestamp:
         return out
 
 
+@overload
+def timestamp_of(kind: str, status: TimestampSignatureStatus) -> Timestamp: ...
+@overload
+def timestamp_of(kind: str, status: TimestampSignatureStatus | None) -> Timestamp | None: ...
+
+
 def timestamp_of(kind: str, status: TimestampSignatureStatus | None) -> Timestamp | None:
+    """The report entry for a time-stamp's status; None only for no time-stamp at all."""
     if status is None:
         return None
     tsa = subject_dn(status.signing_cert) if status.signing_cert else None

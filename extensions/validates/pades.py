@@ -129,7 +129,7 @@ def dss_revision(reader: PdfFileReader) -> int | None:
             dss = dss.get_object() if dss is not None else None
             if dss is not None and ("/OCSPs" in dss or "/CRLs" in dss):
                 return revision
-        except Exception:  # noqa: BLE001 - untrusted input: an unreadable revision has no DSS we can use
+        except Exception:  # noqa: BLE001, S112 - untrusted input: an unreadable revision has no DSS we can use
             continue
     return None
 
@@ -165,9 +165,7 @@ async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | 
         status = await async_validate_pdf_timestamp(ts, validation_context=context, diff_policy=req.diff_policy)
     except Exception:  # noqa: BLE001 - a broken timestamp is reported, not fatal
         return Timestamp(kind, None, None, indications.TOTAL_FAILED)
-    found = timestamp_of(kind, status)
-    assert found is not None
-    return found
+    return timestamp_of(kind, status)
 
 
 def _known(sig: EmbeddedPdfSignature) -> LocalKnowledge:

@@ -134,9 +134,11 @@ def _single(outcome: SignatureOutcome) -> ts_11910202.SignatureValidationReportT
         try:
             return _generate_report(source, result)
         except Exception:  # noqa: BLE001 - the generator is "incubating": fall back to rssp's elements
-            source = (source.signed_data, source.compute_digest())
+            signed, raw_digest = source.signed_data, source.compute_digest()
+    else:
+        signed, raw_digest = source  # CMS (extensions/validates/cades.py): the SignedData and its digest, if given
     try:
-        return _cades_report(*source, result)
+        return _cades_report(signed, raw_digest, result)
     except Exception:  # noqa: BLE001 - the report never fails where the JSON answer succeeds
         return _unread(outcome)
 

@@ -34,6 +34,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import crl, ocsp, x509
 from cryptography import x509 as cx509
@@ -131,14 +132,15 @@ def _b64(text: str | None) -> bytes:
         raise _format("a Base64 value cannot be read") from None
 
 
-def _load_all(values: list[etree._Element], kind: type) -> list:  # type: ignore[type-arg]
+def _load_all(values: list[etree._Element], kind: type[Any]) -> list[Any]:
+    """The items of ``kind`` (an asn1crypto class) that parse; unreadable ones are left out."""
     out = []
     for value in values:
         try:
             item = kind.load(_b64(value.text))
             item.native  # noqa: B018 - parse now: an unreadable item is left out
             out.append(item)
-        except Exception:  # noqa: BLE001 - untrusted input
+        except Exception:  # noqa: BLE001, S112 - untrusted input: an unreadable item is left out
             continue
     return out
 
@@ -350,7 +352,9 @@ def check_core(tree: etree._ElementTree, ids: IdIndex, signature: etree._Element
         _signing_time(core)
         check_references(core, tree, ids, content)
         identify_signer(core)
-        assert core.signer is not None
+        if core.signer is None:  # identify_signer raises rather than leave it unset
+            raise Failed(indications.indeterminate(AdESIndeterminate.NO_SIGNING_CERTIFICATE_FOUND),
+                         "no signing certificate")
         if not verify_value(core, core.signer):
             raise Failed(indications.failed(AdESFailure.SIG_CRYPTO_FAILURE), "the signature value does not verify")
         check_coverage(core)

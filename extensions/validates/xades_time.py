@@ -111,7 +111,8 @@ def _tokens(core: Core, local: str) -> list[tuple[etree._Element, cms.ContentInf
             continue
         encapsulated = next((e for e in stamp if local_name(e) == "EncapsulatedTimeStamp"), None)
         try:
-            token = cms.ContentInfo.load(base64.b64decode("".join((encapsulated.text or "").split())))
+            text = encapsulated.text if encapsulated is not None else None  # none: an empty value, refused below
+            token = cms.ContentInfo.load(base64.b64decode("".join((text or "").split())))
             token["content"]["encap_content_info"]["content"].parsed.native  # noqa: B018 - parse now
         except Exception:  # noqa: BLE001 - untrusted input
             token = None
@@ -183,7 +184,8 @@ async def _past(spec: SignatureValidationSpec, core: Core, sub: Any, poe: dateti
 async def validate_time(req: Request, core: Core, tree: etree._ElementTree, ids: IdIndex,
                         content: Content) -> tuple[indications.Indication, Result, list[Timestamp]]:
     """The signer's certificate with the signature's time-stamps (see the module docstring)."""
-    assert core.signer is not None
+    if core.signer is None:
+        raise ValueError("validate_time needs the signer that check_core identifies")
     spec = dataclasses.replace(req.signature_spec(), local_knowledge=knowledge(core))
     timing = req.timing
     handlers = bootstrap_validation_data_handlers(spec, timing_info=timing)

@@ -30,12 +30,11 @@ async def _admin_add(args: argparse.Namespace) -> None:
     if file and file.exists():
         raise OperatorError(f"{file} exists; refusing to overwrite it")
     async with Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
         if await count_operators(inst.store, active_only=False) == 0:
             actor = "bootstrap"  # an instance older than operator accounts: its first operator
         else:
             actor = await inst.operator(args, "admin add", dual_control=f"operator:{args.name}")
-        new = await add_operator(inst.store, inst.hsm, args.name, args.password, actor=actor)
+        new = await add_operator(inst.store, inst.opened_hsm, args.name, args.password, actor=actor)
     if file:
         write_private_file(file, new.secrets_file())
     emit(args, *new.summary(file))
@@ -58,9 +57,8 @@ async def _config_set(args: argparse.Namespace) -> None:
     from rssp.config_edit import set_setting
 
     async with Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
         actor = await inst.operator(args, "config set", sealed=False)  # set_setting checks the seal under its lock
-        out = await set_setting(inst.directory, inst.store, inst.hsm, args.key, args.value, actor=actor)
+        out = await set_setting(inst.directory, inst.store, inst.opened_hsm, args.key, args.value, actor=actor)
     emit(args, out, f"{args.key} = {json.dumps(out['value'], default=str)} (was "
                     f"{json.dumps(out['previous'], default=str)}); rssp.toml re-sealed; restart 'rssp serve' to apply")
 
@@ -69,18 +67,16 @@ async def _config_seal(args: argparse.Namespace) -> None:
     from rssp.config_seal import config_lock
 
     async with Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
         actor = await inst.operator(args, "config seal", sealed=False)
         with config_lock(inst.directory):
             load_config(inst.directory)  # a file that does not load is not sealed
-            value = await seal(inst.directory, inst.store, inst.hsm, actor=actor)
+            value = await seal(inst.directory, inst.store, inst.opened_hsm, actor=actor)
     emit(args, {"sealed": True, "seal": value}, f"{CONFIG_NAME} and the files it names sealed by {actor}")
 
 
 async def _config_verify(args: argparse.Namespace) -> int:
     async with Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
-        found = await problems(inst.directory, inst.store, inst.hsm, (inst.directory / CONFIG_NAME).read_bytes())
+        found = await problems(inst.directory, inst.store, inst.opened_hsm, (inst.directory / CONFIG_NAME).read_bytes())
     emit(args, {"sealed": not found, "problems": found},
          "\n".join(found) if found else f"{CONFIG_NAME} and the files it names are as sealed")
     return 1 if found else 0
@@ -114,9 +110,8 @@ async def _credential_delete(args: argparse.Namespace) -> None:
     from rssp.credentials.admin import delete
 
     async with Instance(args.dir, with_hsm=True) as inst:
-        assert inst.hsm is not None
         actor = await inst.operator(args, "credential delete", dual_control=args.credential_id)
-        await delete(inst.store, inst.hsm, args.credential_id, args.reason, actor=actor)
+        await delete(inst.store, inst.opened_hsm, args.credential_id, args.reason, actor=actor)
     emit(args, {"credentialID": args.credential_id, "key": {"status": "deleted"}},
          f"{args.credential_id} deleted; its key is destroyed in the HSM")
 

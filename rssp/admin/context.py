@@ -46,9 +46,15 @@ class Instance:
             await self.hsm.close()
         await self.store.close()
 
+    @property
+    def opened_hsm(self) -> Hsm:
+        """The HSM, for a command that opened it (``with_hsm``); any other use is a bug, refused here."""
+        if self.hsm is None:
+            raise RuntimeError("this command needs the HSM but opened the instance without it")
+        return self.hsm
+
     def _auth(self) -> OperatorAuth:
-        assert self.hsm is not None, "privileged commands open the HSM"
-        return OperatorAuth.of(self.config, self.store, self.hsm)
+        return OperatorAuth.of(self.config, self.store, self.opened_hsm)  # privileged commands open the HSM
 
     async def operator(self, args: argparse.Namespace, command: str, *, sealed: bool = True,
                        dual_control: str | None = None) -> str:
@@ -63,8 +69,7 @@ class Instance:
         if dual_control is not None:
             await self._approve(auth, args, command, operator, dual_control)
         if sealed:
-            assert self.hsm is not None
-            content = await require_sealed(self.directory, self.store, self.hsm, actor=operator.actor)
+            content = await require_sealed(self.directory, self.store, self.opened_hsm, actor=operator.actor)
             self.config = load_config(self.directory, content)
         return operator.actor
 

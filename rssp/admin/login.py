@@ -86,11 +86,10 @@ class OperatorAuth:
             raise await self.refuse(actor, command, "throttled", f"too many failed {role} authentications for this "
                                     f"name; try again in {exc.retry_after} s", role) from None
         reason = await _failed_factor(self.hsm, found, given)
-        if reason:
-            raise await self.refuse(actor, command, reason,
+        if reason or found is None:  # _failed_factor names the unknown operator too
+            raise await self.refuse(actor, command, reason or "unknown operator",
                                     f"{role} authentication failed: wrong name, password or one-time code", role)
         await throttle.succeeded("operator", given.name, None)
-        assert found is not None
         return found
 
 

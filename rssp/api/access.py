@@ -51,7 +51,7 @@ class Traffic:
         if self.inflight == 0:
             self._idle.set()
 
-    async def wait_idle(self, timeout: float) -> bool:
+    async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - expiry is an answer (False), not an error
         """True once no request is in flight; False if ``timeout`` passed first."""
         if self.inflight == 0:
             return True

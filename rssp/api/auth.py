@@ -29,8 +29,6 @@ async def login(call: Call) -> web.Response:
     refresh_token = call.body.string("refresh_token", max_len=256)
     header = call.request.headers.get("Authorization")
     services = call.services
-    if header is None and refresh_token is None:
-        raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
     if header is not None:
         username, password = basic_credentials(header)
         try:
@@ -51,7 +49,8 @@ async def login(call: Call) -> web.Response:
             issued = await services.tokens.issue(conn, user.id, remember)
             await record(conn, actor=user.id, action="auth.login", outcome="ok", client_ip=call.ip)
         return web.json_response(issued.body())
-    assert refresh_token is not None
+    if refresh_token is None:
+        raise CSCError(401, "invalid_request", "Malformed authentication parameter.")
     async with services.store.write() as conn:
         rotated = await services.tokens.rotate_refresh(conn, refresh_token, None, call.ip)
         if rotated is not None:

@@ -19,7 +19,7 @@ from rssp.sam.factors import auth_expression
 
 
 def _time(cert: x509.Certificate, attr: str) -> str:
-    return getattr(cert, attr).strftime("%Y%m%d%H%M%SZ")
+    return str(getattr(cert, attr).strftime("%Y%m%d%H%M%SZ"))  # asn1crypto is untyped
 
 
 def key_view(cred: Credential) -> dict[str, Any]:

@@ -147,7 +147,6 @@ async def authorize(call: Call) -> web.Response:
     num = body.integer("numSignatures", required=True)
     cred = await own_credential(call, enabled=True)
     refuse_until_pin_changed(cred)
-    assert num is not None
     if num < 1:
         raise invalid_request("Invalid value for parameter numSignatures")
     if num > cred.multisign:
@@ -184,7 +183,8 @@ async def issue_authorization(services: Services, cred: Credential, grant: SadGr
     # Level 3: the SAD row gets the SAM's MAC and the KEK sealed to the SAD (made before the transaction).
     sealed = None
     if cred.factor_bound:
-        assert kek is not None  # check_factors returns it for every level-3 credential it lets through
+        if kek is None:  # check_factors returns it for every level-3 credential it lets through
+            raise RuntimeError("a level-3 credential's factors were checked without its key-encryption key")
         sealed = await issue_sad(services.hsm, grant, kek, ttl, lifetime)
     async with services.store.write() as conn:
         if not await hold_pin(conn, cred):  # the PIN changed since the factors were checked

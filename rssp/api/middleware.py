@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware  # the protocol web.Application(middlewares=) takes
 
 from rssp import metrics
 from rssp.api.parse import Body, DuplicateMember, loads_unique
@@ -28,9 +29,6 @@ from rssp.store.errors import database_unavailable
 log = logging.getLogger("rssp.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 class UnreadableBody(CSCError):
@@ -139,7 +137,7 @@ def complete_body(timeout: float, max_bytes: int) -> Middleware:
     return middleware
 
 
-async def _read_within(request: web.Request, timeout: float | None) -> None:
+async def _read_within(request: web.Request, timeout: float | None) -> None:  # noqa: ASYNC109 - expiry is a 408
     try:
         async with asyncio.timeout(timeout):
             await request.read()

@@ -9,6 +9,8 @@ are not in ``info.methods`` (CSC: ``oauth2/*`` MAY be left out; they are discove
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from rssp.api.info import INFO_EXTRAS
@@ -47,6 +49,8 @@ from rssp.sam.factors import Factors, check_factors
 from rssp.services import Services
 
 SETTINGS: web.AppKey[OAuthSettings] = web.AppKey("oauth_settings", OAuthSettings)
+# A form post's step, once its session and CSRF token are checked (login, consent).
+Step = Callable[[web.Request, AuthSession, dict[str, str]], Awaitable[web.Response]]
 _TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -89,7 +93,7 @@ async def _session(request: web.Request) -> tuple[AuthSession, dict[str, str]]:
     return session, form
 
 
-async def _page_step(request: web.Request, step) -> web.Response:  # type: ignore[no-untyped-def]
+async def _page_step(request: web.Request, step: Step) -> web.Response:
     """Shared error handling of the form posts: bad session/CSRF → 403 page, never a redirect."""
     try:
         session, form = await _session(request)
@@ -107,20 +111,18 @@ async def _consent_view(request: web.Request, session: AuthSession,
                         code_sent: bool = False) -> tuple[ConsentView, Credential | None, bool]:
     """What the signer is asked to approve, the credential whose factors confirm it (None: creation),
     and whether it has factors beyond PIN and TOTP (rssp.factors)."""
-    services, req = request.app[SERVICES], session.request
-    assert session.user_id is not None
+    services, req, user_id = request.app[SERVICES], session.request, session.signed_in_user()
     client = await get_client(services.store, req.client_id)
     client_name = client.name if client else req.client_id
     if req.scope == CREATION:
         terms = flow.creation_terms(req, request.app[POLICY])
         return ConsentView(client_name, "", None, 0, None, (), None, False, action="create", terms=terms), None, False
     if req.scope == DELETION:
-        cred = await flow.choose_deletion(services, req, session.user_id)
+        cred = await flow.choose_deletion(services, req, user_id)
         return ConsentView(client_name, cred.id, cred.description, 0, None, (), None, cred.needs_totp,
                            action="delete"), cred, False
-    assert req.credential is not None
-    cred = await flow.choose_credential(services, req, session.user_id)
-    grant = req.credential
+    cred = await flow.choose_credential(services, req, user_id)
+    grant = req.credential_grant()
     extra = await consent.page_factors(services.store, factor_service(request.app), session.cookie_hash, cred, grant,
                                        code_sent)
     view = ConsentView(
@@ -175,7 +177,8 @@ async def _login_again(services: Services, req: AuthorizationRequest, lang: str,
 
 async def _consent_step(request: web.Request, session: AuthSession, form: dict[str, str]) -> web.Response:
     services, settings, req = request.app[SERVICES], request.app[SETTINGS], session.request
-    if session.user_id is None or req.scope not in CONSENTED:
+    user_id = session.signed_in_user()
+    if req.scope not in CONSENTED:
         raise SessionError("consent before login")
     action = form.get("action")
     if action == "deny":
@@ -184,10 +187,9 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
     if req.scope == CREATION:  # approved by the signer's login and this page; no factors exist yet
         return _see_other(await flow.approve(services, settings, session, None, client_ip(request)))
     if req.scope == DELETION:  # PIN and TOTP: a passkey or e-mailed code is bound to hashes, and there are none
-        cred, extra = await flow.choose_deletion(services, req, session.user_id), False
+        cred, extra = await flow.choose_deletion(services, req, user_id), False
     else:
-        assert req.credential is not None
-        cred = await flow.choose_credential(services, req, session.user_id)  # the page is rendered only if refused:
+        cred = await flow.choose_credential(services, req, user_id)  # the page is rendered only if refused:
         extra = await load_factor_set(services.store, cred.id) is not None  # that would renew its passkey challenge
     if action in ("send_code", "oidc") and extra:
         return await _factor_step(request, session, cred, action, csrf)
@@ -199,7 +201,7 @@ async def _consent_step(request: web.Request, session: AuthSession, form: dict[s
     try:
         kek = await check_factors(services.store, services.hsm, cred, factors,
                                   max_failures=services.config.security.max_failed_attempts,
-                                  actor=session.user_id, client_ip=client_ip(request))
+                                  actor=user_id, client_ip=client_ip(request))
     except CSCError as err:
         if err.description == "Credential locked":
             raise await flow.deny(services, session, "Credential locked") from None
@@ -214,14 +216,13 @@ async def _factor_step(request: web.Request, session: AuthSession, cred: Credent
                        csrf: str) -> web.Response:
     """The consent page's "send a code" and "sign in at the provider" buttons."""
     services, req, factors = request.app[SERVICES], session.request, factor_service(request.app)
-    assert req.credential is not None and session.user_id is not None
+    grant, user_id = req.credential_grant(), session.signed_in_user()
     lang, error = language(req.lang), None
     try:
         if action == "oidc":
-            return _see_other(await consent.start_sign_in(services.store, factors, session.cookie_hash, cred,
-                                                          req.credential))
-        await consent.send_page_code(services.store, services.hsm, factors, cred, req.credential, req.lang,
-                                     session.user_id, client_ip(request))
+            return _see_other(await consent.start_sign_in(services.store, factors, session.cookie_hash, cred, grant))
+        await consent.send_page_code(services.store, services.hsm, factors, cred, grant, req.lang, user_id,
+                                     client_ip(request))
     except OidcError:
         error = "oidc_failed"
     except CSCError as err:

@@ -70,7 +70,7 @@ async def authorize_check(call: Call) -> web.Response:
     if cred.status != "enabled":
         raise invalid_request("The credential identified by credentialID is disabled")
     req = approved.request
-    grant = SadGrant(user.user_id, cred.id, req.num_signatures, req.hash_name, req.digests)  # type: ignore[arg-type]
+    grant = SadGrant(user.user_id, cred.id, req.num_signatures, req.hash_name, req.digests)
     return web.json_response(await issue_authorization(services, cred, grant, approved.kek, call.ip))
 
 

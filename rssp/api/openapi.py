@@ -93,7 +93,8 @@ def build(registry: Registry, public_url: str) -> dict[str, Any]:
         "paths": {f"/csc/v2/{m.name}": {"post": _operation(m)} for m in registry.methods.values()},
         "components": {
             "schemas": {"Error": ERROR},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
         },
     }
 

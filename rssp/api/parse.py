@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from asn1crypto import x509
 
@@ -60,6 +60,11 @@ class Body:
     def __contains__(self, name: str) -> bool:
         return self.data.get(name) is not None
 
+    @overload
+    def string(self, name: str, *, required: Literal[True], max_len: int = 4096) -> str: ...
+    @overload
+    def string(self, name: str, *, required: bool = False, max_len: int = 4096) -> str | None: ...
+
     def string(self, name: str, *, required: bool = False, max_len: int = 4096) -> str | None:
         value = self.data.get(name)
         if value is None:
@@ -73,9 +78,7 @@ class Body:
         return value
 
     def required_string(self, name: str, *, max_len: int = 4096) -> str:
-        value = self.string(name, required=True, max_len=max_len)
-        assert value is not None
-        return value
+        return self.string(name, required=True, max_len=max_len)
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.data.get(name)
@@ -84,6 +87,14 @@ class Body:
         if not isinstance(value, bool):
             raise invalid_request(f"Invalid parameter {name}")
         return value
+
+    # The overloads tell callers what the checks guarantee: required, or with a default, never None.
+    @overload
+    def integer(self, name: str, *, required: Literal[True], default: int | None = None) -> int: ...
+    @overload
+    def integer(self, name: str, *, required: bool = False, default: int) -> int: ...
+    @overload
+    def integer(self, name: str, *, required: bool = False, default: None = None) -> int | None: ...
 
     def integer(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
         value = self.data.get(name)
@@ -102,6 +113,11 @@ class Body:
         if value not in allowed:
             raise invalid_param(name)
         return value
+
+    @overload
+    def string_list(self, name: str, *, required: Literal[True], max_items: int = 1000) -> list[str]: ...
+    @overload
+    def string_list(self, name: str, *, required: bool = False, max_items: int = 1000) -> list[str] | None: ...
 
     def string_list(self, name: str, *, required: bool = False, max_items: int = 1000) -> list[str] | None:
         value = self.data.get(name)

@@ -44,7 +44,6 @@ def async_request(body: Body, services: Services) -> AsyncRequest | None:
         return None
     settings = services.config.asynchronous
     validity = body.integer("validity_period", default=settings.default_validity_period_ms)
-    assert validity is not None
     if not 0 < validity <= settings.max_validity_period_ms:
         raise invalid_request("Out of bounds parameter validity_period")
     uri = body.string("response_uri", max_len=2048)

@@ -57,7 +57,7 @@ def array(items: Schema, description: str = "", **extra: Any) -> Schema:
     return {"type": "array", "items": items, **extra, **({"description": description} if description else {})}
 
 
-def obj(required: tuple[str, ...] = (), **properties: Schema) -> Schema:
+def obj(required: tuple[str, ...] = (), /, **properties: Schema) -> Schema:
     """An object with these members (a member may be called ``description``: no keyword of our own here)."""
     out: Schema = {"type": "object", "properties": properties}
     if required:

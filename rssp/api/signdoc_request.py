@@ -114,7 +114,7 @@ def _format(entry: Body) -> str:
     fmt = entry.string("signature_format", required=True, max_len=8)
     if fmt not in FORMATS:
         raise invalid_param("signature_format")
-    return fmt  # type: ignore[return-value]
+    return fmt
 
 
 def _envelope(entry: Body, fmt: str, from_documents: bool) -> str:

@@ -74,7 +74,7 @@ class LoginThrottle:
         if over < 0:
             return 0.0
         delay = min(self.policy.block_seconds * 2 ** min(over, 30), self.policy.max_block_seconds)
-        return last_failure + delay
+        return float(last_failure + delay)
 
     async def begin(self, kind: str, name: str, address: str | None) -> None:
         """Count one attempt under the name's and the address's keys, or raise :class:`LoginThrottled`.

@@ -100,7 +100,8 @@ async def token(run: Run, ep: Endpoints, code: str, verifier: str, **extra: str)
     """``grant_type=authorization_code`` with PKCE; client_secret_basic when the client has a secret."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": run.target.redirect_uri or "",
             "code_verifier": verifier, "client_id": run.target.client_id or "", **extra}
-    return await _form_post(run, ep.token, form, "oauth2/token")
+    answer: dict[str, Any] = await _form_post(run, ep.token, form, "oauth2/token")
+    return answer
 
 
 async def revoke(run: Run, ep: Endpoints, value: str) -> None:

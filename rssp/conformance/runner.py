@@ -34,7 +34,7 @@ PROFILES = {
 }
 
 
-async def run_profiles(target: Target, names: list[str], *, timeout: float = 120,
+async def run_profiles(target: Target, names: list[str], *, request_timeout: float = 120,
                        otp: OtpClock | None = None) -> list[Step]:
     """Run each named profile in order; a failed step ends its profile, not the run.
 
@@ -44,7 +44,7 @@ async def run_profiles(target: Target, names: list[str], *, timeout: float = 120
     steps: list[Step] = []
     otp = otp or OtpClock()
     jar = aiohttp.CookieJar(unsafe=True)  # loopback servers keep their login cookies too
-    async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+    async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=request_timeout)) as http:
         for name in names:
             run = Run(http, target, steps, otp, profile=name)
             try:

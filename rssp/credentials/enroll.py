@@ -20,6 +20,7 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import pyotp
@@ -77,7 +78,8 @@ def _check(req: EnrollRequest) -> None:
     if req.level not in (1, 2, 3):
         raise EnrollmentError("level must be 1, 2 or 3")
     if req.level >= 2 and not (req.totp or req.factors.any):
-        raise EnrollmentError(f"level {req.level} needs a second factor: add --totp, --email, --passkey or --oidc-issuer")
+        raise EnrollmentError(f"level {req.level} needs a second factor: "
+                              "add --totp, --email, --passkey or --oidc-issuer")
     problem = pin_problem(req.level, req.pin)
     if problem:
         raise EnrollmentError(problem)
@@ -140,10 +142,8 @@ async def enroll(store: Store, hsm: Hsm, ca: CAConnector, req: EnrollRequest, *,
                                  "keyLen": req.key_spec.length, "ca": req.ca_id,
                                  "factors": sorted(req.factors.kinds)})
     except BaseException as exc:
-        try:
+        with suppress(KeyNotFound):  # a level-3 key already exists only wrapped, in the blob that is now dropped
             await hsm.destroy_key(key.key_id)
-        except KeyNotFound:
-            pass  # a level-3 key already exists only wrapped, in the blob that is now dropped
         if isinstance(exc, CAError):
             raise EnrollmentError(f"the CA refused: {exc}") from None
         raise

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, fields
 from datetime import datetime, UTC
 from functools import cached_property
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import select
@@ -74,7 +75,7 @@ _COLUMNS = tuple(f.name for f in fields(Credential))
 _HAS_CERTIFICATE = credentials.c.certificate.is_not(None)
 
 
-def from_row(row: Row) -> Credential:
+def from_row(row: Row[*tuple[Any, ...]]) -> Credential:
     """Columns map one to one onto fields, but for the JSON-encoded chain and SQLite's 0/1."""
     values = {name: row._mapping[name] for name in _COLUMNS}
     values["chain"] = tuple(base64.b64decode(c) for c in json.loads(row.chain or "[]"))

@@ -41,6 +41,8 @@ from rssp.auth.tokens import revoke_grant
 from rssp.credentials.model import Credential
 from rssp.errors import CSCError, OperatorError, invalid_request
 from rssp.factors import model as factor_model
+from rssp.factors.expression import PIN
+from rssp.factors.model import EMAIL_OTP, OTP
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.store import Conn, Store
@@ -53,7 +55,7 @@ CHANGED_MEANWHILE = "The PIN was changed by another request meanwhile"
 REQUEST_REUSED = "requestID was already used for another request"
 UNREACHABLE = ("The credential's factors cannot all be sent to credentials/changePIN "
                "(a passkey, an OpenID Provider sign-in or an e-mailed approval link is required)")
-IN_BAND = frozenset({factor_model.PIN, factor_model.OTP, factor_model.EMAIL_OTP})  # what a request body carries
+IN_BAND = frozenset({PIN, OTP, EMAIL_OTP})  # what a request body carries
 MIN_DIGITS, MAX_DIGITS = 4, 32
 
 

@@ -124,7 +124,7 @@ async def _reserve(services: Services, who: Principal, marker: str) -> bool:
         done = await conn.execute(update(tokens).where(tokens.c.token_hash == who.token_hash,
                                                        tokens.c.credential_id.is_(None))
                                   .values(credential_id=marker))
-    return done.rowcount == 1
+    return bool(done.rowcount == 1)
 
 
 async def _release(services: Services, who: Principal, marker: str) -> None:
@@ -135,7 +135,7 @@ async def _release(services: Services, who: Principal, marker: str) -> None:
 
 async def _live_count(services: Services, user_id: str) -> int:
     query = select(func.count()).where(credentials.c.user_id == user_id, credentials.c.status != "deleted")
-    return int(await services.store.query(lambda conn: conn.execute(query).scalar()))
+    return int(await services.store.query(lambda conn: conn.execute(query).scalar_one()))
 
 
 async def _username(services: Services, user_id: str) -> str:

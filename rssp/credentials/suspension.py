@@ -85,7 +85,8 @@ async def check_state(store: Store, status: str, change: Change) -> None:
 
 async def _held_by(conn: Conn, credential_id: str) -> str | None:
     query = select(credential_suspensions.c.by).where(credential_suspensions.c.credential_id == credential_id)
-    return (await conn.execute(query)).scalar()
+    by: str | None = (await conn.execute(query)).scalar()
+    return by
 
 
 async def apply(store: Store, change: Change) -> dict[str, Any]:

@@ -36,11 +36,11 @@ ARCHIVE_TIME_STAMP_V3 = "0.4.0.1733.2.4"  # id-aa-ets-archiveTimestampV3
 SIGNED_FIELDS = ("version", "sid", "digest_algorithm", "signed_attrs", "signature_algorithm", "signature")
 
 
-class OctetStrings(core.SequenceOf):
+class OctetStrings(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped: its classes are Any to mypy
     _child_spec = core.OctetString
 
 
-class HashAlgorithm(core.Sequence):
+class HashAlgorithm(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped: its classes are Any to mypy
     """AlgorithmIdentifier written without parameters, as RFC 5754 says for SHA-2 (asn1crypto's
     DigestAlgorithm always writes NULL ones); either form reads back."""
 
@@ -50,7 +50,7 @@ class HashAlgorithm(core.Sequence):
     ]
 
 
-class ATSHashIndexV3(core.Sequence):
+class ATSHashIndexV3(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped: its classes are Any to mypy
     """EN 319 122-1 annex D: hashIndAlgorithm has no DEFAULT in the v3 index (always written)."""
 
     _fields = [  # noqa: RUF012 - asn1crypto's declarative spec

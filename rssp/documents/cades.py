@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import replace
+from typing import Any
 
 from asn1crypto import cms, core
 from pyhanko.sign.attributes import TSTProvider
@@ -106,7 +107,7 @@ class _Job:
         self.rank = RANK[opts.level]
         self.collected = Collected()
 
-    async def run(self, encap: dict | None, base: Envelope | None) -> tuple[bytes, ValidationInfo]:
+    async def run(self, encap: dict[str, Any] | None, base: Envelope | None) -> tuple[bytes, ValidationInfo]:
         context: AbstractAsyncContextManager[ValidationContext | None] = \
             session(self.tools.validation_context) if self.rank >= RANK["B-LT"] else nullcontext()
         async with context as vc:
@@ -123,7 +124,7 @@ class _Job:
         info = self.collected.validation_info() if vc is not None else ValidationInfo()
         return envelope.dump(signer_info), info
 
-    async def _sign(self, encap: dict | None, base: Envelope | None) -> tuple[Envelope, cms.SignerInfo]:
+    async def _sign(self, encap: dict[str, Any] | None, base: Envelope | None) -> tuple[Envelope, cms.SignerInfo]:
         """The one call to the signer; pyHanko formats the B-B signed attributes around it."""
         signed = await self.tools.signer.async_sign(
             self.digest, self.algorithm, use_pades=True, is_pdf_sig=False, encap_content_info=encap,
@@ -140,6 +141,8 @@ class _Job:
         stamper = _timestamper(self.tools)
         with _tsa_failure():
             attribute = await TSTProvider(self.algorithm, signer_info["signature"].native, stamper).get_attribute()
+        if attribute is None:  # pyHanko's provider gives one whenever its time-stamper answers
+            raise UpstreamUnavailable("the time-stamping authority gave no time-stamp")
         add_unsigned(signer_info, attribute)
         if vc is not None:
             await collect_timestamp(vc, attribute["values"][0], self.collected)

@@ -107,7 +107,8 @@ async def collect_timestamp(vc: ValidationContext, token: cms.ContentInfo, into:
 async def _validate(vc: ValidationContext, cert: x509.Certificate, others: list[x509.Certificate]) -> ValidationPath:
     validator = CertificateValidator(cert, intermediate_certs=others, validation_context=vc)
     try:
-        return await validator.async_validate_usage(key_usage=set())
+        path: ValidationPath = await validator.async_validate_usage(key_usage=set())
+        return path
     except (InsufficientRevinfoError, CertificateFetchError) as exc:  # a responder or AIA fetch failed
         raise UpstreamUnavailable(REVOCATION_FAILED) from exc
     except RevokedError as exc:

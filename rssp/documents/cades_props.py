@@ -33,11 +33,11 @@ MAX_TEXT = 256
 COMMITMENTS = {c.name.lower().replace("_", "-"): c for c in GenericCommitment}
 
 
-class PostalAddress(core.SequenceOf):
+class PostalAddress(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped: its classes are Any to mypy
     _child_spec = x509.DirectoryString
 
 
-class SignerLocation(core.Sequence):
+class SignerLocation(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped: its classes are Any to mypy
     """RFC 5126 / EN 319 122-1 annex D (explicit tagging: DirectoryString is a CHOICE)."""
 
     _fields = [  # noqa: RUF012 - asn1crypto's declarative spec

@@ -98,7 +98,9 @@ async def sign_pdf(pdf: bytes, opts: DocumentOptions, tools: SigningTools) -> Si
         meta = PdfSignatureMetadata(
             field_name=target.field_name, md_algorithm=md, subfilter=SigSeedSubFilter.PADES, certify=certify,
             docmdp_permissions=MDPPerm.FILL_FORMS, embed_validation_info=vc is not None,
-            use_pades_lta=opts.level == "B-LTA", validation_context=vc, dss_settings=DSS_SETTINGS, **props)
+            use_pades_lta=opts.level == "B-LTA", validation_context=vc, dss_settings=DSS_SETTINGS,
+            reason=props.get("reason"), location=props.get("location"), contact_info=props.get("contact_info"),
+            name=props.get("name"))  # SIGNED_PROPS's values; None is the field's default
         session = _start_session(PdfSigner(meta, tools.signer, timestamper=stamper), target)
         status = None
         if vc is not None:  # pyHanko's pre-signing check, with the completeness check added
@@ -152,7 +154,8 @@ async def _sign_session(session: PdfSigningSession, status: PreSignValidationSta
     reserved = await session.estimate_signature_container_size(status)  # signer dry run, TSA dummy
     with _input_errors():
         tbs = session.prepare_tbs_document(validation_info=status, bytes_reserved=reserved)
-        prepared, output = tbs.digest_tbs_document(output=BytesIO())
+        buffer = BytesIO()
+        prepared, output = tbs.digest_tbs_document(output=buffer)
     post = await tbs.perform_signature(prepared.document_digest,
                                        PdfCMSSignedAttributes(signing_time=session.system_time))
     if status is not None and vc is not None and isinstance(session.timestamper, GuardedTimeStamper):
@@ -161,7 +164,7 @@ async def _sign_session(session: PdfSigningSession, status: PreSignValidationSta
                                                                   status.validation_paths, vc))
     with _input_errors():
         await post.post_signature_processing(output)
-    return output.getvalue()
+    return buffer.getvalue()
 
 
 def pdf_signed_props(props: tuple[tuple[str, str | None], ...]) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 A refused call must spend nothing, so what the engines would refuse for the input itself (not
 a PDF, encrypted, a certification on a document already signed, unsupported ``signed_props``, a
-level the form cannot reach, XML that is not well-formed or carries a DTD, a parallel signature on something that is not an attached CMS
-SignedData) is found here first, with the engines' own checks and texts. The engines check
-again: this is the early answer, not the only guard.
+level the form cannot reach, XML that is not well-formed or carries a DTD, a parallel signature
+on something that is not an attached CMS SignedData) is found here first, with the engines' own
+checks and texts. The engines check again: this is the early answer, not the only guard.
 """
 
 from __future__ import annotations

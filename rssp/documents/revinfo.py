@@ -67,7 +67,8 @@ async def signer_path(signer: Signer, vc: ValidationContext) -> ValidationPath:
     validator = CertificateValidator(signer.signing_cert, intermediate_certs=signer.cert_registry,
                                      validation_context=vc)
     try:
-        return await validator.async_validate_usage(set())
+        path: ValidationPath = await validator.async_validate_usage(set())
+        return path
     except (PathBuildingError, PathValidationError) as exc:
         if _revinfo_missing(exc):
             raise UpstreamUnavailable(REVINFO_UNAVAILABLE) from exc
@@ -120,7 +121,8 @@ async def ensure_complete(paths: list[ValidationPath], vc: ValidationContext) ->
                                 ocsps=vc.ocsps, crls=vc.crls, allow_fetching=False, revocation_mode="hard-fail")
     for path in paths:
         leaf = path.leaf
-        assert isinstance(leaf, x509.Certificate)
+        if not isinstance(leaf, x509.Certificate):  # a signer's path ends in its certificate
+            raise TypeError("a validation path that ends in an attribute certificate")
         try:
             await CertificateValidator(leaf, intermediate_certs=certs, validation_context=offline).async_validate_usage(
                 set())

@@ -44,7 +44,7 @@ class GuardedTimeStamper(TimeStamper):
     """Delegates to ``inner``; TSA failures raise UpstreamUnavailable; real tokens are kept in ``tokens``."""
 
     def __init__(self, inner: TimeStamper) -> None:
-        super().__init__(include_nonce=inner.include_nonce)
+        super().__init__(include_nonce=inner.include_nonce)  # type: ignore[no-untyped-call]  # pyHanko's, unannotated
         self.inner = inner
         self.cert_registry = inner.cert_registry
         self.tokens: list[cms.ContentInfo] = []

@@ -81,7 +81,7 @@ class PoolTimeStamper(TimeStamper):
     _dummies: dict[tuple[str | None, str], cms.ContentInfo] = {}
 
     def __init__(self, pool: TimestampAuthority, loop: LoopThread, timestamp_id: str | None) -> None:
-        super().__init__(include_nonce=False)  # the pool sends and checks its own nonce
+        super().__init__(include_nonce=False)  # type: ignore[no-untyped-call]  # pyHanko's; the pool sends its own nonce
         self._pool = pool
         self._loop = loop
         self._pinned = timestamp_id
@@ -90,7 +90,7 @@ class PoolTimeStamper(TimeStamper):
         cached = self._dummies.get((self._pinned, md_algorithm))
         if cached is None:
             return await super().async_dummy_response(md_algorithm)
-        self._register_dummy(md_algorithm, cached)
+        self._register_dummy(md_algorithm, cached)  # type: ignore[no-untyped-call]  # pyHanko's, unannotated
         return cached
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
@@ -156,7 +156,7 @@ class CountedSession(LazySession):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # pyHanko's, unannotated
         self._counted: aiohttp.ClientSession | None = None
 
     def get_session(self) -> aiohttp.ClientSession:

@@ -200,7 +200,8 @@ class _Job:
             if vc is not None:
                 add_validation_values(skeleton.unsigned, collected.certificates, collected.crls, collected.ocsps)
             if self.rank >= RANK["B-LTA"]:
-                assert stamper is not None
+                if stamper is None:  # _timestamper gives one from B-T up, or raises this
+                    raise UpstreamUnavailable("no time-stamping authority available")
                 await self._archive_timestamp(skeleton, tree, stamper, vc, collected, external)
         _drop_empty(skeleton)
         info = collected.validation_info()
@@ -263,8 +264,9 @@ def _declaration(data: bytes) -> bytes | None:
 def _serialise(tree: etree._ElementTree, declaration: bytes | None) -> bytes:
     """The signed document: its declaration as given (a new document: UTF-8 with one), then the tree."""
     if declaration is None:
-        return etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
-    body = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
+        whole: bytes = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
+        return whole
+    body: bytes = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
     return declaration + b"\n" + body
 
 

@@ -145,10 +145,18 @@ def _reference(signed_info: etree._Element, target: Target, digest: str, referen
     return reference
 
 
+def signing_cert(signer: Signer) -> x509.Certificate:
+    """The signer's certificate (rssp's signers always have one; a signature needs it)."""
+    if signer.signing_cert is None:
+        raise DocumentError("the signer has no certificate")
+    return signer.signing_cert
+
+
 def _chain(signer: Signer) -> list[x509.Certificate]:
     """The signer's certificate first, then the rest of its chain (each once)."""
-    seen = {signer.signing_cert.dump()}
-    out = [signer.signing_cert]
+    first = signing_cert(signer)
+    seen = {first.dump()}
+    out = [first]
     for cert in signer.cert_registry or ():
         if cert.dump() not in seen:
             seen.add(cert.dump())
@@ -172,7 +180,7 @@ async def sign_value(skeleton: Skeleton, signer: Signer, digest: str) -> None:
     """The one call to the signer, over the canonical SignedInfo."""
     raw = await signer.async_sign_raw(canonicalize(skeleton.signed_info, EXC_C14N), digest)
     if signer.get_signature_mechanism_for_digest(digest).signature_algo == "ecdsa":
-        raw = ecdsa_raw(raw, signer.signing_cert.public_key.bit_size)
+        raw = ecdsa_raw(raw, signing_cert(signer).public_key.bit_size)
     skeleton.value.text = base64.b64encode(raw).decode()
 
 
@@ -186,4 +194,4 @@ def ecdsa_raw(value: bytes, curve_bits: int) -> bytes:
         r, s = pair["r"].native, pair["s"].native
     except ValueError:
         raise DocumentError("the signer returned an ECDSA value that is neither DER nor r||s") from None
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return int(r).to_bytes(size, "big") + int(s).to_bytes(size, "big")

@@ -77,7 +77,7 @@ def parse_props(signed_props: tuple[tuple[str, str | None], ...]) -> Props:
 def _commitment(value: str) -> str:
     key = value.strip().lower()
     for name, commitment in COMMITMENTS.items():
-        oid = commitment.asn1["commitment_type_id"].dotted
+        oid: str = commitment.asn1["commitment_type_id"].dotted
         if key in (name, oid):
             return oid
     raise DocumentError("unknown commitment-type-indication")

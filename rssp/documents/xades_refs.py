@@ -28,6 +28,7 @@ import base64
 import copy
 import re
 from collections.abc import Callable
+from typing import TypeGuard
 from dataclasses import dataclass
 
 from lxml import etree
@@ -120,7 +121,7 @@ class _NodeSet:
     owned: bool = False
 
 
-def same_document(uri: str | None) -> bool:
+def same_document(uri: str | None) -> TypeGuard[str]:
     return uri is not None and (uri == "" or uri.startswith("#"))
 
 
@@ -237,7 +238,6 @@ def process(reference: etree._Element, signature: etree._Element, tree: etree._E
     current: _NodeSet | bytes
     target = None
     if same_document(uri):
-        assert uri is not None
         target, comments = target_of(uri, ids, tree)
         current = _NodeSet(tree, target, comments, signature)
     else:
@@ -277,7 +277,8 @@ def _apply(step: etree._Element, current: _NodeSet | bytes) -> _NodeSet | bytes:
                                             or enclosing in current.element.iterancestors()):
             raise Unsupported("an enveloped-signature transform would remove the referenced element")
         owned = _own(current)
-        assert owned.enclosing is not None
+        if owned.enclosing is None:  # _own keeps it (as its twin in the copy)
+            raise RuntimeError("the enclosing element was lost copying the document")
         _remove(owned.enclosing)
         owned.enclosing = None
         return owned

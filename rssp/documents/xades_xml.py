@@ -116,11 +116,9 @@ def parse_xml(data: bytes) -> etree._ElementTree:
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
         raise DocumentError(HAS_DTD)
-    count = 0
-    for node in root.iter():
+    for count, node in enumerate(root.iter(), 1):
         if isinstance(node, etree._Entity):  # an entity reference left unexpanded: only a DTD declares one
             raise DocumentError(HAS_DTD)
-        count += 1
         if count > MAX_ELEMENTS:
             raise DocumentError(TOO_BIG)
     return tree
@@ -139,8 +137,9 @@ def canonicalize(node: etree._Element | etree._ElementTree, algorithm: str,
                  prefixes: list[str] | None = None) -> bytes:
     """``node`` (an element in its document, or a whole document) canonicalised with ``algorithm``."""
     exclusive, comments = CANONICALISATIONS[algorithm]
-    return etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=comments,
-                          inclusive_ns_prefixes=(prefixes or None) if exclusive else None)
+    out: bytes = etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=comments,
+                                inclusive_ns_prefixes=(prefixes or None) if exclusive else None)
+    return out
 
 
 def qname(namespace: str, local: str) -> str:

@@ -159,7 +159,8 @@ async def link(store: Store, hsm: Hsm, credential_id: str, expression: Expressio
 async def _link_in(conn: Conn, hsm: Hsm, credential_id: str, expression: str, factors: list[NewFactor]) -> None:
     kept = (await conn.execute(select(credential_factors).where(
         credential_factors.c.credential_id == credential_id, credential_factors.c.kind == "fido"))).all()
-    rows = [(f.kind, f.reference, f.subject, None) for f in factors] + [
+    rows: list[tuple[str, str, str | None, bytes | None]] = [
+        (f.kind, f.reference, f.subject, None) for f in factors] + [
         (r.kind, r.reference, r.subject, bytes(r.public_key)) for r in kept]
     await _write_link(conn, credential_id, expression, factors, await _mac(hsm, credential_id, expression, rows))
 

@@ -39,7 +39,8 @@ _TEXT = {
     "ja": {
         "email_otp": "{address} 宛てにメールで送信されたワンタイムパスワード", "send_code": "メールでコードを送信",
         "code_sent": "ワンタイムパスワードをメールで送信しました。", "passkey": "パスキーを使用",
-        "passkey_done": "パスキーを確認しました。", "passkey_failed": "パスキーが使用されませんでした。もう一度お試しください。",
+        "passkey_done": "パスキーを確認しました。",
+        "passkey_failed": "パスキーが使用されませんでした。もう一度お試しください。",
         "passkey_missing": "このクレデンシャルにはまだパスキーが登録されていません。",
         "oidc": "{provider} でログイン", "oidc_done": "{provider} でログインしました。",
         "title_approve": "署名の承認", "approve_intro": "署名アプリケーションが、クレデンシャル {credential} で "

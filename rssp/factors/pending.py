@@ -32,7 +32,7 @@ from rssp.errors import CSCError, invalid_authentication_data, invalid_param
 from rssp.factors import oob
 from rssp.factors.delivery import DeliveryError
 from rssp.factors.messages import Subject, link_message
-from rssp.factors.sending import NOT_SENT, email_factor, log
+from rssp.factors.sending import NOT_SENT, email_address, log
 from rssp.factors.service import FactorService
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
@@ -85,8 +85,7 @@ def _kek_context(handle_hash: str, credential_id: str) -> bytes:
 async def start(store: Store, hsm: Hsm, factors: FactorService, cred: Credential, client_id: str | None,
                 request: PendingRequest, kek: bytes | None, ip: str | None) -> str:
     """Store the request, e-mail the approval link, and return the handle for ``authorizeCheck``."""
-    factor_set = await email_factor(store, hsm, cred, "authData")
-    assert factor_set.email is not None
+    address = await email_address(store, hsm, cred, "authData")
     handle, link = new_secret(), new_secret()
     handle_hash, link_hash = digest(handle), digest(link)
     ttl = factors.settings.oob.link_ttl_seconds
@@ -103,14 +102,15 @@ async def start(store: Store, hsm: Hsm, factors: FactorService, cred: Credential
             expires_at=now + ttl, created_at=now))
     subject = Subject(cred.id, request.num_signatures, request.hash_name, request.digests, request.description,
                       request.lang)
-    message = link_message(factor_set.email, factors.settings.service_name, subject,
+    message = link_message(address, factors.settings.service_name, subject,
                            f"{factors.url(APPROVE_PATH)}?token={link}", ttl)
     try:
         await factors.delivery().send(message)
     except (DeliveryError, LookupError) as exc:
         await oob.burn(store, row_id)
         async with store.write() as conn:
-            await conn.execute(delete(pending_authorizations).where(pending_authorizations.c.handle_hash == handle_hash))
+            await conn.execute(delete(pending_authorizations)
+                               .where(pending_authorizations.c.handle_hash == handle_hash))
         log.warning("approval link for credential %s not sent: %s", cred.id, exc)
         raise NOT_SENT from None
     async with store.write() as conn:

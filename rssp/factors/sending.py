@@ -17,7 +17,7 @@ from rssp.errors import CSCError, credential_locked, invalid_param
 from rssp.factors import model, oob
 from rssp.factors.delivery import DeliveryError
 from rssp.factors.messages import Subject, code_message
-from rssp.factors.model import EMAIL_OTP, FactorSet
+from rssp.factors.model import EMAIL_OTP
 from rssp.factors.service import FactorService
 from rssp.hsm import Hsm
 from rssp.store import Store
@@ -28,31 +28,31 @@ NOT_SENT = CSCError(503, "temporarily_unavailable", "The one-time password could
                     headers={"Retry-After": "30"})
 
 
-async def email_factor(store: Store, hsm: Hsm, cred: Credential, parameter: str) -> FactorSet:
-    """The credential's checked factor set if it has e-mailed codes; else ``Invalid parameter <parameter>``."""
+async def email_address(store: Store, hsm: Hsm, cred: Credential, parameter: str) -> str:
+    """The address of the credential's checked factor set if it has e-mailed codes; else ``Invalid parameter
+    <parameter>``."""
     try:
         factor_set = await model.load(store, cred.id, hsm)
     except model.TamperedFactors:
         factor_set = None
     if factor_set is None or factor_set.email is None or not factor_set.uses(EMAIL_OTP):
         raise invalid_param(parameter)
-    return factor_set
+    return factor_set.email
 
 
 async def send_code(store: Store, hsm: Hsm, factors: FactorService, cred: Credential, binding: oob.Binding,
                     subject: Subject, actor: str, ip: str | None, *, parameter: str = "authObjectID",
                     locked: CSCError | None = None) -> None:
     """E-mail a new code for ``cred`` bound to ``binding``; 429 past the limits, 503 if it cannot be sent."""
-    factor_set = await email_factor(store, hsm, cred, parameter)
+    address = await email_address(store, hsm, cred, parameter)
     if cred.locked:
         raise locked or credential_locked()
-    assert factor_set.email is not None
     try:
         code, row_id = await oob.issue_code(store, hsm, factors.settings.oob, cred.id, cred.user_id, binding)
     except oob.SendLimited:
         await _audit(store, cred, actor, ip, "throttled")
         raise
-    message = code_message(factor_set.email, factors.settings.service_name, subject, code,
+    message = code_message(address, factors.settings.service_name, subject, code,
                            factors.settings.oob.code_ttl_seconds)
     try:
         await factors.delivery().send(message)

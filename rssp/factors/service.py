@@ -44,4 +44,4 @@ def of_services(extras: dict[str, Any], config: Config) -> FactorService:
     found = extras.get(EXTRAS_KEY)
     if found is None:
         found = extras[EXTRAS_KEY] = FactorService.from_config(config)
-    return found  # type: ignore[no-any-return]
+    return found

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,10 +161,8 @@ def close_token(shared: TokenSession) -> None:
     shared.forget_handles()
     del _SESSIONS[(shared.module, shared.label)]
     if not shared.broken:
-        try:
+        with suppress(p11e.PKCS11Error):  # unloading below finalises the library and discards the session anyway
             shared.session.close()
-        except p11e.PKCS11Error:
-            pass  # unloading below finalises the library and discards the session anyway
     _release_lib(shared.module)
 
 
@@ -202,7 +201,7 @@ def reopen(shared: TokenSession, pin: str) -> None:
         session = loaded.lib.get_token(token_label=shared.label).open(rw=True, user_pin=pin)
     except p11e.PKCS11Error as exc:
         pin_error = isinstance(exc, PIN_ERRORS)
-        shared.next_attempt = float("inf") if pin_error else now + shared.delay * random.uniform(0.75, 1.25)
+        shared.next_attempt = float("inf") if pin_error else now + shared.delay * random.uniform(0.75, 1.25)  # noqa: S311 - jitter
         shared.delay = min(shared.delay * 2, REOPEN_MAX_DELAY)
         raise HsmError(f"reopening the HSM session failed: {type(exc).__name__}") from None
     shared.session, shared.broken = session, False

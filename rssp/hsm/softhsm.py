@@ -55,7 +55,7 @@ def _existing_labels(env: dict[str, str]) -> set[str]:
 def _run_util(args: list[str], env: dict[str, str], secrets: tuple[str, ...]) -> str:
     """Run ``softhsm2-util``; on failure raise :class:`HsmError` with secrets redacted."""
     try:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603 - softhsm2-util with our own arguments, no shell
             [SOFTHSM2_UTIL, *args], env=env, capture_output=True, text=True, check=False
         )
     except OSError as exc:

@@ -122,7 +122,7 @@ def _retryable(status: int) -> bool:
     return status >= 500 or status == 429
 
 
-async def notify(uri: str, response_id: str, policy: CallbackPolicy, *, timeout: float, attempts: int,
+async def notify(uri: str, response_id: str, policy: CallbackPolicy, *, attempt_timeout: float, attempts: int,
                  backoff: float) -> Delivery:
     """POST ``{"responseID"}`` to ``uri`` until a 2xx, a final refusal, or ``attempts`` tries.
 
@@ -132,16 +132,17 @@ async def notify(uri: str, response_id: str, policy: CallbackPolicy, *, timeout:
     policy.check_uri(uri)  # the configuration may have changed since the request
     resolver = _PolicyResolver(policy)
     try:
-        return await _attempts(uri, response_id, resolver, timeout=timeout, attempts=attempts, backoff=backoff)
+        return await _attempts(uri, response_id, resolver, attempt_timeout=attempt_timeout, attempts=attempts,
+                               backoff=backoff)
     finally:
         await resolver.close()  # the connector closes only a resolver it made itself
 
 
-async def _attempts(uri: str, response_id: str, resolver: AbstractResolver, *, timeout: float, attempts: int,
+async def _attempts(uri: str, response_id: str, resolver: AbstractResolver, *, attempt_timeout: float, attempts: int,
                     backoff: float) -> Delivery:
     connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, limit=1)
     status: int | None = None
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=attempt_timeout),
                                      trust_env=False) as session:
         for attempt in range(1, attempts + 1):
             try:

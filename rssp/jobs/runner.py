@@ -28,6 +28,7 @@ from rssp.jobs.kinds import kind_function, known_kinds
 from rssp.jobs.store import Job
 from rssp.store import Store
 from rssp.store.errors import database_unavailable
+import contextlib
 
 if TYPE_CHECKING:
     from rssp.services import Services
@@ -88,10 +89,8 @@ class JobRunner:
                                 type(exc).__name__)
                 else:
                     log.exception("job runner: a round failed; trying again at the next one")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_seconds)
-            except TimeoutError:
-                pass
 
     async def _claim_while_free(self) -> None:
         s = self.settings
@@ -143,7 +142,8 @@ class JobRunner:
         try:
             await self._held()
             function = kind_function(job.kind)
-            assert function is not None and self._services is not None  # claimed only known kinds
+            if function is None or self._services is None:  # claimed only known kinds, once started
+                raise RuntimeError(f"job kind {job.kind!r} has no function, or the runner was not started")
             result = await asyncio.wait_for(function(self._services, job), self.settings.run_timeout_seconds)
         except CSCError as error:
             if error.status < 500:
@@ -177,7 +177,7 @@ class JobRunner:
 
     async def _held(self) -> None:
         """Tests only (``[async] test_hold_file``): wait while the hold file exists."""
-        while self._hold is not None and self._hold.exists():
+        while self._hold is not None and self._hold.exists():  # noqa: ASYNC110 - a file (tests only): no event to await
             await asyncio.sleep(0.05)
 
     def _notify(self, job: Job) -> None:
@@ -187,7 +187,7 @@ class JobRunner:
     async def _deliver(self, job: Job, uri: str) -> None:
         s = self.settings
         try:
-            delivery = await notify(uri, job.id, self.policy, timeout=s.callback_timeout_seconds,
+            delivery = await notify(uri, job.id, self.policy, attempt_timeout=s.callback_timeout_seconds,
                                     attempts=s.callback_attempts, backoff=s.callback_backoff_seconds)
         except CSCError:  # the host is no longer allowed by the configuration
             delivery = None

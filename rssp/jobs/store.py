@@ -100,7 +100,8 @@ def _claimable(now: float) -> Any:
     return or_(jobs.c.status == "pending", and_(jobs.c.status == "running", jobs.c.lease_until < now))
 
 
-def _claim(kinds: list[str], max_attempts: int, lease: float, worker: str, conn: Connection) -> Row | None:
+def _claim(kinds: list[str], max_attempts: int, lease: float, worker: str,
+           conn: Connection) -> Row[*tuple[Any, ...]] | None:
     now = time.time()
     candidate = (
         select(jobs.c.id)
@@ -127,7 +128,7 @@ async def claim(store: Store, kinds: list[str], max_attempts: int, lease: float,
     return None if row is None else _job(row)
 
 
-def _job(row: Row) -> Job:
+def _job(row: Row[*tuple[Any, ...]]) -> Job:
     return Job(row.id, row.kind, row.user_id, row.client_id, row.credential_id, json.loads(row.payload),
                row.response_uri, row.client_ip, row.attempts, row.claim_token or "")
 
@@ -223,10 +224,10 @@ async def sweep(store: Store, max_attempts: int) -> Swept:
 async def queued(store: Store) -> int:
     """Jobs waiting for a worker, in the whole database (the ``rssp_async_jobs_queued`` gauge)."""
     query = select(func.count()).select_from(jobs).where(jobs.c.status == "pending")
-    return int(await store.query(lambda conn: conn.execute(query).scalar()) or 0)
+    return int(await store.query(lambda conn: conn.execute(query).scalar_one()))
 
 
-def _outcome(row: Row | None) -> Outcome | None:
+def _outcome(row: Row[*tuple[Any, ...]] | None) -> Outcome | None:
     if row is None:
         return None
     if row.status == "done":

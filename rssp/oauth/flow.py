@@ -49,7 +49,8 @@ def error_redirect(req_or_uri: AuthorizationRequest | str, error: RedirectableEr
                                             "state": state}))
 
 
-async def start(services: Services, settings: OAuthSettings, params: dict[str, str]) -> tuple[Client, AuthorizationRequest]:
+async def start(services: Services, settings: OAuthSettings,
+                params: dict[str, str]) -> tuple[Client, AuthorizationRequest]:
     """Resolve the client and the request (pushed or in the query)."""
     client_id = params.get("client_id")
     if client_id is None:
@@ -99,8 +100,7 @@ async def _audit_login(services: Services, actor: str, outcome: str, ip: str | N
 
 async def choose_credential(services: Services, req: AuthorizationRequest, user_id: str) -> Credential:
     """The signer's enabled credential the request names (or the first with its qualifier)."""
-    grant = req.credential
-    assert grant is not None
+    grant = req.credential_grant()
     cred: Credential | None = None
     if grant.credential_id is not None:
         cred = await get_credential(services.store, grant.credential_id, user_id)
@@ -123,8 +123,10 @@ async def choose_credential(services: Services, req: AuthorizationRequest, user_
 
 async def choose_deletion(services: Services, req: AuthorizationRequest, user_id: str) -> Credential:
     """The signer's credential a ``credential-deletion`` request names (any status but deleted)."""
-    assert req.lifecycle is not None and req.lifecycle.credential_id is not None
-    cred = await get_credential(services.store, req.lifecycle.credential_id, user_id)
+    credential_id = req.lifecycle.credential_id if req.lifecycle else None
+    if credential_id is None:  # parsing refuses a deletion request without one
+        raise error_redirect(req, RedirectableError("invalid_request", "Missing parameter credentialID"))
+    cred = await get_credential(services.store, credential_id, user_id)
     if cred is None:  # unknown, deleted and someone else's look the same
         raise error_redirect(req, RedirectableError("invalid_request", "Invalid parameter credentialID"))
     return cred
@@ -132,8 +134,7 @@ async def choose_deletion(services: Services, req: AuthorizationRequest, user_id
 
 def creation_terms(req: AuthorizationRequest, policy: CreationPolicy) -> tuple[tuple[str, str], ...]:
     """What a ``credential-creation`` approval makes, per the operator's policy (shown on the page)."""
-    assert req.lifecycle is not None
-    asked = req.lifecycle.certificate_policy
+    asked = req.lifecycle.certificate_policy if req.lifecycle else None  # None: the policy's default
     try:
         ca_id = policy.ca_for(asked)
     except CSCError as err:
@@ -151,24 +152,24 @@ async def approve(services: Services, settings: OAuthSettings, session: AuthSess
     carries it sealed to itself, to be sealed to the access token it is exchanged for.
     ``checked``: the credential as its factors were checked; no code if its PIN changed since.
     """
-    req = session.request
-    assert session.user_id is not None
+    req, user_id = session.request, session.signed_in_user()
     async with services.store.write() as conn:
         if checked is not None and not await hold_pin(conn, checked):
             raise error_redirect(req, RedirectableError("access_denied", CHANGED_MEANWHILE))
         if not await close_session(conn, session):
             raise error_redirect(req, RedirectableError("access_denied", "The authorization session has ended"))
-        code = await issue_code(conn, req, session.user_id, credential_id, settings.code_ttl_seconds, kek)
+        code = await issue_code(conn, req, user_id, credential_id, settings.code_ttl_seconds, kek)
         detail: dict[str, object] = {"clientID": req.client_id, "scope": req.scope, "at": int(time.time())}
         if req.credential is not None:
             detail["numSignatures"] = req.credential.num_signatures
             detail["hashes"] = [d.hex() for d in req.credential.digests]
-        await record(conn, actor=session.user_id, action="oauth.authorize", target=credential_id, outcome="ok",
+        await record(conn, actor=user_id, action="oauth.authorize", target=credential_id, outcome="ok",
                      client_ip=ip, detail=detail)
     return redirect_url(req.redirect_uri, {"code": code, "state": req.state})
 
 
-async def deny(services: Services, session: AuthSession, reason: str = "The signer denied the request") -> ErrorRedirect:
+async def deny(services: Services, session: AuthSession,
+               reason: str = "The signer denied the request") -> ErrorRedirect:
     async with services.store.write() as conn:
         await close_session(conn, session)
     return error_redirect(session.request, RedirectableError("access_denied", reason))

@@ -56,9 +56,11 @@ def _check_code(redeemed: RedeemedCode | None, client: Client, form: dict[str, s
     if form["redirect_uri"] != req.redirect_uri:
         return invalid_grant("redirect_uri parameter does not match redirect_uri parameter of authorization request")
     if not verifier_matches(verifier, req.code_challenge):
-        return invalid_grant("Missing parameter code_verifier" if verifier is None else "Invalid parameter code_verifier")
+        return invalid_grant("Missing parameter code_verifier" if verifier is None
+                             else "Invalid parameter code_verifier")
     details = form.get("authorization_details")
-    if details is not None and (req.authorization_details is None or not same_details(details, req.authorization_details)):
+    if details is not None and (req.authorization_details is None
+                                or not same_details(details, req.authorization_details)):
         return invalid_grant("authorization_details do not match the authorization request")
     return None
 
@@ -67,15 +69,16 @@ async def _issue_for_code(services: Services, settings: OAuthSettings, conn: Con
                           redeemed: RedeemedCode, ip: str | None) -> IssuedTokens:
     req = redeemed.request
     if req.scope == "credential":
-        assert req.credential is not None and redeemed.credential_id is not None
-        cred = req.credential
+        cred, credential_id = req.credential_grant(), redeemed.credential_id
+        if credential_id is None:  # a credential-scope code is issued for one credential
+            raise ValueError("a credential-scope code without its credential")
         issued = await services.tokens.issue_scoped(
             conn, user_id=redeemed.user_id, scope="credential", client_id=client.client_id,
             grant_id=redeemed.grant_id, ttl=settings.credential_token_ttl_seconds,
-            credential_id=redeemed.credential_id,
+            credential_id=credential_id,
         )
         hash_name = hash_from_oid(cred.hash_oid) if cred.hash_oid else None
-        grant = SadGrant(redeemed.user_id, redeemed.credential_id, cred.num_signatures, hash_name, cred.digests)
+        grant = SadGrant(redeemed.user_id, credential_id, cred.num_signatures, hash_name, cred.digests)
         if redeemed.kek is not None:
             await insert_token_sad_sealed(conn, services.hsm, issued.access_token, grant, issued.expires_at,
                                           redeemed.kek)
@@ -110,12 +113,10 @@ async def exchange_code(services: Services, settings: OAuthSettings, client: Cli
     async with services.store.write() as conn:
         redeemed = await redeem_code(conn, form["code"], ip)
         refused = _check_code(redeemed, client, form)
-        if refused is None:
-            assert redeemed is not None
+        if refused is None and redeemed is not None:  # _check_code refuses an unknown code (None)
             issued = await _issue_for_code(services, settings, conn, client, redeemed, ip)
-    if refused is not None:
-        raise refused  # after the commit: the code stays spent, a replay stays revoked
-    assert redeemed is not None
+    if refused is not None or redeemed is None:  # after the commit: the code stays spent, a replay stays revoked
+        raise refused or invalid_grant("Authorization code is invalid or expired")
     req = redeemed.request
     body = _token_body(issued, req.scope)
     if req.scope == CREATION and req.authorization_details is not None:

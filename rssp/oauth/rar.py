@@ -18,6 +18,7 @@ are type-checked, and a wrong one is a redirectable ``invalid_request``.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from rssp.api.parse import DuplicateMember, decode_b64, loads_unique
@@ -163,10 +164,8 @@ def _digest_meaning(digest: Any) -> Any:
         return digest
     out = dict(digest)
     if isinstance(out.get("hash"), str):
-        try:
+        with suppress(CSCError):  # not Base64: compared as sent
             out["hash"] = decode_b64(out["hash"])
-        except CSCError:
-            pass  # not Base64: compared as sent
     if isinstance(out.get("hashType"), str):
         out["hashType"] = out["hashType"].upper()
     return out

@@ -77,6 +77,12 @@ class AuthorizationRequest:
     par: bool = False
     lifecycle: LifecycleGrant | None = None
 
+    def credential_grant(self) -> CredentialGrant:
+        """The grant of a ``credential`` scope request (parsing refuses one without it)."""
+        if self.credential is None:
+            raise ValueError(f"this {self.scope} request carries no credential grant")
+        return self.credential
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 

@@ -37,6 +37,12 @@ class AuthSession:
     request: AuthorizationRequest
     user_id: str | None
 
+    def signed_in_user(self) -> str:
+        """The user who logged in; :class:`SessionError` before login (the consent steps need one)."""
+        if self.user_id is None:
+            raise SessionError("consent before login")
+        return self.user_id
+
 
 async def open_session(store: Store, req: AuthorizationRequest, ttl: int) -> tuple[str, str]:
     """Store the request; return (cookie value, CSRF token), both given to the browser only."""

@@ -79,7 +79,8 @@ class SignaturePermit:
         """
         digests = tuple(self._auth.digests[i] for i in unused)
         if digests:
-            await self._service.refund(self._auth.credential, self._auth.sad, replace(self._auth.spend, digests=digests))
+            spend = replace(self._auth.spend, digests=digests)
+            await self._service.refund(self._auth.credential, self._auth.sad, spend)
 
 
 async def authorize_documents(service: SigningService, auth: DocumentAuthorization,

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, exists, update
 from sqlalchemy.engine import Connection
@@ -56,7 +56,7 @@ def _context(sad_hash: str, credential_id: str) -> bytes:
 
 
 async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter, not a secret
 
 
 # --- issuing -----------------------------------------------------------------------------------
@@ -88,7 +88,8 @@ def _draft(grant: SadGrant, kek: bytes, expires_at: float, not_after: float,
 
 
 def _finish(grant: SadGrant, value: str, state: SadState, mac: bytes) -> NewSad:
-    assert state.not_after is not None
+    if state.not_after is None:  # _draft always sets it: a level-3 SAD has a maximum lifetime
+        raise ValueError("a new level-3 SAD without its maximum lifetime")
     _value, statements = sad_inserts(grant, state.expires_at, state.not_after, value,
                                      extra=state_columns(state, mac))
     return NewSad(value, statements)
@@ -124,7 +125,7 @@ async def _verified(store: Store, found: StoredSad, computed: bytes, spend: Spen
         await _tampered(store, spend, "mac", audit)
 
 
-async def _tampered(store: Store, spend: Spend, check: str, audit: bool = True) -> None:
+async def _tampered(store: Store, spend: Spend, check: str, audit: bool = True) -> NoReturn:
     """Refuse an edited row; audited as ``sad.tamper`` (``audit`` False: the caller's fallback will)."""
     if audit:
         async with store.write() as conn:
@@ -163,7 +164,6 @@ async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend, audit: bo
     kek = unseal(sad, st.sealed_kek, _context(st.sad_hash, st.credential_id))
     if kek is None:  # cannot happen to a row whose MAC holds, unless the SAM itself was bypassed
         await _tampered(store, spend, "kek", audit)
-    assert kek is not None
     return kek
 
 
@@ -294,7 +294,6 @@ async def extend_sealed(store: Store, hsm: Hsm, sad: str, asked: SadGrant, ttl_s
             raise planned
         if new is None:
             await _tampered(store, as_spend, "kek")
-        assert new is not None
         try:
             await store.transaction(partial(_commit_extend, found, new, planned, client_ip))
         except _Conflict:

@@ -44,7 +44,8 @@ def signature_valid(spki_der: bytes, mechanism: SignMechanism, digest: bytes, si
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, digest, ec.ECDSA(algorithm))
         elif mechanism.scheme == "pss":
-            assert mechanism.mgf_hash is not None and mechanism.salt_len is not None
+            if mechanism.mgf_hash is None or mechanism.salt_len is None:
+                raise ValueError("an RSASSA-PSS mechanism names its MGF1 hash and salt length")
             pss = padding.PSS(mgf=padding.MGF1(cryptography_hash(mechanism.mgf_hash)), salt_length=mechanism.salt_len)
             key.verify(signature, digest, pss, algorithm)
         else:

@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa
 try:  # asyncpg is a dependency, but the classifier must not need it to import
     from asyncpg import exceptions as pg
 except ImportError:  # pragma: no cover
-    pg = None  # type: ignore[assignment]
+    pg = None
 
 _SQLITE_TRANSIENT = ("locked", "busy", "readonly", "read-only", "unable to open", "disk i/o", "disk is full")
 

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Delete, Insert, Select, Update
 
 
 class Prepared:
-    def __init__(self, statement: Executable, column_keys: Sequence[str] | None = None) -> None:
+    def __init__(self, statement: Select[Any] | Insert | Update | Delete,
+                 column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self._column_keys = list(column_keys) if column_keys is not None else None
         self._sqlite: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
@@ -43,7 +44,7 @@ class Prepared:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """The result rows (a query, or RETURNING) as mappings of column name to value."""
         if conn.dialect.name != "sqlite":
-            return [row._mapping for row in conn.execute(self.statement, params)]
+            return [dict(row._mapping) for row in conn.execute(self.statement, params)]
         sql, args = self._args(conn, params)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:

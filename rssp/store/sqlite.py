@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
 
@@ -258,10 +258,8 @@ class SqliteStore:
             return
         conn = self._held.pop(write, None)
         if conn is not None:
-            try:
+            with suppress(Exception):  # it is being thrown away
                 conn.invalidate()
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                pass
 
     def _close_held(self) -> None:
         for conn in self._held.values():

@@ -15,7 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from typing import Protocol
+from typing import Any, Protocol
 from collections.abc import Awaitable, Callable, Iterable
 
 from asn1crypto import algos, core, csr, keys, x509
@@ -57,7 +57,8 @@ class SigningKeyRef:
     @property
     def key_algorithm(self) -> str:
         """``"rsa"`` or ``"ec"`` (asn1crypto's name for the SPKI algorithm)."""
-        return self.public_key_info.algorithm
+        name: str = self.public_key_info.algorithm
+        return name
 
     @property
     def signature_algorithm_name(self) -> str:
@@ -67,7 +68,7 @@ class SigningKeyRef:
 
     def signature_algorithm(self) -> algos.SignedDigestAlgorithm:
         """AlgorithmIdentifier for the signature: NULL params for RSA (RFC 4055), none for ECDSA (RFC 5758)."""
-        value: dict = {"algorithm": self.signature_algorithm_name}
+        value: dict[str, Any] = {"algorithm": self.signature_algorithm_name}
         if self.key_algorithm == "rsa":
             value["parameters"] = core.Null()
         return algos.SignedDigestAlgorithm(value)
@@ -171,7 +172,7 @@ def parse_subject(dn: str) -> x509.Name:
 # --- PKCS#10 -----------------------------------------------------------------------------
 
 
-def _extension_list(extensions: Iterable[x509.Extension | dict]) -> x509.Extensions:
+def _extension_list(extensions: Iterable[x509.Extension | dict[str, Any]]) -> x509.Extensions:
     """Accept asn1crypto Extension objects or their dict form."""
     return x509.Extensions([ext if isinstance(ext, x509.Extension) else x509.Extension(ext) for ext in extensions])
 
@@ -179,7 +180,7 @@ def _extension_list(extensions: Iterable[x509.Extension | dict]) -> x509.Extensi
 async def build_csr(
     subject: x509.Name,
     key: SigningKeyRef,
-    extensions: list[x509.Extension | dict] | None = None,
+    extensions: list[x509.Extension | dict[str, Any]] | None = None,
 ) -> bytes:
     """Return a PKCS#10 request (DER) signed by ``key``: the proof of possession a CA checks.
 
@@ -205,7 +206,8 @@ async def build_csr(
             "signature": signature,
         }
     )
-    return request.dump()
+    der: bytes = request.dump()
+    return der
 
 
 # --- certificates ------------------------------------------------------------------------
@@ -232,8 +234,10 @@ def _time(when: datetime) -> x509.Time:
 def _issuer_key_identifier(issuer_cert: x509.Certificate | None, issuer_key: SigningKeyRef) -> bytes:
     """The issuer's SKI if its certificate has one, else the RFC 5280 method-1 SHA-1 of its key."""
     if issuer_cert is not None and issuer_cert.key_identifier:
-        return issuer_cert.key_identifier
-    return issuer_key.public_key_info.sha1
+        ski: bytes = issuer_cert.key_identifier
+        return ski
+    sha1: bytes = issuer_key.public_key_info.sha1
+    return sha1
 
 
 def _extensions(
@@ -244,12 +248,12 @@ def _extensions(
     path_len: int | None,
     key_usage: set[str],
     ext_key_usage: list[str] | None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The v3 extensions every certificate we issue carries (and optionally EKU)."""
-    basic: dict = {"ca": is_ca}  # ca=False is the DEFAULT, so asn1crypto omits it (DER)
+    basic: dict[str, Any] = {"ca": is_ca}  # ca=False is the DEFAULT, so asn1crypto omits it (DER)
     if is_ca and path_len is not None:
         basic["path_len_constraint"] = path_len
-    exts: list[dict] = [
+    exts: list[dict[str, Any]] = [
         {"extn_id": "basic_constraints", "critical": True, "extn_value": basic},
         {"extn_id": "key_usage", "critical": True, "extn_value": set(key_usage)},
         {"extn_id": "key_identifier", "critical": False, "extn_value": subject_key.sha1},
@@ -319,4 +323,5 @@ async def issue_certificate(
             "signature_value": signature,
         }
     )
-    return cert.dump()
+    der: bytes = cert.dump()
+    return der
