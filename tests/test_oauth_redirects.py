@@ -26,6 +26,7 @@ from oauth_helpers import (
 ONE = "https://one.example/cb"
 FIRST, SECOND = "https://two.example/cb", "https://two.example/cb?app=second"
 LOOPBACK = "http://127.0.0.1:8765/cb"
+ENCODED = "https://enc.example/cb?next=%2Fhome%3Fa%3D1"  # a registered URI with percent-encoded characters
 
 
 def _clients(dep: Deployment) -> dict[str, OAuthClient]:
@@ -34,6 +35,7 @@ def _clients(dep: Deployment) -> dict[str, OAuthClient]:
         cache["one"] = add_client(dep, "One URI", ONE)
         cache["two"] = add_client(dep, "Two URIs", FIRST, "--redirect-uri", SECOND)
         cache["loopback"] = add_client(dep, "Native app", LOOPBACK, "--public")
+        cache["encoded"] = add_client(dep, "Encoded URI", ENCODED)
     return cache
 
 
@@ -83,6 +85,7 @@ MISMATCHES = [
     ("two", None, "Missing parameter redirect_uri"),  # two registered: it must be named
     ("loopback", "http://127.0.0.1:8766/cb", "Invalid parameter redirect_uri"),  # no port leeway
     ("loopback", "http://localhost:8765/cb", "Invalid parameter redirect_uri"),
+    ("encoded", "https://enc.example/cb?next=/home?a=1", "Invalid parameter redirect_uri"),  # decoded once more
 ]
 
 
@@ -124,6 +127,24 @@ async def test_a_registered_uri_is_redirected_to_with_its_own_query_kept(dep: De
             assert query["error"] == "unsupported_response_type" and query["state"] == params["state"]
             if uri == SECOND:
                 assert query["app"] == "second" and page.location.startswith(SECOND + "&")
+
+
+async def test_query_parameters_are_decoded_once(http: aiohttp.ClientSession, dep: Deployment) -> None:
+    """A registered URI with percent-encoded characters matches as sent, and the state comes back as sent.
+
+    (aiohttp's ``query_string`` is decoded once already; decoding it again made ``%2F`` in a
+    registered URI unmatchable and changed a state holding ``%41`` into ``A``.)
+    """
+    client = _clients(dep)["encoded"]
+    _, challenge = pkce()
+    params = {**auth_params(client, challenge, response_type="token"), "state": "50%41+b"}
+    url = URL(f"{dep.base}/csc/v2/oauth2/authorize?{urlencode(params)}", encoded=True)
+    async with http.get(url, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        location = resp.headers["Location"]
+    assert location.startswith(ENCODED + "&")
+    assert query_of(location) == {"next": "/home?a=1", "error": "unsupported_response_type",
+                                  "error_description": "Only response_type=code is supported", "state": "50%41+b"}
 
 
 # ---------------------------------------------------------------------------- pushed requests and the token
