@@ -163,13 +163,13 @@ ROWS = [
     Row("authorize", "a request_uri of another form", "client_id=CLIENT&request_uri=https://evil.example/r", 400,
         None, "Invalid parameter request_uri", verb="GET"),
     Row("authorize", "POST", AUTHZ, 405, "invalid_request", "Method not allowed; use POST", verb="POST"),
-    *[Row(step, f"{step}: wrong content type", b'{"csrf": "x"}', 400, None, CONTENT_TYPE,
+    *[Row(step, "wrong content type", b'{"csrf": "x"}', 400, None, CONTENT_TYPE,
           content_type="application/json", auth="none") for step in ("login", "consent")],
-    *[Row(step, f"{step}: body not UTF-8", b"csrf=\xff", 400, None, "Malformed request body", auth="none")
+    *[Row(step, "body not UTF-8", b"csrf=\xff", 400, None, "Malformed request body", auth="none")
       for step in ("login", "consent")],
-    *[Row(step, f"{step}: csrf twice", "csrf=a&csrf=b", 400, None, "Duplicated parameter csrf", auth="none")
+    *[Row(step, "csrf twice", "csrf=a&csrf=b", 400, None, "Duplicated parameter csrf", auth="none")
       for step in ("login", "consent")],
-    *[Row(step, f"{step}: no session", "csrf=a&username=alice&password=x", 403, None,
+    *[Row(step, "no session", "csrf=a&username=alice&password=x", 403, None,
           "The form is not valid for this session (missing or wrong CSRF token, or expired)", auth="none")
       for step in ("login", "consent")],
 ]
