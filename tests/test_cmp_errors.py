@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cmp_mock import CLIENT, MOCK_PORT, MockCmp, pem_cert
+from cmp_mock import CLIENT, MOCK_PORT, MockCmp
 
 MOCK_BEHIND = MOCK_PORT + 1  # the mock, when the relay takes its port
 
@@ -184,14 +184,6 @@ def test_the_mock_answering_wrongly_by_its_own_options(mock: MockCmp, extra: tup
 def test_a_signed_answer_from_another_key_is_refused(mock: MockCmp) -> None:
     """Signature protection checked against the configured server certificate (here: the root's, not the mock's)."""
     spki, csr = _csr(mock)
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client_spki = client_key.public_key().public_bytes(serialization.Encoding.DER,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
-    (mock.directory / "client.pem").write_bytes(pem_cert(mock.root.issue(client_spki, "CN=rssp RA client")))
-    (mock.directory / "client.key").write_bytes(client_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    config = {"url": mock.url, "client_cert": str(mock.directory / "client.pem"),
-              "client_key": str(mock.directory / "client.key"), "server_cert": str(mock.directory / "root.pem"),
-              "anchors": [str(mock.directory / "root.pem")]}
+    config = mock.signed_client_config(server_cert="root.pem")
     out = mock.enroll(config, csr, mock.server_command(mock.rsp_cert_for(spki), mac=False))
     assert out == {"error": "CMP response signature does not verify"}, out

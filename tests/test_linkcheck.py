@@ -15,11 +15,8 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import update
-
-from manages_helpers import RA, RootCA
-from rssp.store import open_store
-from rssp.store.schema import credentials
+from client import b64
+from manages_helpers import RA, RootCA, set_public_key
 from test_manages import _enroll_key, _link_eid, _ready_for_cert, _refused, mdep, ras  # noqa: F401  (fixtures)
 
 NOT_VALID_NOW = "Certificate is not valid at this time"
@@ -29,17 +26,16 @@ KEY_IN_USE = "The certificate's public key is already linked to another credenti
 BAD_CERTS = "Invalid parameter certificates"
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _cert(issuer: RootCA, spki: bytes, *, usage: tuple[bool, bool] | None = (True, False),
           not_before: datetime | None = None, sign_with: ec.EllipticCurvePrivateKey | None = None) -> bytes:
     """An end-entity certificate from ``issuer``; ``usage``: (digitalSignature, nonRepudiation), None: no keyUsage."""
     start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    assert issuer.cert is not None
+    public = serialization.load_der_public_key(spki)
+    assert isinstance(public, ec.EllipticCurvePublicKey)
     builder = (
         x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=Linkcheck"))
-        .issuer_name(issuer.cert.subject).public_key(serialization.load_der_public_key(spki))
+        .issuer_name(issuer.cert.subject).public_key(public)
         .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(start + timedelta(days=5))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
@@ -72,6 +68,7 @@ async def test_refusals_the_basic_table_does_not_reach(mdep, ras) -> None:  # no
                                             "certificates": [b64(_cert(root, early))]}, BAD_STATE)
     cred_id, spki, _csr = await _ready_for_cert(ra)
     inter = _intermediate(root)
+    assert inter.cert is not None
     forger = ec.generate_private_key(ec.SECP256R1())
     for chain, description in [
         ([_cert(root, spki)] * 11, BAD_CERTS),  # more than ten certificates
@@ -101,11 +98,6 @@ async def test_a_public_key_is_linked_to_one_credential_only(mdep, ras) -> None:
     first, spki, _csr = await _ready_for_cert(ra)
     await _link(ra, first, [_cert(root, spki)])
     second, _other, _csr = await _ready_for_cert(ra)
-    store = open_store(mdep.db_url)
-    try:
-        async with store.write() as conn:
-            await conn.execute(update(credentials).where(credentials.c.id == second).values(public_key=spki))
-    finally:
-        await store.close()
+    await set_public_key(mdep, second, spki)
     await _refused(ra, "manages/linkCert", {"credentialID": second, "certificates": [b64(_cert(root, spki))]},
                    KEY_IN_USE)

@@ -13,21 +13,9 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import update
-
 from client import CSC, ECDSA_SHA256, digest
 from deployment import Deployment
-from rssp.store import open_store
-from rssp.store.schema import credentials
-
-
-async def _set_public_key(dep: Deployment, credential_id: str, spki: bytes) -> None:
-    store = open_store(dep.db_url)
-    try:
-        async with store.write() as conn:
-            await conn.execute(update(credentials).where(credentials.c.id == credential_id).values(public_key=spki))
-    finally:
-        await store.close()
+from manages_helpers import set_public_key
 
 
 async def test_a_signature_that_does_not_verify_is_never_returned(csc: CSC, dep: Deployment) -> None:
@@ -38,7 +26,7 @@ async def test_a_signature_that_does_not_verify_is_never_returned(csc: CSC, dep:
     h = digest(b"signed with a key the record does not name")
     other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(Encoding.DER,
                                                                                PublicFormat.SubjectPublicKeyInfo)
-    await _set_public_key(dep, cred.id, other)
+    await set_public_key(dep, cred.id, other)
     sad = await csc.sad(token, cred, num=1)
     status, body = await csc.sign(token, cred, sad, [h], ECDSA_SHA256)
     assert (status, body) == (500, {"error": "server_error",
