@@ -187,7 +187,7 @@ async def _send(http: aiohttp.ClientSession, dep: Deployment, row: Row) -> tuple
     if row.content_type is not None:
         headers["Content-Type"] = row.content_type
     if row.auth == "basic":
-        headers["Authorization"] = aiohttp.BasicAuth(client.client_id, client.secret or "").encode()
+        headers["Authorization"] = aiohttp.encode_basic_auth(client.client_id, client.secret or "")
     elif row.auth != "none":
         headers["Authorization"] = row.auth
     path = f"{dep.base}/csc/v2/oauth2/{row.endpoint}"
