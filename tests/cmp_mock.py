@@ -92,6 +92,19 @@ class MockCmp:
         return {"url": self.url, "mac_secret_file": str(self.directory / "secret"), "reference": REFERENCE,
                 "anchors": [str(self.directory / "root.pem")], "poll_seconds": 10}
 
+    def signed_client_config(self, server_cert: str = "srv.pem") -> dict:
+        """A CmpConnector configuration with signature protection: a client certificate from the root,
+        and ``server_cert`` (a file of the mock's directory) as the certificate answers must be signed with."""
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client_spki = client_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+        (self.directory / "client.pem").write_bytes(pem_cert(self.root.issue(client_spki, "CN=rssp RA client")))
+        (self.directory / "client.key").write_bytes(client_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        return {"url": self.url, "client_cert": str(self.directory / "client.pem"),
+                "client_key": str(self.directory / "client.key"), "server_cert": str(self.directory / server_cert),
+                "anchors": [str(self.directory / "root.pem")]}
+
     def run(self, client: list[str], *, server: list[str] | None, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
         """Run ``client`` in a fresh loopback-only netns, with ``server`` (the mock) started there first."""

@@ -163,6 +163,21 @@ def private_key_count(dep: Deployment) -> int:
     return int(out.strip())
 
 
+async def set_public_key(dep: Deployment, credential_id: str, spki: bytes) -> None:
+    """Edit a credential row's recorded public key (a key mix-up or a copied row, made on purpose)."""
+    from sqlalchemy import update
+
+    from rssp.store import open_store
+    from rssp.store.schema import credentials
+
+    store = open_store(dep.db_url)
+    try:
+        async with store.write() as conn:
+            await conn.execute(update(credentials).where(credentials.c.id == credential_id).values(public_key=spki))
+    finally:
+        await store.close()
+
+
 def credential_row(dep: Deployment, credential_id: str) -> dict[str, Any]:
     """A credential's row as the database has it (status, key ID, ...)."""
     out = _run_python(dep, """

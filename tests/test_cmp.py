@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cmp_mock import CLIENT_FOR_KEY, PRE_HOOK, MockCmp, pem_cert
+from cmp_mock import CLIENT_FOR_KEY, PRE_HOOK, MockCmp
 from deployment import Deployment
 from manages_helpers import count_rows, private_key_count
 
@@ -55,16 +55,7 @@ def test_p10cr_with_mac_protection(mock):
 
 def test_p10cr_with_signature_protection(mock):
     spki, csr = _key_and_csr(mock.directory)
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client_spki = client_key.public_key().public_bytes(serialization.Encoding.DER,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
-    (mock.directory / "client.pem").write_bytes(pem_cert(mock.root.issue(client_spki, "CN=rssp RA client")))
-    (mock.directory / "client.key").write_bytes(client_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    config = {"url": mock.url, "client_cert": str(mock.directory / "client.pem"),
-              "client_key": str(mock.directory / "client.key"), "server_cert": str(mock.directory / "srv.pem"),
-              "anchors": [str(mock.directory / "root.pem")]}
-    out = _enroll(mock, config, csr, mock.server_command(mock.rsp_cert_for(spki), mac=False))
+    out = _enroll(mock, mock.signed_client_config(), csr, mock.server_command(mock.rsp_cert_for(spki), mac=False))
     assert "certificate" in out, out
 
 

@@ -193,9 +193,7 @@ class CmpConnector:
         request = messages.encode_message(header, body, lambda part: self.protection.protect(params, part), extra)
         try:
             async with http.post(self.url, data=request, headers={"Content-Type": CONTENT_TYPE}) as resp:
-                data = await resp.content.read(MAX_RESPONSE + 1)
-                if len(data) > MAX_RESPONSE:
-                    raise CAError("CMP response too large")
+                data = await _read_limited(resp.content)
                 if resp.status != 200 and not data:
                     raise CAError(f"the CMP server answered HTTP {resp.status}")
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -217,6 +215,17 @@ class CmpConnector:
         self.protection.verify(response.alg_oid or "", response.alg_params, response.protected_part,
                                response.protection, response.extra_certs)
         tx.recip_nonce = bytes(header["senderNonce"]) if header["senderNonce"].isValue else None
+
+
+async def _read_limited(content: aiohttp.StreamReader) -> bytes:
+    """The whole body, up to MAX_RESPONSE bytes. ``read(n)`` returns what has arrived so far,
+    so one call would cut an answer that comes in more than one piece."""
+    data = bytearray()
+    while chunk := await content.read(MAX_RESPONSE + 1 - len(data)):
+        data += chunk
+        if len(data) > MAX_RESPONSE:
+            raise CAError("CMP response too large")
+    return bytes(data)
 
 
 def _cert_hash(cert_der: bytes) -> bytes:

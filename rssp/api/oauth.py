@@ -68,7 +68,7 @@ async def authorize(request: web.Request) -> web.Response:
     services, settings = request.app[SERVICES], request.app[SETTINGS]
     lang = request.query.get("lang")
     try:
-        params = parse_query(request.query_string)
+        params = parse_query(request.rel_url.raw_query_string)
         client, req = await flow.start(services, settings, params)
     except (OAuthError, NotRedirectable) as err:
         return _refused(lang, err.description)
@@ -238,7 +238,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         session = await load_returning(services.store, request.cookies.get(COOKIE))
-        params = parse_query(request.query_string)
+        params = parse_query(request.rel_url.raw_query_string)
     except SessionError:
         return _refused(None, "The sign-in does not belong to a live authorization session", 403)
     except OAuthError as err:

@@ -38,7 +38,7 @@ def _lang(request: web.Request, params: dict[str, str]) -> str:
 
 async def _params(request: web.Request) -> dict[str, str]:
     try:
-        return await read_form(request) if request.method == "POST" else parse_query(request.query_string)
+        return await read_form(request) if request.method == "POST" else parse_query(request.rel_url.raw_query_string)
     except OAuthError:
         return {}
 

@@ -30,6 +30,8 @@ def params_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_query(query_string: str) -> dict[str, str]:
+    """``query_string`` as sent (``rel_url.raw_query_string``): aiohttp's ``query_string`` is
+    decoded once already, and decoding it again turns ``%2562`` into ``b``."""
     try:
         pairs = parse_qsl(query_string, keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
