@@ -29,7 +29,7 @@ from extensions.validates.policy import Request
 from extensions.validates.report import etsi_report
 from extensions.validates.xades import validate_xml
 from rssp.api.parse import Body, decode_b64, decode_certificates, encode_b64
-from rssp.api.registry import Call
+from rssp.api.call import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
 log = logging.getLogger("extensions.validates")

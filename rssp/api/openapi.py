@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rssp.api.call import SERVICES
 from rssp.api.info import REGISTRY
 from rssp.api.registry import Method, Registry
 from rssp.api.schema import ERROR, Doc, obj
@@ -101,8 +102,6 @@ def build(registry: Registry, public_url: str) -> dict[str, Any]:
 async def serve_document(request: web.Request) -> web.Response:
     document = request.app[OPENAPI]
     if not document:  # built on first request: every extension has registered by then
-        from rssp.api.registry import SERVICES
-
         document.update(build(request.app[REGISTRY], request.app[SERVICES].config.public_url))
     return web.json_response(document)
 
