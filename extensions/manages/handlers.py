@@ -20,7 +20,7 @@ from rssp.api.call import Call
 from rssp.api.registry import MethodHandler
 from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginThrottled
-from rssp.ca_registry import CAPolicy, verify_manage_client
+from rssp.ca.registry import CAPolicy, verify_manage_client
 from rssp.errors import CSCError, invalid_param, try_later, wrong_scope
 from rssp.hsm.types import KeySpec
 
