@@ -15,7 +15,8 @@ from rssp.api import oauth
 from rssp.api.access import TRAFFIC, Traffic, access
 from rssp.api.info import INFO_EXTRAS, REGISTRY
 from rssp.api.middleware import complete_body, csc_errors
-from rssp.api.registry import SERVICES, Registry
+from rssp.api.call import SERVICES
+from rssp.api.registry import Registry
 from rssp.config import Config
 from rssp.factors import routes as signer_pages
 from rssp.factors.service import FACTORS, of_services

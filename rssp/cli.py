@@ -157,7 +157,7 @@ def _verify_text(intact: bool, problems: list[Any], summary: dict[str, Any]) -> 
 
 
 async def _ca_add(args: argparse.Namespace) -> None:
-    from rssp.ca_admin import CAOptions, add_ca
+    from rssp.ca.admin import CAOptions, add_ca
 
     opts = CAOptions(
         ca_id=args.ca_id, connector=args.connector, anchors=tuple(args.anchor or ()), name=args.name,
@@ -175,7 +175,7 @@ async def _ca_add(args: argparse.Namespace) -> None:
 
 
 async def _ca_secret(args: argparse.Namespace) -> None:
-    from rssp.ca_registry import register_manage_client
+    from rssp.ca.registry import register_manage_client
 
     async with _Instance(args.dir, with_hsm=True) as inst:
         actor = await inst.operator(args, "ca secret")

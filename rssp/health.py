@@ -65,7 +65,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    from rssp.api.registry import SERVICES
+    from rssp.api.call import SERVICES
 
     if request.app[TRAFFIC].stopping:
         return web.json_response({"status": "stopping"}, status=503)

@@ -31,7 +31,7 @@ from rssp import devpki, plugins
 from rssp.audit_chain import MAC_KEY_LABEL as AUDIT_MAC_KEY_LABEL
 from rssp.admin.accounts import add_operator, check_name
 from rssp.admin.secrets import write_private_file
-from rssp.ca_registry import register_manage_client
+from rssp.ca.registry import register_manage_client
 from rssp.config import CONFIG_NAME, load_config
 from rssp.config_seal import CONFIG_MAC_LABEL, seal
 from rssp.errors import OperatorError

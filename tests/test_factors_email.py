@@ -30,7 +30,8 @@ from rssp.factors.delivery import DeliveryError, OobMessage
 from rssp.factors.settings import FactorSettings, OobSettings, SmtpSettings, WebAuthnSettings
 from rssp.factors.smtp import SmtpDelivery
 from rssp.store import open_store
-from rssp.store.schema import audit, credentials, oob_codes
+from rssp.store.schema import audit, credentials
+from rssp.store.schema_factors import oob_codes
 
 INVALID_AUTH = ("invalid_authentication_data", "The authentication data is invalid")
 

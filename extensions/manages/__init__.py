@@ -14,7 +14,7 @@ from aiohttp import web
 from extensions.manages import handlers, schemas
 from extensions.manages.clients import MANAGE_SCOPE
 from rssp.api.registry import Method, Registry
-from rssp.ca_registry import CAPolicy, ca_policy
+from rssp.ca.registry import CAPolicy, ca_policy
 from rssp.config import ConfigError
 from rssp.services import Services
 

@@ -16,10 +16,11 @@ from extensions.manages.clients import issue_manage_token
 from extensions.manages.lifecycle import Caller, KeyRequest
 from rssp.algorithms import CURVE_OIDS, EC_PUBLIC_KEY, RSA_ENCRYPTION
 from rssp.api.auth import basic_credentials
-from rssp.api.registry import Call, MethodHandler
+from rssp.api.call import Call
+from rssp.api.registry import MethodHandler
 from rssp.audit import record, typed_name_actor
 from rssp.auth.password_login import LoginThrottled
-from rssp.ca_registry import CAPolicy, verify_manage_client
+from rssp.ca.registry import CAPolicy, verify_manage_client
 from rssp.errors import CSCError, invalid_param, try_later, wrong_scope
 from rssp.hsm.types import KeySpec
 

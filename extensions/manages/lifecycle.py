@@ -37,7 +37,7 @@ from rssp.api.credential_view import auth_view, key_view
 from rssp.api.parse import encode_b64
 from rssp.audit import ChangeAudit
 from rssp.auth.secrets import new_id
-from rssp.ca_registry import CAPolicy
+from rssp.ca.registry import CAPolicy
 from rssp.credentials.deletion import DeletionAudit
 from rssp.credentials.lifecycle import FirstSecrets, KeyInUse, PendingKey, StateChanged
 from rssp.credentials.model import Credential

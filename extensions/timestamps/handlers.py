@@ -14,7 +14,7 @@ from aiohttp import web
 from cryptography import x509
 
 from rssp.api.parse import Body, decode_b64, encode_b64
-from rssp.api.registry import Call
+from rssp.api.call import Call
 from rssp.errors import CSCError, invalid_param, invalid_request
 from rssp.tsa import (
     TSA_POOL,

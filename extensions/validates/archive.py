@@ -23,7 +23,8 @@ from pyhanko.sign.validation.policy_decl import LocalKnowledge
 
 from extensions.validates import indications
 from extensions.validates.outcome import Timestamp, timestamp_of
-from extensions.validates.policy import Request
+from extensions.validates.policy import tsa_context
+from extensions.validates.request import Request
 from rssp.documents.archive_timestamp import (
     ARCHIVE_TIME_STAMP_V3,
     ATS_HASH_INDEX_V3,
@@ -106,7 +107,7 @@ def _imprint(token: cms.ContentInfo, envelope: Envelope, position: int, content:
 
 
 async def _one(req: Request, token: cms.ContentInfo, expected: bytes | None, known: LocalKnowledge) -> Timestamp:
-    context = req.tsa_context(known)
+    context = tsa_context(req, known)
     try:
         kwargs = await validate_tst_signed_data(token["content"], context, lambda _algo: expected or b"")
     except Exception:  # noqa: BLE001 - a broken time-stamp is reported, not fatal

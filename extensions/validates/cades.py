@@ -45,7 +45,8 @@ from extensions.validates.cmsread import REVOCATION_VALUES, der_ordered, known_s
 from extensions.validates.countersign import validate_counter_signatures
 from extensions.validates.errors import BadDocument
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, timestamp_of
-from extensions.validates.policy import Request
+from extensions.validates.policy import signature_spec
+from extensions.validates.request import Request
 from rssp.hash_algorithms import CLIENT_DIGESTS, hash_oids
 
 SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
@@ -166,7 +167,7 @@ async def _signer(req: Request, data: bytes, signed: cms.SignedData, position: i
     signer_info = signed["signer_infos"][position]
     raw_digest = _raw_digest(signed, signer_info, detached)
     view = single_signer(data, signed, position)
-    spec = dataclasses.replace(req.signature_spec(), local_knowledge=known_safely(signed))
+    spec = dataclasses.replace(signature_spec(req), local_knowledge=known_safely(signed))
     name = f"signature-{position + 1}"
     notes: list[str] = []
     try:

@@ -23,8 +23,10 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
 from extensions.validates import indications
-from extensions.validates.names import gtime, subject_dn
-from extensions.validates.policy import REVOCATION, SIGNER_KEY_USAGE, TSA_KEY_USAGE, Request
+from extensions.validates.names import subject_dn
+from extensions.validates.times import gtime
+from extensions.validates.policy import REVOCATION, SIGNER_KEY_USAGE, TSA_KEY_USAGE
+from extensions.validates.request import Request
 from extensions.validates.trust import BoundedTrust
 
 USAGES = ("signature", "timestamp")

@@ -38,7 +38,7 @@ from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator, Signat
 from extensions.validates import indications
 from extensions.validates.certs import Supplied, validate_cert
 from extensions.validates.outcome import SignatureOutcome
-from extensions.validates.policy import Request
+from extensions.validates.request import Request
 
 COUNTER_SIGNATURE = "1.2.840.113549.1.9.6"
 MAX_DEPTH = 3

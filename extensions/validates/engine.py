@@ -26,7 +26,7 @@ from typing import TypeVar
 from extensions.validates.fetchpolicy import FetchPolicy
 from extensions.validates.gate import Gate
 from extensions.validates.outbound import FetchBudget, Outbound
-from extensions.validates.policy import Request
+from extensions.validates.request import Request
 from extensions.validates.revocation import FetchLog, RevocationCache
 from extensions.validates.settings import ValidationSettings
 

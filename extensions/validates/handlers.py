@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from asn1crypto import crl, ocsp, x509
 
-from extensions.validates import indications, names
+from extensions.validates import indications, times
 from extensions.validates.cades import HASHES, Detached, validate_cms
 from extensions.validates.certs import USAGES, Supplied, validate_cert, validation_info
 from extensions.validates.engine import Lane, ValidationEngine
@@ -24,11 +24,11 @@ from extensions.validates.errors import BadDocument
 from extensions.validates.gate import RETRY_AFTER_SECONDS, Busy
 from extensions.validates.outcome import SignatureOutcome
 from extensions.validates.pades import validate_pdf
-from extensions.validates.policy import Request
+from extensions.validates.request import Request
 from extensions.validates.report import etsi_report
 from extensions.validates.xades import validate_xml
+from rssp.api.call import Call
 from rssp.api.parse import Body, decode_b64, decode_certificates, decode_digests, encode_b64
-from rssp.api.registry import Call
 from rssp.errors import CSCError, invalid_param, invalid_request, missing_param
 
 log = logging.getLogger("extensions.validates")
@@ -51,7 +51,7 @@ def parse_time(body: Body) -> datetime | None:
     value = body.string("validationTime", max_len=64)
     if value is None:
         return None
-    moment = names.parse_time(value)
+    moment = times.parse_time(value)
     if moment is None:
         raise invalid_param("validationTime")
     return moment

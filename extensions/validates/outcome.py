@@ -16,7 +16,8 @@ from pyhanko.sign.validation.ades import AdESBasicValidationResult, AdESWithTime
 from pyhanko.sign.validation.status import TimestampSignatureStatus
 
 from extensions.validates import indications
-from extensions.validates.names import gtime, signer_view, subject_dn
+from extensions.validates.names import signer_view, subject_dn
+from extensions.validates.times import gtime
 
 B_B, B_T, B_LT, B_LTA = "B-B", "B-T", "B-LT", "B-LTA"
 _CERT_STATUS = {"REVOKED_NO_POE": "revoked", "REVOKED_CA_NO_POE": "revoked", "OUT_OF_BOUNDS_NO_POE": "expired",

@@ -40,7 +40,8 @@ from extensions.validates.errors import BadDocument
 from extensions.validates.fetchers import FETCH_ERRORS
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome, Timestamp, timestamp_of
 from extensions.validates.pdfhistory import index_history
-from extensions.validates.policy import Request
+from extensions.validates.policy import pdf_spec, signature_spec, tsa_context
+from extensions.validates.request import Request
 from extensions.validates.settings import ValidationSettings
 
 
@@ -159,7 +160,7 @@ def level_of(sig: EmbeddedPdfSignature, doc_ts: list[EmbeddedPdfSignature], dss_
 
 
 async def _doc_timestamp(req: Request, ts: EmbeddedPdfSignature, dss_rev: int | None) -> Timestamp:
-    context = req.tsa_context(_known_safely(ts))
+    context = tsa_context(req, _known_safely(ts))
     kind = "archive" if dss_rev is not None and ts.signed_revision >= dss_rev else "document"
     try:
         status = await async_validate_pdf_timestamp(ts, validation_context=context, diff_policy=req.diff_policy)
@@ -195,7 +196,7 @@ async def _long_term(req: Request, sig: EmbeddedPdfSignature, notes: list[str]) 
     calling the document unreadable.
     """
     try:
-        return await ades_lta_validation(sig, req.pdf_spec(), timing_info=req.timing)
+        return await ades_lta_validation(sig, pdf_spec(req), timing_info=req.timing)
     except FETCH_ERRORS:
         notes.append("long-term validation needs revocation data that could not be fetched: "
                      "validated with time instead")
@@ -217,7 +218,7 @@ async def _ades(req: Request, sig: EmbeddedPdfSignature, archived: bool, notes: 
     lta = await _long_term(req, sig, notes) if archived else None
     if lta is not None and lta.ades_subindic != AdESIndeterminate.NO_POE:
         return lta
-    spec = dataclasses.replace(req.signature_spec(), local_knowledge=_known(sig))
+    spec = dataclasses.replace(signature_spec(req), local_knowledge=_known(sig))
     now = await processes.validate(sig.signed_data, spec, req.timing, sig.compute_digest(),
                                    with_time=has_signature_timestamp(sig), notes=notes,
                                    status_cls=PdfSignatureStatus, extra_status_kwargs=sig.summarise_integrity_info())
@@ -261,7 +262,7 @@ def review_updates(req: Request, sig: EmbeddedPdfSignature) -> list[str]:
     checked (coverage), the later updates are not judged, and the answer says so.
     """
     try:
-        sig.compute_integrity_info(diff_policy=req.pdf_spec().diff_policy)
+        sig.compute_integrity_info(diff_policy=pdf_spec(req).diff_policy)
         return []
     except Exception:  # noqa: BLE001 - untrusted input: degrade to what can be validated
         sig.diff_result = None

@@ -27,9 +27,9 @@ from lxml import etree
 
 from extensions.validates.cades import HASHES
 from extensions.validates.errors import BadDocument
-from extensions.validates.names import gtime
+from extensions.validates.times import gtime
 from extensions.validates.outcome import B_B, B_LT, B_LTA, B_T, SignatureOutcome
-from extensions.validates.policy import Request
+from extensions.validates.request import Request
 from extensions.validates.xades_core import Content, Core, check_core
 from extensions.validates.xades_report import XadesReportSource
 from extensions.validates.xades_time import validate_time

@@ -2,8 +2,8 @@
 
 pyHanko's EN 319 102-1 processes read CMS only, so for XML the same steps are taken here with
 pyHanko's certificate-level building blocks, under the service's one policy
-(:class:`~extensions.validates.policy.Request`: anchors, hard-fail revocation, the fetch policy
-and budget, the embedded data as local knowledge):
+(:mod:`~extensions.validates.policy` for a :class:`~extensions.validates.request.Request`: anchors,
+hard-fail revocation, the fetch policy and budget, the embedded data as local knowledge):
 
 - the signer's path and revocation at validation time (``validate_cert_usage``, which maps
   certvalidator's errors to EN 319 102-1 sub-indications, as for PAdES and CAdES);
@@ -54,7 +54,8 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from extensions.validates import indications
 from extensions.validates.names import subject_dn
 from extensions.validates.outcome import Timestamp
-from extensions.validates.policy import Request
+from extensions.validates.policy import signature_spec
+from extensions.validates.request import Request
 from extensions.validates.xades_core import Content, Core
 from rssp.documents.model import DocumentError
 from rssp.documents.xades_archive import archive_input, c14n_method, signature_timestamp_input
@@ -186,7 +187,7 @@ async def validate_time(req: Request, core: Core, tree: etree._ElementTree, ids:
     """The signer's certificate with the signature's time-stamps (see the module docstring)."""
     if core.signer is None:
         raise ValueError("validate_time needs the signer that check_core identifies")
-    spec = dataclasses.replace(req.signature_spec(), local_knowledge=knowledge(core))
+    spec = dataclasses.replace(signature_spec(req), local_knowledge=knowledge(core))
     timing = req.timing
     handlers = bootstrap_validation_data_handlers(spec, timing_info=timing)
     context = spec.cert_validation_policy.build_validation_context(timing_info=timing, handlers=handlers)

@@ -1,6 +1,6 @@
 """Field names that real CSC clients send instead of the specification's, mapped once for every method.
 
-The dispatcher (:mod:`rssp.api.registry`) renames these before any handler reads the body, so
+Reading a method's body (:mod:`rssp.api.body`) renames these before any handler reads the body, so
 no handler knows about dialects. Each alias is listed with the client that sends it
 (docs/api.md, "Tolerant input"); a name outside these tables is read as the specification
 spells it, and nothing else is guessed:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.audit import record, typed_name_actor
 from rssp.auth.basic import MalformedBasic, NotBasic, split_basic
 from rssp.auth.password_login import LoginBusy, LoginThrottled

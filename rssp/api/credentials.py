@@ -8,7 +8,8 @@ from rssp.algorithms import hash_from_oid, oid_for_length
 from rssp.api.credential_view import credential_view
 from rssp.api.parse import Body, check_digests, decode_digests, is_text
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.audit import record
 from rssp.credentials import Credential, get_credential, list_credentials
 from rssp.credentials.pin_change import hold_pin, refuse_until_pin_changed

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from rssp.algorithms import HASH_DISPLAY, SIGN_ALGOS
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.api.signdoc_request import ENVELOPES, FORMATS
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)

@@ -22,7 +22,8 @@ from rssp.api import schemas
 from rssp.api.credential_view import credential_view
 from rssp.api.credentials import CERTIFICATES
 from rssp.api.parse import Body
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.config import Config
 from rssp.credentials import get_credential
 from rssp.credentials.policy import CreationPolicy

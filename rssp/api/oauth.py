@@ -16,7 +16,7 @@ from aiohttp import web
 from rssp.api.info import INFO_EXTRAS
 from rssp.api.lifecycle import POLICY
 from rssp.api.middleware import client_ip
-from rssp.api.registry import SERVICES
+from rssp.api.call import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import Credential
 from rssp.errors import CSCError

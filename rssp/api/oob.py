@@ -16,7 +16,8 @@ from aiohttp import web
 
 from rssp.api import schemas_factors as schemas
 from rssp.api.credentials import bound_hashes, issue_authorization, own_credential
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.credentials import get_credential
 from rssp.errors import credential_locked, invalid_param, invalid_request
 from rssp.factors import pending

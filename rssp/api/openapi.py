@@ -5,6 +5,10 @@ is in the document if and only if it is mounted (and listed in ``info.methods``)
 request and response schemas its registration declares (:class:`rssp.api.schema.Doc`), so the
 document cannot drift from the code. Methods are listed under ``/csc/v2/``; each is also
 served under ``/csc/v1/`` with CSC v1 field names, which the document does not repeat.
+
+Like the CSC OpenAPI 2.1.0.1, every operation lists ``501`` (``notImplementedResponse``): the
+answer, ``not_implemented``, for a CSC method this server does not offer
+(:func:`rssp.api.middleware.csc_errors`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rssp.api.call import SERVICES
 from rssp.api.info import REGISTRY
 from rssp.api.registry import Method, Registry
 from rssp.api.schema import ERROR, Doc, obj
@@ -25,6 +30,13 @@ _REASONS = {400: "Invalid request", 401: "Missing, invalid or expired token", 40
             404: "Unknown method", 405: "Not POST", 408: "Body not received in time", 413: "Body too large",
             429: "Too many requests: try again after Retry-After", 500: "Internal error",
             503: "Temporarily unavailable: try again after Retry-After"}
+# The CSC OpenAPI 2.1.0.1's components/responses/notImplementedResponse, which each of its operations lists.
+NOT_IMPLEMENTED: dict[str, Any] = {
+    "description": 'The request has failed due to an unimplemented method being requested. '
+                   'Error string is "not_implemented".',
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_NOT_IMPLEMENTED_REF = {"$ref": "#/components/responses/notImplementedResponse"}
 
 
 def _security(method: Method) -> list[dict[str, list[str]]]:
@@ -63,9 +75,9 @@ def _operation(method: Method) -> dict[str, Any]:
         responses[str(status)] = {"description": "Accepted" if status == 202 else "Done"}
         if schema is not None:
             responses[str(status)].update(_json(schema))
-    for status in sorted({*doc.errors, 405}):
-        responses[str(status)] = {"description": _REASONS.get(status, "Error"),
-                                  **_json({"$ref": "#/components/schemas/Error"})}
+    for status in sorted({*doc.errors, 405, 501}):
+        responses[str(status)] = _NOT_IMPLEMENTED_REF if status == 501 else {
+            "description": _REASONS.get(status, "Error"), **_json({"$ref": "#/components/schemas/Error"})}
     scopes = sorted(method.scopes) if method.auth == "bearer" else []
     description = f"Token scope: {', '.join(scopes)}." if scopes else ""
     return {
@@ -93,6 +105,7 @@ def build(registry: Registry, public_url: str) -> dict[str, Any]:
         "paths": {f"/csc/v2/{m.name}": {"post": _operation(m)} for m in registry.methods.values()},
         "components": {
             "schemas": {"Error": ERROR},
+            "responses": {"notImplementedResponse": NOT_IMPLEMENTED},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "basic": {"type": "http", "scheme": "basic"}},
         },
@@ -102,8 +115,6 @@ def build(registry: Registry, public_url: str) -> dict[str, Any]:
 async def serve_document(request: web.Request) -> web.Response:
     document = request.app[OPENAPI]
     if not document:  # built on first request: every extension has registered by then
-        from rssp.api.registry import SERVICES
-
         document.update(build(request.app[REGISTRY], request.app[SERVICES].config.public_url))
     return web.json_response(document)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from rssp.api.credentials import own_credential, parse_factors
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.api.schema import CLIENT_DATA, Doc, array, obj, one_of, string
 from rssp.credentials.pin_change import (PinChange, PinChangeError, apply, check_new_pin, new_secrets, reachable,
                                          replayed)

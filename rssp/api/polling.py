@@ -17,7 +17,8 @@ from aiohttp import web
 
 from rssp.api.parse import Body
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.errors import invalid_param, invalid_request
 from rssp.jobs.store import NewJob, outcome_for
 from rssp.services import Services

@@ -1,10 +1,9 @@
 """The CSC method table: what is mounted is exactly what ``info.methods`` lists.
 
 Core methods and extensions register here the same way; each registration mounts the method
-under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``.
-The dispatcher does the shared steps in order: parse the body, apply the field aliases real
-clients send (:mod:`rssp.api.aliases`: v1 names, snake_case), authenticate the Bearer token
-and check its scope, then call the handler.
+under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``,
+each route served by the shared steps of :mod:`rssp.api.dispatch` (fast path, token, body,
+handler).
 """
 
 from __future__ import annotations
@@ -14,36 +13,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from rssp.api import aliases
-from rssp.api.middleware import client_ip, read_body
-from rssp.api.parse import Body
+from rssp.api.call import Call
+from rssp.api.dispatch import dispatcher
 from rssp.api.schema import Doc
-from rssp.auth.tokens import Principal
-from rssp.errors import CSCError, invalid_request, invalid_token, wrong_scope
 from rssp.services import Services
-
-SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
-
-
-@dataclass
-class Call:
-    """Everything a handler needs about one request."""
-
-    request: web.Request
-    body: Body
-    services: Services
-    version: str
-    principal: Principal | None = None
-
-    @property
-    def ip(self) -> str | None:
-        return client_ip(self.request)
-
-    @property
-    def user(self) -> Principal:
-        assert self.principal is not None
-        return self.principal
-
 
 MethodHandler = Callable[[Call], Awaitable[web.StreamResponse]]
 # A shortcut tried before the ordinary path: a response, or None to take the ordinary path.
@@ -76,45 +49,7 @@ class Registry:
     def mount(self, app: web.Application) -> None:
         for method in self.methods.values():
             for version in ("v1", "v2"):
-                handler = _dispatcher(method, version)
+                handler = dispatcher(method, version)
                 handler.large_body = method.large_body  # type: ignore[attr-defined]  # read by complete_body
                 handler.auth_scheme = "Basic" if method.auth == "custom" else "Bearer"  # type: ignore[attr-defined]
                 app.router.add_post(f"/csc/{version}/{method.name}", handler)
-
-
-def bearer_token(request: web.Request) -> str:
-    header = request.headers.get("Authorization")
-    if header is None:
-        raise CSCError(401, "invalid_token", "Missing access token")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise invalid_request("Malformed authorization header")
-    if not token.isascii():  # aiohttp hands over non-UTF-8 header bytes as lone surrogates
-        raise invalid_token()
-    return token.strip()
-
-
-async def method_body(request: web.Request, method: Method) -> Body:
-    """The request's JSON body with the clients' aliases mapped to CSC v2 names; ``clientData`` checked."""
-    body = await read_body(request, allow_empty=method.empty_body)
-    aliases.normalize(method.name, body)
-    body.client_data()
-    return body
-
-
-def _dispatcher(method: Method, version: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def dispatch(request: web.Request) -> web.StreamResponse:
-        services = request.app[SERVICES]
-        if method.fast_path is not None:
-            response = await method.fast_path(request, services)
-            if response is not None:
-                return response
-        principal = None
-        if method.auth == "bearer":
-            principal = await services.tokens.authenticate(bearer_token(request))
-            if principal.scope not in method.scopes:
-                raise wrong_scope()
-        body = await method_body(request, method)
-        return await method.handler(Call(request, body, services, version, principal))
-
-    return dispatch

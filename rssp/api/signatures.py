@@ -11,7 +11,10 @@ from rssp.api.middleware import client_ip
 from rssp.api.parse import Body, decode_b64, encode_b64
 from rssp.api.polling import accepted, async_request
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry, bearer_token, method_body
+from rssp.api.bearer import bearer_token
+from rssp.api.body import method_body
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.errors import CSCError, missing_param, unknown_credential
 from rssp.jobs.sign_hash import new_job
 from rssp.jobs.store import insert_job

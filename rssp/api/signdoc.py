@@ -14,7 +14,8 @@ from aiohttp import web
 from rssp.api.credentials import own_credential
 from rssp.api.polling import accepted, async_request
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.api.signatures import SCOPES, sad_or_credential_token
 from rssp.api.signdoc_request import parse_request, plan_outputs
 from rssp.documents.response import signdoc_response

@@ -16,7 +16,8 @@ from aiohttp import web
 
 from rssp.api.credentials import own_credential, parse_factors
 from rssp.api import schemas
-from rssp.api.registry import Call, Method, Registry
+from rssp.api.call import Call
+from rssp.api.registry import Method, Registry
 from rssp.credentials.suspension import Change, SuspensionError, apply, check_state, replayed
 from rssp.errors import invalid_param, invalid_request, missing_param
 from rssp.sam.factors import check_factors

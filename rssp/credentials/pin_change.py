@@ -46,8 +46,8 @@ from rssp.factors.model import EMAIL_OTP, OTP
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.store import Conn, Store
-from rssp.store.schema import (credentials, oauth_codes, pending_authorizations, pin_change_requests, sad_hashes,
-                               sads, tokens)
+from rssp.store.schema import credentials, oauth_codes, pin_change_requests, sad_hashes, sads, tokens
+from rssp.store.schema_factors import pending_authorizations
 
 PIN_CHANGE_REQUIRED = "The PIN must be changed with credentials/changePIN before the credential can sign"
 SAME_PIN = "newPIN must differ from the current PIN"

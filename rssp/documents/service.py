@@ -16,7 +16,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from rssp.ca_registry import ca_policy
+from rssp.ca.registry import ca_policy
 from rssp.config import Config
 from rssp.credentials import Credential
 from rssp.documents import cades, pades, xades

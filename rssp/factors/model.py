@@ -37,7 +37,7 @@ from rssp.factors.expression import PIN, Expression, ExpressionError, check, par
 from rssp.factors.keys import FACTORS_MAC_KEY, hsm_mac
 from rssp.hsm import Hsm
 from rssp.store import Conn, Store
-from rssp.store.schema import credential_auth, credential_factors
+from rssp.store.schema_factors import credential_auth, credential_factors
 
 OTP, EMAIL_OTP, EMAIL_LINK, FIDO, OIDC = "OTP", "EMAIL_OTP", "EMAIL_LINK", "FIDO", "OIDC"
 API_IDS = frozenset({PIN, OTP, EMAIL_OTP, EMAIL_LINK})  # what credentials/authorize can carry

@@ -31,7 +31,8 @@ from rssp.factors.keys import OOB_MAC_KEY, hsm_mac
 from rssp.factors.settings import OobSettings
 from rssp.hsm import Hsm
 from rssp.store import Conn, Store
-from rssp.store.schema import credentials, oob_codes, users
+from rssp.store.schema import credentials, users
+from rssp.store.schema_factors import oob_codes
 
 
 class SendLimited(CSCError):

@@ -37,7 +37,7 @@ from rssp.factors.service import FactorService
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
 from rssp.store import Store
-from rssp.store.schema import pending_authorizations
+from rssp.store.schema_factors import pending_authorizations
 
 APPROVE_PATH = "/signer/approve"
 

@@ -31,7 +31,8 @@ from rssp.factors.settings import WebAuthnSettings
 from rssp.factors.webauthn import PasskeyError, registration_options, verify_new_passkey
 from rssp.hsm import Hsm
 from rssp.store import Store
-from rssp.store.schema import credentials, passkey_links
+from rssp.store.schema import credentials
+from rssp.store.schema_factors import passkey_links
 
 REGISTER_PATH = "/signer/passkey"
 PURPOSE = "passkey-register"

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from rssp.api.middleware import client_ip
-from rssp.api.registry import SERVICES
+from rssp.api.call import SERVICES
 from rssp.auth.password_login import LoginBusy, LoginThrottled
 from rssp.credentials import get_credential
 from rssp.errors import CSCError

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from rssp.auth.secrets import digest
 from rssp.store import Store
-from rssp.store.schema import factor_states
+from rssp.store.schema_factors import factor_states
 
 
 def _key(purpose: str, name: str) -> str:

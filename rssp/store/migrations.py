@@ -12,14 +12,14 @@ from collections.abc import Callable
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from rssp.store import schema
+from rssp.store import schema, schema_factors
 
 _version_meta = MetaData()
 schema_version = Table("schema_version", _version_meta, Column("version", Integer, primary_key=True))
 
 
 def _v1_initial(conn: Connection) -> None:
-    schema.metadata.create_all(conn)
+    schema.metadata.create_all(conn)  # every table, schema_factors' too (imported above)
 
 
 def _v2_oauth(conn: Connection) -> None:
@@ -92,8 +92,8 @@ def _v10_level3(conn: Connection) -> None:
 
 def _v11_factors(conn: Connection) -> None:
     """Signer factors beyond the PIN and TOTP (#14): e-mail, passkeys, OpenID Connect, 202 + handle."""
-    for table in (schema.credential_auth, schema.credential_factors, schema.oob_codes, schema.pending_authorizations,
-                  schema.factor_states, schema.passkey_links):
+    for table in (schema_factors.credential_auth, schema_factors.credential_factors, schema_factors.oob_codes,
+                  schema_factors.pending_authorizations, schema_factors.factor_states, schema_factors.passkey_links):
         table.create(conn, checkfirst=True)  # with its indexes
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rssp import plugins
-from rssp.ca_registry import ALLOWED_KEYS_DEFAULT, register_manage_client
+from rssp.ca.registry import ALLOWED_KEYS_DEFAULT, register_manage_client
 from rssp.config import Config, load_config, write_config
 from rssp.config_seal import config_lock, require_sealed, seal
 from rssp.errors import OperatorError

@@ -1,4 +1,5 @@
-"""The interface through which core asks a CA for a certificate.
+"""CAs: the interface through which core asks a CA for a certificate (here), the CAs registered
+for ``manages/*`` (:mod:`rssp.ca.registry`) and ``rssp ca add`` (:mod:`rssp.ca.admin`).
 
 Core never imports a connector; connectors live in ``ca_connectors`` and are found
 through the ``rssp.ca_connectors`` entry point group (see :mod:`rssp.plugins`).
