@@ -44,7 +44,8 @@ async def issue_with(ca: CAConnector, csr_der: bytes, key: Any) -> IssuedCertifi
     """
     issue_for_key = getattr(ca, "issue_for_key", None)
     if issue_for_key is not None:
-        return await issue_for_key(csr_der, key)
+        issued: IssuedCertificate = await issue_for_key(csr_der, key)
+        return issued
     return await ca.issue(csr_der)
 
 
@@ -58,4 +59,5 @@ def build_connector(settings: dict[str, Any], hsm: Any, directory: Any = None) -
 
     if directory is not None:
         settings = {**settings, "directory": str(directory)}
-    return plugins.ca_connector_class(settings["connector"]).from_config(settings, hsm)
+    connector: CAConnector = plugins.ca_connector_class(settings["connector"]).from_config(settings, hsm)
+    return connector

@@ -80,9 +80,9 @@ def _check(config: Config, opts: CAOptions) -> None:
 
 
 async def _local_section(hsm: Any, opts: CAOptions) -> dict[str, Any]:
-    _connector, section = await plugins.ca_connector_class("local").create(
+    made: tuple[Any, dict[str, Any]] = await plugins.ca_connector_class("local").create(
         hsm, name=opts.name or f"rssp CA {opts.ca_id}")
-    return section
+    return made[1]
 
 
 def _cmp_section(directory: Path, opts: CAOptions) -> dict[str, Any]:
