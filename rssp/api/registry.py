@@ -2,9 +2,10 @@
 
 Core methods and extensions register here the same way; each registration mounts the method
 under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``.
-The dispatcher does the shared steps in order: parse the body, apply the field aliases real
-clients send (:mod:`rssp.api.aliases`: v1 names, snake_case), authenticate the Bearer token
-and check its scope, then call the handler.
+The dispatcher does the shared steps in order: authenticate the Bearer token and check its
+scope, parse the body, apply the field aliases real clients send (:mod:`rssp.api.aliases`: v1
+names, snake_case), then call the handler. A method with ``token_at_spend`` (signHash) checks
+its token itself, in the store call that spends its SAD; a bad token still answers before a bad body.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Call:
     services: Services
     version: str
     principal: Principal | None = None
+    token: str | None = None  # the Bearer token (a ``token_at_spend`` method checks it itself)
 
     @property
     def ip(self) -> str | None:
@@ -46,8 +48,6 @@ class Call:
 
 
 MethodHandler = Callable[[Call], Awaitable[web.StreamResponse]]
-# A shortcut tried before the ordinary path: a response, or None to take the ordinary path.
-FastPath = Callable[[web.Request, Services], Awaitable[web.StreamResponse | None]]
 
 @dataclass(frozen=True)
 class Method:
@@ -56,7 +56,9 @@ class Method:
     auth: str = "bearer"  # bearer | none | custom (HTTP Basic: the challenge of its 401s, rssp.api.middleware)
     scopes: frozenset[str] = frozenset({"service"})
     empty_body: bool = False
-    fast_path: FastPath | None = None  # must have no effect when it returns None
+    # The handler checks the Bearer token in the transaction that spends (signHash: one database hop);
+    # it gets ``Call.token`` and no principal, and calls :func:`authenticate` for a request it refuses before.
+    token_at_spend: bool = False
     large_body: bool = False  # takes whole documents: bodies up to Config.max_request_bytes
     doc: Doc | None = None  # request/response schemas for the served OpenAPI (rssp.api.openapi)
 
@@ -94,6 +96,14 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+async def authenticate(services: Services, token: str, scopes: frozenset[str]) -> Principal:
+    """Who holds ``token``, if its scope is one of ``scopes``; else the CSC token errors (401)."""
+    principal = await services.tokens.authenticate(token)
+    if principal.scope not in scopes:
+        raise wrong_scope()
+    return principal
+
+
 async def method_body(request: web.Request, method: Method) -> Body:
     """The request's JSON body with the clients' aliases mapped to CSC v2 names; ``clientData`` checked."""
     body = await read_body(request, allow_empty=method.empty_body)
@@ -105,16 +115,16 @@ async def method_body(request: web.Request, method: Method) -> Body:
 def _dispatcher(method: Method, version: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def dispatch(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
-        if method.fast_path is not None:
-            response = await method.fast_path(request, services)
-            if response is not None:
-                return response
+        token = bearer_token(request) if method.auth == "bearer" else None
         principal = None
-        if method.auth == "bearer":
-            principal = await services.tokens.authenticate(bearer_token(request))
-            if principal.scope not in method.scopes:
-                raise wrong_scope()
-        body = await method_body(request, method)
-        return await method.handler(Call(request, body, services, version, principal))
+        if token is not None and not method.token_at_spend:
+            principal = await authenticate(services, token, method.scopes)
+        try:
+            body = await method_body(request, method)
+        except CSCError:
+            if token is not None and principal is None:  # token_at_spend: 401 before 400 all the same
+                await authenticate(services, token, method.scopes)
+            raise
+        return await method.handler(Call(request, body, services, version, principal, token))
 
     return dispatch
