@@ -1,4 +1,4 @@
-"""signHash's one-hop path refuses exactly what the ordinary path refuses, and spends nothing.
+"""signHash spent in one hop refuses what it refuses with its caller looked up first, and spends nothing.
 
 A worker serves signHash in one database transaction (Bearer token checked where the SAD is
 spent) once the credential is in its signing-key cache. Each test therefore first signs with
@@ -11,44 +11,28 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
 from client import CSC, ECDSA_SHA256, b64, digest
+from signhash_helpers import fresh_client, signatures_of, warm
 from rssp.auth.secrets import digest as secret_digest
 from rssp.store import open_store
 from rssp.store.schema import tokens
-
-WARM_CALLS = 8  # fresh connections: the chance that one of the two workers saw none is 1/128
 
 
 @pytest_asyncio.fixture
 async def fresh(dep) -> AsyncIterator[CSC]:
     """A client whose every request opens a new connection (the kernel picks the worker)."""
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
-        yield CSC(session, dep)
-
-
-async def _warm(csc: CSC, token: str, cred) -> None:
-    sad = await csc.sad(token, cred, num=WARM_CALLS)
-    for i in range(WARM_CALLS):
-        status, body = await csc.sign(token, cred, sad, [digest(f"warm {time.time()} {i}".encode())], ECDSA_SHA256)
-        assert status == 200, body
-
-
-def _signatures_of(dep, d: bytes) -> list[str]:
-    records = dep.rssp_json("audit", "list", str(dep.directory), "--limit", "1000")
-    return [r["outcome"] for r in records
-            if r["action"] == "signature.sign" and d.hex() in r["detail"].get("hashes", [])]
+    async with fresh_client(dep) as csc:
+        yield csc
 
 
 async def test_another_users_token_gets_unknown_credential_and_spends_nothing(fresh, dep):
     bob_cred = dep.creds["bob"]
     alice, bob = await fresh.token("alice"), await fresh.token("bob")
-    await _warm(fresh, bob, bob_cred)
+    await warm(fresh, bob, bob_cred)
     d = digest(f"bob's page {time.time()}".encode())
     bob_sad = await fresh.sad(bob, bob_cred, hashes=[d])
     for _ in range(4):  # Alice presents Bob's SAD for Bob's credential: it looks unknown to her
@@ -56,7 +40,7 @@ async def test_another_users_token_gets_unknown_credential_and_spends_nothing(fr
         assert (status, body["error_description"]) == (400, "Invalid parameter credentialID")
     status, body = await fresh.sign(bob, bob_cred, bob_sad, [d], ECDSA_SHA256)
     assert status == 200, body  # the SAD was still whole
-    assert _signatures_of(dep, d) == ["authorized"]
+    assert signatures_of(dep, d) == ["authorized"]
 
 
 @pytest.mark.parametrize("change,error", [({"revoked": True}, "expired_token"), ({"expires_at": 0}, "expired_token"),
@@ -64,7 +48,7 @@ async def test_another_users_token_gets_unknown_credential_and_spends_nothing(fr
 async def test_a_dead_token_is_refused_with_401_and_spends_nothing(fresh, dep, change, error):
     cred = dep.creds["p256"]
     token = await fresh.token()
-    await _warm(fresh, token, cred)
+    await warm(fresh, token, cred)
     d = digest(f"token {change} {time.time()}".encode())
     sad = await fresh.sad(token, cred, hashes=[d])
     store = open_store(dep.db_url)
@@ -81,10 +65,10 @@ async def test_a_dead_token_is_refused_with_401_and_spends_nothing(fresh, dep, c
 
 
 async def test_a_bad_token_wins_over_a_bad_body(fresh, dep):
-    """401 before 400, as on the ordinary path: the body of a stranger's request is not judged."""
+    """401 before 400, as for every Bearer method: the body of a stranger's request is not judged."""
     cred = dep.creds["p256"]
     token = await fresh.token()
-    await _warm(fresh, token, cred)
+    await warm(fresh, token, cred)
     sad = await fresh.sad(token, cred)
     bad = {"credentialID": cred.id, "SAD": sad, "hashes": ["not base64!"], "signAlgo": ECDSA_SHA256}
     status, body = await fresh.call("signatures/signHash", bad, "no-such-token")
@@ -99,9 +83,9 @@ async def test_a_bad_token_wins_over_a_bad_body(fresh, dep):
 async def test_each_call_is_audited_once(fresh, dep):
     cred = dep.creds["p256"]
     token = await fresh.token()
-    await _warm(fresh, token, cred)
+    await warm(fresh, token, cred)
     d = digest(f"audited once {time.time()}".encode())
     sad = await fresh.sad(token, cred, hashes=[d])
     assert (await fresh.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 200
     assert (await fresh.sign(token, cred, sad, [d], ECDSA_SHA256))[0] == 400  # replay
-    assert _signatures_of(dep, d) == ["authorized", "refused"]
+    assert signatures_of(dep, d) == ["authorized", "refused"]

@@ -2,21 +2,18 @@
 
 A missing header is a 401 ``invalid_token``; a header of another scheme, or an empty token, is
 a 400 ``invalid_request``; a token the store does not know, or of a scope the method does not
-accept, is refused before the body is parsed.
+accept, is refused before the body is parsed — except for a method that checks the token in the
+store call that spends (``Method.token_at_spend``: signHash), which calls :func:`authenticate`
+only for a request it refuses before that call.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from rssp.auth.tokens import Principal
 from rssp.errors import CSCError, invalid_request, invalid_token, wrong_scope
 from rssp.services import Services
-
-if TYPE_CHECKING:
-    from rssp.api.registry import Method
 
 
 def bearer_token(request: web.Request) -> str:
@@ -31,14 +28,9 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
-async def principal_of(request: web.Request, method: Method, services: Services) -> Principal | None:
-    """Who calls ``method``: the Bearer token's principal, in one of the method's scopes.
-
-    None for a method that authenticates its caller itself (``auth`` ``none`` or ``custom``).
-    """
-    if method.auth != "bearer":
-        return None
-    principal = await services.tokens.authenticate(bearer_token(request))
-    if principal.scope not in method.scopes:
+async def authenticate(services: Services, token: str, scopes: frozenset[str]) -> Principal:
+    """Who holds ``token``, if its scope is one of ``scopes``; else the CSC token errors (401)."""
+    principal = await services.tokens.authenticate(token)
+    if principal.scope not in scopes:
         raise wrong_scope()
     return principal

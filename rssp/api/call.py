@@ -27,6 +27,7 @@ class Call:
     services: Services
     version: str
     principal: Principal | None = None
+    token: str | None = None  # the Bearer token (a ``token_at_spend`` method checks it itself)
 
     @property
     def ip(self) -> str | None:
@@ -34,5 +35,6 @@ class Call:
 
     @property
     def user(self) -> Principal:
-        assert self.principal is not None
+        if self.principal is None:  # a handler of an ``auth="none"`` or ``token_at_spend`` method asked
+            raise RuntimeError("this call has no authenticated principal")
         return self.principal

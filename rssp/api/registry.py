@@ -2,8 +2,9 @@
 
 Core methods and extensions register here the same way; each registration mounts the method
 under ``/csc/v2/`` and, for clients written against CSC v1 (pyHanko's CSCSigner), ``/csc/v1/``,
-each route served by the shared steps of :mod:`rssp.api.dispatch` (fast path, token, body,
-handler).
+each route served by the shared steps of :mod:`rssp.api.dispatch` (token, body, handler). A
+method with ``token_at_spend`` (signHash) checks its token itself, in the store call that spends
+its SAD (one database hop); a bad token still answers before a bad body.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from aiohttp import web
 from rssp.api.call import Call
 from rssp.api.dispatch import dispatcher
 from rssp.api.schema import Doc
-from rssp.services import Services
 
 MethodHandler = Callable[[Call], Awaitable[web.StreamResponse]]
-# A shortcut tried before the ordinary path: a response, or None to take the ordinary path.
-FastPath = Callable[[web.Request, Services], Awaitable[web.StreamResponse | None]]
+
 
 @dataclass(frozen=True)
 class Method:
@@ -29,7 +28,10 @@ class Method:
     auth: str = "bearer"  # bearer | none | custom (HTTP Basic: the challenge of its 401s, rssp.api.middleware)
     scopes: frozenset[str] = frozenset({"service"})
     empty_body: bool = False
-    fast_path: FastPath | None = None  # must have no effect when it returns None
+    # The handler checks the Bearer token in the transaction that spends (signHash: one database hop);
+    # it gets ``Call.token`` and no principal, and calls :func:`rssp.api.bearer.authenticate` for a
+    # request it refuses before that call.
+    token_at_spend: bool = False
     large_body: bool = False  # takes whole documents: bodies up to Config.max_request_bytes
     doc: Doc | None = None  # request/response schemas for the served OpenAPI (rssp.api.openapi)
 

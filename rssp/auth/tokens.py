@@ -193,7 +193,7 @@ def principal_for(token_hash: str, conn: Connection) -> Principal:
     """Who holds the access token with this digest; raises the CSC token errors.
 
     Synchronous, to run inside a store transaction: signHash checks its token in the same
-    transaction that spends the SAD (:meth:`rssp.sam.signing.SigningService.sign_in_one_hop`).
+    transaction that spends the SAD (:func:`rssp.sam.sad.check_caller`).
     """
     row = _BY_HASH.first(conn, {"h": token_hash})
     if row is None or row["kind"] != "access":

@@ -39,8 +39,8 @@ class SigningKeyCache:
     def cached(self, credential_id: str) -> Credential | None:
         """The enabled credential if it is in the cache, whoever owns it; no database hop.
 
-        For signHash's one-hop path, which checks the owner against the token inside the
-        spend transaction; a miss sends the request down the ordinary path, which fills the cache.
+        For signHash, which checks the owner against the token inside the spend transaction;
+        after a miss it looks the caller up first, and :meth:`get` fills the cache.
         """
         return self._items.get(credential_id)
 

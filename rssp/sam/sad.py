@@ -62,7 +62,8 @@ def sad_inserts(grant: SadGrant, expires_at: float, not_after: float, value: str
         None,
     )]
     if grant.digests and not (extra and "digests" in extra):  # a level-3 row keeps its digests itself
-        statements.append((sad_hashes.insert(), [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests]))
+        rows = [{"sad_hash": sad_hash, "digest": d, "used": False} for d in grant.digests]
+        statements.append((sad_hashes.insert(), rows))
     return value, statements
 
 
@@ -101,53 +102,70 @@ def _live(sad_hash: str, user_id: str, credential_id: str) -> tuple[ColumnElemen
     )
 
 
-async def spend_sad(store: Store, sad: str, spend: Spend, then: Callable[[Connection], object] | None = None) -> None:
+@dataclass(frozen=True)
+class TokenCheck:
+    """The Bearer token of a signHash call, checked in the transaction that spends its SAD (one hop)."""
+
+    token: str
+    scopes: frozenset[str]
+
+
+class CallerRefused(Exception):
+    """The token checked in a spend's transaction refused the caller; nothing was spent.
+
+    Not a :class:`CSCError`: it is neither counted nor audited as a refused signing attempt,
+    since the request is refused as a token at the door is (``error`` is what the client gets).
+    """
+
+    def __init__(self, error: CSCError) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
+async def spend_sad(store: Store, sad: str, spend: Spend, then: Callable[[Connection], object] | None = None,
+                    caller: TokenCheck | None = None) -> None:
     """Reserve ``len(digests)`` signatures of the SAD, all or none, and audit the reservation.
 
     The whole transaction runs as one synchronous function: on SQLite that is one hop to the
-    database thread, so the process's write lock is held as briefly as possible. ``then``
-    runs in the same transaction after a successful spend (an asynchronous job's row).
+    database thread, so the process's write lock is held as briefly as possible. ``caller``
+    is checked first in it (:func:`check_caller`). ``then`` runs in the same transaction after
+    a successful spend (an asynchronous job's row).
     """
-    spend_it = partial(_spend, digest(sad), spend)
+    steps: list[Callable[[Connection], object]] = [partial(_spend, digest(sad), spend)]
+    if caller is not None:
+        steps.insert(0, partial(check_caller, caller, spend))
+    if then is not None:
+        steps.append(then)
     try:
-        await store.transaction(spend_it if then is None else partial(_in_turn, spend_it, then))
+        await store.transaction(steps[0] if len(steps) == 1 else partial(_in_turn, steps))
     except CSCError:
         metrics.m().sad.labels("refused").inc()
         raise
     metrics.m().sad.labels("spent").inc()
 
 
-def _in_turn(first: Callable[[Connection], object], then: Callable[[Connection], object], conn: Connection) -> None:
-    first(conn)
-    then(conn)
+def _in_turn(steps: list[Callable[[Connection], object]], conn: Connection) -> None:
+    for step in steps:
+        step(conn)
 
 
-async def spend_sad_for_token(store: Store, token: str, scopes: frozenset[str], sad: str, spend: Spend) -> None:
-    """:func:`spend_sad`, with the Bearer token checked in the same transaction (one hop).
+def check_caller(caller: TokenCheck, spend: Spend, conn: Connection) -> None:
+    """Raise :class:`CallerRefused` unless the token is a live access token of ``spend``'s user
+    with one of the caller's scopes (a credential-scoped one only for ``spend``'s credential).
 
-    The token must be a live access token of ``spend.user_id`` (the credential's owner) with
-    one of ``scopes``; a credential-scoped token only for ``spend.credential_id``. Any
-    mismatch raises before anything is written.
+    In the caller's transaction: signHash's token is checked where its SAD is spent. Someone
+    else's credential looks unknown, as it does to every other method.
     """
-    await store.transaction(partial(_spend_for_token, digest(token), scopes, digest(sad), spend))
-    metrics.m().sad.labels("spent").inc()  # a refusal here is retried the ordinary way, which counts it
-
-
-def check_token(token_hash: str, scopes: frozenset[str], spend: Spend, conn: Connection) -> None:
-    """Raise unless the token is a live access token of ``spend``'s user, with one of ``scopes``
-    (a credential-scoped one only for ``spend``'s credential); in the caller's transaction."""
-    principal = principal_for(token_hash, conn)
-    if principal.scope not in scopes:
-        raise wrong_scope()
+    try:
+        principal = principal_for(digest(caller.token), conn)
+    except CSCError as refused:
+        raise CallerRefused(refused) from None
+    if principal.scope not in caller.scopes:
+        raise CallerRefused(wrong_scope())
     if principal.user_id != spend.user_id:
-        raise unknown_credential()
+        raise CallerRefused(unknown_credential())
     if principal.scope == "credential" and principal.credential_id != spend.credential_id:
-        raise unknown_credential()
-
-
-def _spend_for_token(token_hash: str, scopes: frozenset[str], sad_hash: str, spend: Spend, conn: Connection) -> None:
-    check_token(token_hash, scopes, spend, conn)
-    _spend(sad_hash, spend, conn)
+        raise CallerRefused(unknown_credential())
 
 
 # Built once: constructing a Core statement costs more Python time than SQLite takes to run it.

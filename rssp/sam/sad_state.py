@@ -9,8 +9,8 @@ Every change the SAM makes writes the MAC of the new state with it.
 
 The bound digests live in the row itself, sorted and concatenated (``digests``), with a bitmap
 of the used ones (``used_map``): a spend reads one row and writes one row, and finds its digests
-by binary search, whatever the number of hashes bound. Floats are MACed as ``float.hex`` (exact); SQLite and PostgreSQL both store them as
-doubles and give back the same value.
+by binary search, whatever the number of hashes bound. Floats are MACed as ``float.hex``
+(exact); SQLite and PostgreSQL both store them as doubles and give back the same value.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class SadState:
 
     def _position(self, d: bytes) -> int | None:
         seq = self._sorted
-        i = bisect.bisect_left(seq, d)  # type: ignore[call-overload]
+        i = bisect.bisect_left(seq, d)
         return i if i < len(seq) and seq[i] == d else None
 
     def all_unused(self, chosen: tuple[bytes, ...]) -> bool:

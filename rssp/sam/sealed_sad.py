@@ -32,7 +32,7 @@ from rssp.auth.secrets import digest, new_secret
 from rssp.errors import CSCError, invalid_request, invalid_sad, unknown_credential
 from rssp.hsm import Hsm
 from rssp.sam.kek import seal, unseal
-from rssp.sam.sad import SadGrant, Spend, carry_over, check_token, hold_credential, sad_inserts
+from rssp.sam.sad import SadGrant, Spend, TokenCheck, carry_over, check_caller, hold_credential, sad_inserts
 from rssp.sam.sad_state import SadState, StoredSad, mac_matches, mac_states, new_state, read_sad, state_columns
 from rssp.store import Conn, Store
 from rssp.store.schema import credentials, sads
@@ -117,20 +117,19 @@ async def insert_token_sad_sealed(conn: Conn, hsm: Hsm, access_token: str, grant
 
 # --- verifying ---------------------------------------------------------------------------------
 
-async def _verified(store: Store, found: StoredSad, computed: bytes, spend: Spend, audit: bool = True) -> None:
+async def _verified(store: Store, found: StoredSad, computed: bytes, spend: Spend) -> None:
     """Raise unless the row's MAC is the one the HSM computed for what was read."""
     if found.mac is None and found.state.credential_id != spend.credential_id:
         raise invalid_sad()  # a level-1/2 SAD of another credential: a mistake, not an edit
     if not mac_matches(found.mac, computed):
-        await _tampered(store, spend, "mac", audit)
+        await _tampered(store, spend, "mac")
 
 
-async def _tampered(store: Store, spend: Spend, check: str, audit: bool = True) -> NoReturn:
-    """Refuse an edited row; audited as ``sad.tamper`` (``audit`` False: the caller's fallback will)."""
-    if audit:
-        async with store.write() as conn:
-            await record(conn, actor=spend.user_id, action="sad.tamper", target=spend.credential_id,
-                         outcome="refused", client_ip=spend.client_ip, detail={"check": check})
+async def _tampered(store: Store, spend: Spend, check: str) -> NoReturn:
+    """Refuse an edited row; audited as ``sad.tamper``."""
+    async with store.write() as conn:
+        await record(conn, actor=spend.user_id, action="sad.tamper", target=spend.credential_id,
+                     outcome="refused", client_ip=spend.client_ip, detail={"check": check})
     raise invalid_sad()
 
 
@@ -159,11 +158,11 @@ def _check_spend(found: StoredSad, spend: Spend) -> None:
         raise invalid_request(_NOT_AUTHORIZED)
 
 
-async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend, audit: bool = True) -> bytes:
+async def _kek(store: Store, sad: str, found: StoredSad, spend: Spend) -> bytes:
     st = found.state
     kek = unseal(sad, st.sealed_kek, _context(st.sad_hash, st.credential_id))
     if kek is None:  # cannot happen to a row whose MAC holds, unless the SAM itself was bypassed
-        await _tampered(store, spend, "kek", audit)
+        await _tampered(store, spend, "kek")
     return kek
 
 
@@ -209,38 +208,29 @@ class Unlocked:
     wrapped_key: bytes | None
 
 
-@dataclass(frozen=True)
-class TokenCheck:
-    """signHash's one-hop path: the Bearer token is checked in the transaction that reads the SAD,
-    and a refusal of any kind is left to the ordinary path, which repeats it and audits it."""
-
-    token: str
-    scopes: frozenset[str]
-
-
-def _read_checked(sad_hash: str, spend: Spend, token: TokenCheck | None, conn: Connection) -> StoredSad | None:
-    if token is not None:
-        check_token(digest(token.token), token.scopes, spend, conn)
+def _read_checked(sad_hash: str, spend: Spend, caller: TokenCheck | None, conn: Connection) -> StoredSad | None:
+    if caller is not None:
+        check_caller(caller, spend, conn)
     return read_sad(sad_hash, conn)
 
 
-async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, token: TokenCheck | None = None) -> Unlocked:
+async def spend_sealed(store: Store, hsm: Hsm, sad: str, spend: Spend, caller: TokenCheck | None = None) -> Unlocked:
     """Reserve ``spend.digests`` of a level-3 SAD, all or none; the signer's KEK and key to sign them with.
 
-    Refusals are those of :func:`rssp.sam.sad.spend_sad`, after the MAC has held. With ``token``
-    (the one-hop path) a row whose MAC does not hold is refused without its audit record: the
-    ordinary path that serves the request next writes it.
+    Refusals are those of :func:`rssp.sam.sad.spend_sad`, after the MAC has held. ``caller``
+    (signHash's Bearer token) is checked in the read, before anything else
+    (:func:`rssp.sam.sad.check_caller`).
     """
     sad_hash = digest(sad)
     for attempt in range(MAX_ATTEMPTS):
-        found = await store.query(partial(_read_checked, sad_hash, spend, token))
+        found = await store.query(partial(_read_checked, sad_hash, spend, caller))
         if found is None:
             raise invalid_sad()
         after = found.state.spent(spend.digests)
         now_mac, after_mac = await mac_states(hsm, [found.state, after])
-        await _verified(store, found, now_mac, spend, audit=token is None)
+        await _verified(store, found, now_mac, spend)
         _check_spend(found, spend)
-        kek = await _kek(store, sad, found, spend, audit=token is None)
+        kek = await _kek(store, sad, found, spend)
         try:
             await store.transaction(partial(_commit_spend, found, after, after_mac, spend))
             return Unlocked(kek, found.wrapped_key)

@@ -1,7 +1,7 @@
 """Producing signature values for a credential: the SAM's signing path.
 
 The order is fixed: resolve the algorithm and check every digest (cheap, no state), spend the
-authorization (one database transaction, which may also check the Bearer token), sign the
+authorization (one database transaction, which also checks signHash's Bearer token), sign the
 whole batch in one HSM call, verify each value, return them in request order. Nothing is
 spent for a request that is malformed.
 
@@ -24,8 +24,8 @@ from rssp.audit import record
 from rssp.credentials import Credential
 from rssp.errors import CSCError
 from rssp.hsm import Hsm, HsmError, SignMechanism
-from rssp.sam.sad import Spend, refund_sad, spend_sad, spend_sad_for_token
-from rssp.sam.sealed_sad import TokenCheck, Unlocked, refund_sealed, spend_sealed
+from rssp.sam.sad import CallerRefused, Spend, TokenCheck, refund_sad, spend_sad
+from rssp.sam.sealed_sad import Unlocked, refund_sealed, spend_sealed
 from rssp.sam.verify import Verifier
 from rssp.store import Store
 
@@ -50,38 +50,47 @@ class SigningService:
         self.hsm = hsm
         self.verifier = Verifier()
 
-    async def sign_hashes(self, req: SignRequest) -> list[bytes]:
-        mechanism = self._mechanism(req)
-        try:
-            unlocked = await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism))
-        except CSCError as refused:
-            await self._record(req, "refused", refused.description)
-            raise
+    async def sign_hashes(self, req: SignRequest, mechanism: SignMechanism, caller: TokenCheck) -> list[bytes]:
+        """signHash: spend the SAD in the transaction that checks ``caller``, then sign and verify.
+
+        ``mechanism`` is :meth:`mechanism`'s for ``req``. A refusal of the token is raised as
+        the token's error, unaudited; a refusal of the spend is audited and raised.
+        """
+        unlocked = await self._spend_audited(req, mechanism, caller)
         return await self.sign_spent(req, mechanism, unlocked)
 
-    async def spend(self, req: SignRequest, then: Callable[[Connection], object] | None = None) -> SignMechanism:
-        """Check the request and spend its authorization for an asynchronous job; a refusal is audited and raised.
+    async def spend(self, req: SignRequest, mechanism: SignMechanism, caller: TokenCheck,
+                    then: Callable[[Connection], object]) -> None:
+        """:meth:`sign_hashes`'s spend for an asynchronous job, which signs later.
 
         ``then`` runs in the spend's transaction: an asynchronous request stores its job there,
         so a job exists exactly when its SAD was spent. Not for level 3: its key signs only with
         the KEK the SAD carries, which a job must not keep (the handlers refuse mode "A" first).
         """
-        mechanism = self._mechanism(req)
+        await self._spend_audited(req, mechanism, caller, then)
+
+    async def _spend_audited(self, req: SignRequest, mechanism: SignMechanism, caller: TokenCheck,
+                             then: Callable[[Connection], object] | None = None) -> Unlocked | None:
         try:
-            await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism), then)
+            return await self.spend_authorization(req.credential, req.sad, self._spend(req, mechanism), then, caller)
+        except CallerRefused as refused:
+            raise refused.error from None
         except CSCError as refused:
             await self._record(req, "refused", refused.description)
             raise
-        return mechanism
 
     async def spend_authorization(self, cred: Credential, sad: str, spend: Spend,
-                                  then: Callable[[Connection], object] | None = None) -> Unlocked | None:
-        """Spend the SAD for ``spend``; at level 3 the signer's KEK and key (never kept beyond the request)."""
+                                  then: Callable[[Connection], object] | None = None,
+                                  caller: TokenCheck | None = None) -> Unlocked | None:
+        """Spend the SAD for ``spend``; at level 3 the signer's KEK and key (never kept beyond the request).
+
+        ``caller``: the Bearer token, checked first in the spend (:func:`rssp.sam.sad.check_caller`).
+        """
         if cred.factor_bound:
             if then is not None:
                 raise CSCError(400, "invalid_request", "Asynchronous mode is not available for level-3 credentials")
-            return await spend_sealed(self.store, self.hsm, sad, spend)
-        await spend_sad(self.store, sad, spend, then)
+            return await spend_sealed(self.store, self.hsm, sad, spend, caller)
+        await spend_sad(self.store, sad, spend, then, caller)
         return None
 
     async def refund(self, cred: Credential, sad: str, spend: Spend) -> None:
@@ -91,29 +100,8 @@ class SigningService:
         else:
             await refund_sad(self.store, sad, spend)
 
-    async def sign_in_one_hop(self, token: str, scopes: frozenset[str], req: SignRequest) -> list[bytes] | None:
-        """:meth:`sign_hashes` with the Bearer token checked in the spend's transaction.
-
-        Why: a single-hash call is bound by per-request work, and a database hop (thread
-        hand-off, transaction) is a large part of it. ``req.user_id`` is the credential's owner
-        as cached; the transaction checks that the token is theirs. Returns None, with nothing
-        spent and nothing recorded, whenever the request would not succeed before signing: the
-        caller then serves it the ordinary way, which raises and audits in its own order.
-        """
-        unlocked = None
-        try:
-            mechanism = self._mechanism(req)
-            spend = self._spend(req, mechanism)
-            if req.credential.factor_bound:  # level 3: the SAM's spend (MAC, KEK), the token checked in its read
-                unlocked = await spend_sealed(self.store, self.hsm, req.sad, spend, TokenCheck(token, scopes))
-            else:
-                await spend_sad_for_token(self.store, token, scopes, req.sad, spend)
-        except CSCError:
-            return None
-        return await self.sign_spent(req, mechanism, unlocked)
-
     @staticmethod
-    def _mechanism(req: SignRequest) -> SignMechanism:
+    def mechanism(req: SignRequest) -> SignMechanism:
         """The HSM mechanism for the request, with every digest checked against its hash (no state)."""
         cred = req.credential
         mechanism = resolve_mechanism(cred.key_kind, req.sign_algo, req.hash_oid, req.sign_algo_params,
@@ -124,7 +112,7 @@ class SigningService:
 
     async def sign_authorized(self, req: SignRequest) -> list[bytes]:
         """Sign a request whose authorization was spent earlier (an asynchronous job; ``req.sad`` unused)."""
-        return await self.sign_spent(req, self._mechanism(req))
+        return await self.sign_spent(req, self.mechanism(req))
 
     @staticmethod
     def _spend(req: SignRequest, mechanism: SignMechanism) -> Spend:
@@ -151,7 +139,8 @@ class SigningService:
         if not await self.verifier.all_valid(cred.public_key, mechanism, digests, signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
-        metrics.m().signatures.labels(f"{cred.key_kind}-{cred.curve or cred.key_len}", str(cred.level)).inc(len(signatures))
+        key = f"{cred.key_kind}-{cred.curve or cred.key_len}"
+        metrics.m().signatures.labels(key, str(cred.level)).inc(len(signatures))
         return signatures
 
     async def _record(self, req: SignRequest, outcome: str, reason: str) -> None:
