@@ -97,11 +97,11 @@ async def drive(hosts: list[Deployment], seconds: float, clients: int) -> dict[s
                         continue
                 latencies.append(time.perf_counter() - start)
 
-        cpu = sum(_tree_cpu(h.proc.pid) for h in hosts)
+        cpu = sum(_tree_cpu(h.server.pid) for h in hosts)
         began = time.monotonic()
         await asyncio.gather(*(client(i) for i in range(clients)))
         elapsed = time.monotonic() - began
-        cpu = sum(_tree_cpu(h.proc.pid) for h in hosts) - cpu
+        cpu = sum(_tree_cpu(h.server.pid) for h in hosts) - cpu
     latencies.sort()
     n = len(latencies)
     return {"signatures": n, "errors": errors, "rate": n / elapsed,
@@ -112,7 +112,7 @@ async def drive(hosts: list[Deployment], seconds: float, clients: int) -> dict[s
 def _pg_counters(cluster: PgCluster, database: str) -> tuple[int, int]:
     sql = (f"SELECT xact_commit, (SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}') "  # noqa: S608
            f"FROM pg_stat_database WHERE datname = '{database}'")
-    done = cluster._run([os.path.join(cluster.bindir, "psql"), "-X", "-A", "-t", "-h", cluster.host, "-p",
+    done = cluster._run([cluster._tool("psql"), "-X", "-A", "-t", "-h", cluster.host, "-p",
                          str(cluster.port), "-U", "postgres", "-d", "postgres", "-c", sql])
     commits, connections = done.stdout.strip().split("|")
     return int(commits), int(connections)

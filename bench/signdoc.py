@@ -158,6 +158,7 @@ class PyHanko:
         self.fetchers = SharedFetchers()  # "pyhanko": revocation data fetched once, then cached
         self.fresh = AIOHttpFetcherBackend()  # "pyhanko-fresh": fetched for every signature, as rssp does
         self.stamper: HTTPTimeStamper | None = None  # one, with one keep-alive session, for every call
+        self.tsa_session: aiohttp.ClientSession | None = None  # the stamper's; ours to close
 
     async def sign(self, pdf: bytes, level: str, cached: bool = True) -> bytes:
         long_term = level in ("B-LT", "B-LTA")
@@ -166,7 +167,8 @@ class PyHanko:
             docmdp_permissions=fields.MDPPerm.FILL_FORMS, embed_validation_info=long_term,
             use_pades_lta=level == "B-LTA", validation_context=self._context(cached) if long_term else None)
         if self.stamper is None:
-            self.stamper = HTTPTimeStamper(self.tsa_url, session=aiohttp.ClientSession())
+            self.tsa_session = aiohttp.ClientSession()
+            self.stamper = HTTPTimeStamper(self.tsa_url, session=self.tsa_session)
         stamper = self.stamper if level != "B-B" else None
         out = BytesIO()
         await signers.PdfSigner(meta, self.signer, timestamper=stamper).async_sign_pdf(
@@ -180,8 +182,8 @@ class PyHanko:
     async def close(self) -> None:
         await self.fetchers.backend.close()
         await self.fresh.close()
-        if self.stamper is not None:
-            await self.stamper._session.close()  # ours: pyHanko leaves a caller's session open
+        if self.tsa_session is not None:
+            await self.tsa_session.close()  # ours: pyHanko leaves a caller's session open
         self.session.close()
 
 

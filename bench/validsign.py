@@ -67,6 +67,7 @@ from asn1crypto import cms  # noqa: E402
 from deployment import Deployment  # noqa: E402 - the test suite's CLI-driven instance helper
 from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
 from pyhanko.sign.validation.ades import (  # noqa: E402
+    AdESBasicValidationResult,
     ades_basic_validation,
     ades_lta_validation,
     ades_with_time_validation,
@@ -140,6 +141,7 @@ def pyhanko_spec(root: Any, backend: FetcherBackend) -> SignatureValidationSpec:
 
 async def pyhanko_validate(doc: bytes, spec: SignatureValidationSpec) -> bool:
     """pyHanko's own AdES process for this document (what a pyHanko user would call)."""
+    result: AdESBasicValidationResult[Any]  # the LTA, with-time and basic processes' common base
     if doc[:1] == b"\x30":
         signed = cms.ContentInfo.load(doc)["content"]
         result = await ades_with_time_validation(signed, spec)

@@ -70,6 +70,13 @@ class Deployment:
         return self.database_url or f"sqlite:///{self.directory}/rssp.db"
 
     @property
+    def server(self) -> subprocess.Popen:
+        """The running ``rssp serve`` (the leader of its process group); an error when it is not started."""
+        if self.proc is None:
+            raise RuntimeError("rssp serve is not running: call start() first")
+        return self.proc
+
+    @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

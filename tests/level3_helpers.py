@@ -72,7 +72,9 @@ class Db:
         if target is not None:
             query = query.where(audit.c.target == target)
         async with self.store.read() as conn:
-            return int((await conn.execute(query)).scalar())
+            count = (await conn.execute(query)).scalar()
+        assert count is not None  # COUNT(*) always answers one row
+        return int(count)
 
     async def user_id(self, username: str) -> str:
         return (await self.one(select(users.c.id).where(users.c.username == username))).id

@@ -86,6 +86,13 @@ def _run_coro_in_thread(coro_fn):
     return box.get("result")
 
 
+def _required(value: str | None, what: str) -> str:
+    """``value``, which only a started cluster has (the attributes are None before :meth:`PgCluster.start`)."""
+    if value is None:
+        raise PgClusterError(f"the cluster has no {what}: it is not started (or uses RSSP_TEST_PG_URL)")
+    return value
+
+
 class PgCluster:
     def __init__(self, *, dbname: str = DEFAULT_DB, external_url: str | None = None):
         self.dbname = dbname
@@ -161,7 +168,7 @@ class PgCluster:
         """Stop the server and delete its directory (no-op for RSSP_TEST_PG_URL)."""
         try:
             if self._started and self.datadir and os.path.isdir(self.datadir):
-                self._run([os.path.join(self.bindir, "pg_ctl"), "stop", "-D", self.datadir,
+                self._run([self._tool("pg_ctl"), "stop", "-D", self.datadir,
                            "-m", "immediate", "-w", "-t", "30"], check=False)
         finally:
             self._started = False
@@ -174,18 +181,20 @@ class PgCluster:
 
     def pause(self) -> None:
         """Stop the server (fast shutdown: sessions are terminated), keeping its data; :meth:`resume` restarts it."""
-        self._run([os.path.join(self.bindir, "pg_ctl"), "stop", "-D", self.datadir, "-m", "fast", "-w", "-t", "60"])
+        self._run([self._tool("pg_ctl"), "stop", "-D", self._data_dir, "-m", "fast", "-w", "-t", "60"])
 
     def resume(self) -> None:
         """Start the server again on the same port with the same data."""
-        self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-D", self.datadir, "-l", self.logfile,
+        self._run([self._tool("pg_ctl"), "start", "-D", self._data_dir, "-l", self._log_file,
                    "-w", "-t", "60"])
 
     def log_tail(self, n: int = 40) -> str:
+        if self.logfile is None:  # not started, or an external server
+            return ""
         try:
             with open(self.logfile, errors="replace") as f:
                 return "".join(f.readlines()[-n:])
-        except (OSError, TypeError):
+        except OSError:
             return ""
 
     def __enter__(self) -> PgCluster:
@@ -196,6 +205,22 @@ class PgCluster:
         self.stop()
 
     # ------------------------------------------------------------------ internals
+    def _tool(self, name: str) -> str:
+        """Path of one of the server's programs (initdb, pg_ctl, createdb, psql)."""
+        return os.path.join(_required(self.bindir, "server programs"), name)
+
+    @property
+    def _data_dir(self) -> str:
+        return _required(self.datadir, "data directory")
+
+    @property
+    def _log_file(self) -> str:
+        return _required(self.logfile, "log file")
+
+    @property
+    def _server_url(self) -> str:
+        return _required(self.url, "URL")
+
     @staticmethod
     def _check_ident(name: str) -> None:
         if not _IDENT.match(name):
@@ -205,7 +230,7 @@ class PgCluster:
         if self.external_url:
             from sqlalchemy.engine import make_url
 
-            return make_url(self.url).set(database=db).render_as_string(hide_password=False)
+            return make_url(self._server_url).set(database=db).render_as_string(hide_password=False)
         return f"postgresql+asyncpg://{SUPERUSER}@{self.host}:{self.port}/{db}"
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
@@ -220,12 +245,12 @@ class PgCluster:
         return proc
 
     def _initdb(self) -> None:
-        self._run([os.path.join(self.bindir, "initdb"), "-D", self.datadir, "-U", SUPERUSER,
+        self._run([self._tool("initdb"), "-D", self._data_dir, "-U", SUPERUSER,
                    "-A", "trust", "--auth-local=trust", "--auth-host=trust",
                    "-E", "UTF8", "--locale=C", "--no-sync"])
 
     def _start_server(self) -> None:
-        conf = os.path.join(self.datadir, "postgresql.conf")
+        conf = os.path.join(self._data_dir, "postgresql.conf")
         last_err: Exception | None = None
         for _attempt in range(5):  # a free port can be taken between probe and bind
             self.port = _free_port()
@@ -243,8 +268,8 @@ class PgCluster:
             # written as the file's owner: postgresql.conf belongs to postgres under root
             self._run(["sh", "-c", 'printf "%s" "$1" >> "$2"', "sh",
                        "\n# rssp test cluster\n" + extra, conf])
-            proc = self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-D", self.datadir,
-                              "-l", self.logfile, "-w", "-t", "60"], check=False)
+            proc = self._run([self._tool("pg_ctl"), "start", "-D", self._data_dir,
+                              "-l", self._log_file, "-w", "-t", "60"], check=False)
             if proc.returncode == 0:
                 return
             last_err = PgClusterError(f"pg_ctl start failed:\n{proc.stdout}\n{self.log_tail()}")
@@ -252,20 +277,20 @@ class PgCluster:
 
     def _createdb(self, name: str) -> None:
         self._check_ident(name)
-        self._run([os.path.join(self.bindir, "createdb"), "-h", self.host, "-p", str(self.port),
+        self._run([self._tool("createdb"), "-h", self.host, "-p", str(self.port),
                    "-U", SUPERUSER, name])
 
     def _admin_sql(self, sql: str) -> None:
         """Run one statement on the server's maintenance database ``postgres``."""
         if not self.external_url:
-            self._run([os.path.join(self.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            self._run([self._tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                        "-h", self.host, "-p", str(self.port), "-U", SUPERUSER,
                        "-d", "postgres", "-c", sql])
             return
         import asyncpg
         from sqlalchemy.engine import make_url
 
-        u = make_url(self.url)
+        u = make_url(self._server_url)
 
         async def go():
             conn = await asyncpg.connect(host=u.host, port=u.port, user=u.username,

@@ -26,6 +26,7 @@ from pyhanko.sign.validation import (
     async_validate_pdf_timestamp,
 )
 from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.status import SignatureStatus
 from pyhanko.sign.validation.generic_cms import async_validate_cms_signature
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import RevokedError
@@ -34,7 +35,7 @@ from realworld_corpus import ERROR, Verdict, overall
 OCSP_RI = "1.3.6.1.5.5.7.16.2"
 
 
-def _list_of(spec: type) -> type:
+def _list_of(spec: type) -> type[core.SequenceOf]:
     return type(f"ListOf{spec.__name__}", (core.SequenceOf,), {"_child_spec": spec})
 
 
@@ -131,6 +132,7 @@ async def _pdf(data: bytes, anchors: list[x509.Certificate], moment: datetime) -
         certs, crls, ocsps = _embedded(sig.signed_data)
         vc = context(anchors, moment, certs + kwargs.get("certs", []), crls + kwargs.get("crls", []),
                      ocsps + kwargs.get("ocsps", []))
+        status: SignatureStatus  # a document time-stamp's or a signature's
         if sig.sig_object_type == "/DocTimeStamp":
             status = await async_validate_pdf_timestamp(sig, validation_context=vc)
         else:

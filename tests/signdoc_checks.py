@@ -159,8 +159,9 @@ async def client_prepared_pdf(pdf: bytes, chain: list[x509.Certificate], certify
     meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm=md_algorithm,
                                         subfilter=fields.SigSeedSubFilter.PADES, certify=certify)
     placeholder = signers.ExternalSigner(chain[0], SimpleCertificateStore.from_certs(chain[1:]))
-    prepared, _tbs, output = await signers.PdfSigner(meta, placeholder).async_digest_doc_for_signing(
-        IncrementalPdfFileWriter(BytesIO(pdf)), bytes_reserved=32768)
+    output = BytesIO()  # ours, so that its type is known (pyHanko writes into a readable, seekable stream given)
+    prepared, _tbs, _ = await signers.PdfSigner(meta, placeholder).async_digest_doc_for_signing(
+        IncrementalPdfFileWriter(BytesIO(pdf)), bytes_reserved=32768, output=output)
     return prepared, output
 
 

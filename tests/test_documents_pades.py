@@ -438,8 +438,9 @@ async def client_side(pki: ValidationPki, level: str, envelope: str) -> bytes:
     meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
                                         subfilter=fields.SigSeedSubFilter.PADES, certify=envelope == "Certification")
     placeholder = signers.ExternalSigner(pki.cert("good"), SimpleCertificateStore.from_certs(pki.chain("good")))
-    prepared, _tbs, output = await signers.PdfSigner(meta, placeholder).async_digest_doc_for_signing(
-        IncrementalPdfFileWriter(BytesIO(simple_pdf())), bytes_reserved=32768)
+    output = BytesIO()  # ours, so that its type is known (pyHanko writes into a readable, seekable stream given)
+    prepared, _tbs, _ = await signers.PdfSigner(meta, placeholder).async_digest_doc_for_signing(
+        IncrementalPdfFileWriter(BytesIO(simple_pdf())), bytes_reserved=32768, output=output)
     signer = counting(pki)
     out = await sign_pdf_digest(prepared.document_digest, opts(level, envelope), tools(pki, signer))
     assert signer.real == 1 and out.signature is not None and out.document is None

@@ -88,6 +88,7 @@ async def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(tmp
 
 def _serve(dep: Deployment) -> subprocess.Popen[bytes]:
     """``rssp serve`` for one host (one worker), its output appended to the host's log."""
+    dep.log_path = dep.directory / "server.log"  # where Deployment.start writes it and server_log() reads it
     with open(dep.log_path, "ab") as log:
         return subprocess.Popen([*RSSP, "serve", str(dep.directory), "--port", str(dep.port), "--workers", "1"],
                                 env=dep.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -163,7 +164,6 @@ async def test_two_hosts_starting_together_on_an_unmigrated_postgresql_both_come
     try:
         for dep in hosts:
             dep.port = free_port()
-            dep.log_path = dep.directory / "server.log"
         procs = [_serve(d) for d in hosts]
         for dep, proc in zip(hosts, procs, strict=True):
             dep.proc = proc

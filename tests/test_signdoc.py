@@ -92,7 +92,8 @@ class Outputs:
     """Each case signed once per deployment, whichever judge asks first."""
 
     def __init__(self, app: Signer, dep: Deployment, roots: Roots) -> None:
-        self.app, self.dep, self.roots, self.done = app, dep, roots, {}
+        self.app, self.dep, self.roots = app, dep, roots
+        self.done: dict[Case, Output] = {}
 
     async def get(self, case: Case) -> Output:
         if case not in self.done:

@@ -447,7 +447,7 @@ def bad_body(corpus: Corpus, spec: Any) -> dict[str, Any]:
         return {k: v for k, v in spec.items() if v is not None}
     from validation_corpus import simple_pdf
 
-    return {
+    named: dict[str, dict[str, Any]] = {
         "unsigned-pdf": {"document": b64(simple_pdf())},
         "truncated-pdf": {"document": b64(corpus.docs["pades-B-B"][:2000])},
         "truncated-cms": {"document": b64(corpus.docs["cades-attached"][:-40])},
@@ -457,7 +457,8 @@ def bad_body(corpus: Corpus, spec: Any) -> dict[str, Any]:
         "digest-algo": {"signature": b64(signature), "documentDigests": {"hashes": [b64(b"0" * 48)],
                                                                           "hashAlgorithmOID": SHA384_OID}},
         "attached-as-detached": {"signature": b64(corpus.docs["cades-attached"]), "document": b64(TEXT)},
-    }[spec]
+    }
+    return named[spec]
 
 
 @pytest.mark.parametrize(("label", "spec", "status"), BAD, ids=[b[0] for b in BAD])

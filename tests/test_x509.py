@@ -18,7 +18,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from ca_connectors.local import LocalCAConnector
@@ -142,7 +142,7 @@ async def test_csr_verifies_with_cryptography(any_key) -> None:
         else SignatureAlgorithmOID.ECDSA_WITH_SHA256
     )
     assert req.signature_algorithm_oid == expected
-    ext = req.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    ext = req.extensions.get_extension_for_class(cx509.SubjectAlternativeName)
     assert ext.value.get_values_for_type(cx509.RFC822Name) == ["taro@example.jp"]
 
 

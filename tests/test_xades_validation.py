@@ -26,16 +26,28 @@ from lxml import etree
 from test_validates import counting_animator
 from tsa_helpers import ServerThread
 from validation_corpus import LATE_DELAY, TEXT, ValidationPki, b64
-from xades_helpers import DS_NS, INVOICE, LAUGHS, PARTIAL, XXE, build_signed, signature_of, tamper_text, wrap
+from xades_helpers import (
+    DS_NS,
+    INVOICE,
+    LAUGHS,
+    PARTIAL,
+    XXE,
+    Plan,
+    build_signed,
+    signature_of,
+    tamper_text,
+    wrap,
+)
 
 from rssp.devpki import free_port
+from rssp.documents.model import LEVELS
 
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
 SHA512_OID = "2.16.840.1.101.3.4.2.3"
-PLAN = {  # name -> (signer, level, envelope, content); revoked-late first: signed before its revocation
+PLAN: Plan = {  # name -> (signer, level, envelope, content); revoked-late first: signed before its revocation
     "revoked-late-B-T": ("revoked-late", "B-T", "Enveloped", INVOICE),
     "revoked-late-B-B": ("revoked-late", "B-B", "Enveloped", INVOICE),
-    **{f"enveloped-{level}": ("good", level, "Enveloped", INVOICE) for level in ("B-B", "B-T", "B-LT", "B-LTA")},
+    **{f"enveloped-{level}": ("good", level, "Enveloped", INVOICE) for level in LEVELS},
     "enveloping-B-LTA": ("good", "B-LTA", "Enveloping", INVOICE),
     "detached-B-LTA": ("good", "B-LTA", "Detached", TEXT),
     "detached-B-T": ("good", "B-T", "Detached", TEXT),

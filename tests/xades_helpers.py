@@ -26,7 +26,7 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from validation_corpus import ValidationPki, run_apart
 
 from rssp.documents import xades
-from rssp.documents.model import DocumentOptions, SigningTools
+from rssp.documents.model import DocumentOptions, Level, SigningTools
 from rssp.documents.xades_core import Target, new_ids
 from rssp.documents.xades_props import parse_props
 from rssp.documents.xades_refs import IdIndex
@@ -100,6 +100,7 @@ def b64text(element: etree._Element) -> bytes:
 
 
 PARTIAL = "Partial"  # an envelope for the tests only: an enveloped signature over the element Id="item-1"
+Plan = dict[str, tuple[str, Level, str, bytes]]  # name -> (signer, level, envelope, content)
 
 
 async def _partial(pki: ValidationPki, label: str, data: bytes) -> bytes:
@@ -112,7 +113,7 @@ async def _partial(pki: ValidationPki, label: str, data: bytes) -> bytes:
     return encoded
 
 
-async def _sign_all(pki: ValidationPki, plan: dict[str, tuple[str, str, str, bytes]]) -> dict[str, bytes]:
+async def _sign_all(pki: ValidationPki, plan: Plan) -> dict[str, bytes]:
     pki.backend = AIOHttpFetcherBackend()
     out = {}
     try:
@@ -128,7 +129,7 @@ async def _sign_all(pki: ValidationPki, plan: dict[str, tuple[str, str, str, byt
     return out
 
 
-def build_signed(pki: ValidationPki, plan: dict[str, tuple[str, str, str, bytes]]) -> dict[str, bytes]:
+def build_signed(pki: ValidationPki, plan: Plan) -> dict[str, bytes]:
     """name -> (signer label, level, envelope, content): each signed by rssp's engine."""
     return run_apart(_sign_all(pki, plan))
 

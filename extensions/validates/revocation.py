@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asn1crypto import crl, ocsp, x509
+from asn1crypto import crl, x509
+from asn1crypto.ocsp import OCSPResponse  # by name: FetchLog.ocsp would hide the module in its class body
 from pyhanko_certvalidator.util import issuer_serial
 
 from extensions.validates.outbound import FetchBudget, FetchFailed
@@ -39,11 +40,11 @@ class FetchLog:
     """What one validation request got from the cache or the network, and what it may still fetch."""
 
     budget: FetchBudget
-    ocsp: dict[bytes, ocsp.OCSPResponse] = field(default_factory=dict)  # issuer_serial -> response
+    ocsp: dict[bytes, OCSPResponse] = field(default_factory=dict)  # issuer_serial -> response
     crls: dict[bytes, list[crl.CertificateList]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # "ocsp" / "crl" per source that did not answer
     # OCSP responses the document or the request carries: what a failed or refused fetch falls back on
-    carried_ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
+    carried_ocsps: list[OCSPResponse] = field(default_factory=list)
 
     def source_for(self, cert: x509.Certificate) -> str | None:
         key = issuer_serial(cert)
@@ -54,7 +55,7 @@ class FetchLog:
         return None
 
 
-def ocsp_next_update(resp: ocsp.OCSPResponse) -> datetime | None:
+def ocsp_next_update(resp: OCSPResponse) -> datetime | None:
     try:
         basic = resp["response_bytes"]["response"].parsed
         return basic["tbs_response_data"]["responses"][0]["next_update"].native

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rssp.algorithms import EC_PUBLIC_KEY, RSA_ENCRYPTION
 from rssp.conformance import checks, common, oauth
 from rssp.conformance.checks import HASH_OID
 from rssp.conformance.session import Run, need
@@ -87,7 +88,7 @@ async def csc_v2_0(run: Run) -> None:
     authorize = {"credentialID": cred.id, "numSignatures": 1, "hashes": [common.b64(signed)],
                  "hashAlgorithmOID": HASH_OID[hash_name], "authData": auth_data}
     sad = await run.csc("v2", "credentials/authorize", authorize, token, check=checks.sad)
-    bare = checks.EC_PUBLIC_KEY if checks.key_kind(cred.algos) == "ec" else checks.RSA_ENCRYPTION
+    bare = EC_PUBLIC_KEY if checks.key_kind(cred.algos) == "ec" else RSA_ENCRYPTION
     body = {"credentialID": cred.id, "SAD": sad["SAD"], "hashes": [common.b64(signed)],
             "hashAlgorithmOID": HASH_OID[hash_name], "signAlgo": bare}
     await common.sign_hash(run, "v2", token, cred, body, [signed], hash_name)

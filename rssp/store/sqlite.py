@@ -37,12 +37,12 @@ class BufferedResult:
 
     def __init__(self, result: CursorResult[Any]) -> None:
         self.rowcount = result.rowcount
-        self._rows: list[Row[Any]] = list(result.all()) if result.returns_rows else []
+        self._rows: list[Row[*tuple[Any, ...]]] = list(result.all()) if result.returns_rows else []
 
-    def first(self) -> Row[Any] | None:
+    def first(self) -> Row[*tuple[Any, ...]] | None:
         return self._rows[0] if self._rows else None
 
-    def all(self) -> list[Row[Any]]:
+    def all(self) -> list[Row[*tuple[Any, ...]]]:
         return list(self._rows)
 
     def scalar(self) -> Any:
