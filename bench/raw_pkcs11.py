@@ -27,7 +27,8 @@ if __package__ in (None, ""):  # run as a script: make ``rssp`` importable from 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rssp.hsm import DEFAULT_MODULE, Hsm, KeySpec, SignMechanism, init_softhsm_instance
-from rssp.hsm.worker import HASH_LEN, sign_plan
+from rssp.hsm.plans import sign_plan
+from rssp.hsm.types import HASH_LEN
 
 LOGIN_ATTEMPTS = 20
 

@@ -36,7 +36,9 @@ from rssp.hsm import (
     SignMechanism,
     init_softhsm_instance,
 )
-from rssp.hsm.worker import digest_info_prefix, ecdsa_der
+from rssp.hsm.encoding import digest_info_prefix, ecdsa_der
+from rssp.hsm.objects import find_secret, private_key, secret_key
+from rssp.hsm.sessions import TokenSession
 
 pytestmark = pytest.mark.skipif(
     not Path(DEFAULT_MODULE).exists(), reason="SoftHSM2 is not installed"
@@ -201,23 +203,23 @@ async def test_private_key_cannot_be_exported(
 ) -> None:
     key_id = rsa_key.key_id if key_name == "rsa" else ec_keys[key_name].key_id
 
-    def flags() -> dict[Attribute, bool]:
-        key = hsm._private_key(key_id).key
+    def flags(shared: TokenSession) -> dict[Attribute, bool]:
+        key = private_key(shared, key_id).key
         wanted = [Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.ALWAYS_SENSITIVE,
                   Attribute.NEVER_EXTRACTABLE, Attribute.PRIVATE, Attribute.TOKEN,
                   Attribute.SIGN, Attribute.DECRYPT]
         return key.get_attributes(wanted)
 
-    def read_secret() -> bytes:
-        return hsm._private_key(key_id).key[secret_attr]
+    def read_secret(shared: TokenSession) -> bytes:
+        return private_key(shared, key_id).key[secret_attr]
 
-    got = await hsm._submit(flags)
+    got = await hsm._run(flags)
     assert got[Attribute.SENSITIVE] is True and got[Attribute.EXTRACTABLE] is False
     assert got[Attribute.ALWAYS_SENSITIVE] is True and got[Attribute.NEVER_EXTRACTABLE] is True
     assert got[Attribute.PRIVATE] is True and got[Attribute.TOKEN] is True
     assert got[Attribute.SIGN] is True and got[Attribute.DECRYPT] is False
     with pytest.raises(p11e.AttributeSensitive):
-        await hsm._submit(read_secret)
+        await hsm._run(read_secret)
 
 
 # -- signing --------------------------------------------------------------------------------
@@ -502,19 +504,18 @@ async def test_ensure_aes_key_is_idempotent_and_keys_differ(hsm: Hsm) -> None:
     with pytest.raises(KeyNotFound):
         await hsm.encrypt("missing-key", b"secret", b"aad")
 
-    def count(label: str) -> int:
+    def count(shared: TokenSession, label: str) -> int:
         from pkcs11 import KeyType
 
-        from rssp.hsm.worker import _find_secret
-        return len(_find_secret(hsm._require().session, label, KeyType.AES))
+        return len(find_secret(shared.session, label, KeyType.AES))
 
-    assert await hsm._submit(count, AES_LABEL) == 1
-    assert await hsm._submit(count, "other-key") == 1
+    assert await hsm._run(count, AES_LABEL) == 1
+    assert await hsm._run(count, "other-key") == 1
 
 
 async def test_aes_key_is_not_extractable(hsm: Hsm) -> None:
-    def read() -> dict[Attribute, bool]:
-        key = hsm._secret_key(AES_LABEL)
+    def read(shared: TokenSession) -> dict[Attribute, bool]:
+        key = secret_key(shared, AES_LABEL)
         got = key.get_attributes([Attribute.SENSITIVE, Attribute.EXTRACTABLE,
                                   Attribute.VALUE_LEN])
         try:
@@ -523,7 +524,7 @@ async def test_aes_key_is_not_extractable(hsm: Hsm) -> None:
             got[Attribute.VALUE] = False
         return got
 
-    got = await hsm._submit(read)
+    got = await hsm._run(read)
     assert got[Attribute.SENSITIVE] is True and got[Attribute.EXTRACTABLE] is False
     assert got[Attribute.VALUE_LEN] == 32 and got[Attribute.VALUE] is False
 
@@ -540,9 +541,9 @@ async def test_mac_key_is_secret_and_macs_are_hmac_sha256(hsm: Hsm) -> None:
     with pytest.raises(KeyNotFound):
         await hsm.mac("missing-mac-key", b"x")
 
-    def read() -> dict[Attribute, bool]:
+    def read(shared: TokenSession) -> dict[Attribute, bool]:
         from pkcs11 import KeyType
-        key = hsm._secret_key("test-mac", KeyType.GENERIC_SECRET)
+        key = secret_key(shared, "test-mac", KeyType.GENERIC_SECRET)
         got = key.get_attributes([Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.ENCRYPT])
         try:
             key[Attribute.VALUE]
@@ -550,6 +551,6 @@ async def test_mac_key_is_secret_and_macs_are_hmac_sha256(hsm: Hsm) -> None:
             got[Attribute.VALUE] = False
         return got
 
-    got = await hsm._submit(read)
+    got = await hsm._run(read)
     assert got[Attribute.SENSITIVE] is True and got[Attribute.EXTRACTABLE] is False
     assert got[Attribute.ENCRYPT] is False and got[Attribute.VALUE] is False

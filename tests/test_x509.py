@@ -3,7 +3,7 @@
 Signatures come from an async digest signer, as in production; here it is backed by an
 in-memory pyca/cryptography key so these tests run without an HSM. The LocalCAConnector
 tests run twice: against an in-memory stand-in with the documented ``Hsm`` API, and against
-the real ``rssp.hsm.worker.Hsm`` on a throwaway SoftHSM2 token.
+the real ``rssp.hsm.Hsm`` on a throwaway SoftHSM2 token.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The process's loaded PKCS#11 libraries and logged-in token sessions, and their recovery.
 
-Everything here runs on the process's one HSM thread (:func:`rssp.hsm.worker.hsm_executor`),
+Everything here runs on the process's one HSM thread (:func:`rssp.hsm.executor.hsm_executor`),
 which is why it needs no locks.
 
 Sessions. Each process logs in once per token and keeps that R/W session (PKCS#11 login state
@@ -37,6 +37,7 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11e
 
+from .executor import guard
 from .types import HsmError
 
 log = logging.getLogger("rssp.hsm")
@@ -174,6 +175,12 @@ def probe(session: Any) -> None:
     """
     list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: PROBE_LABEL}))
     session.token.slot.get_token()
+
+
+@guard("token check")
+def ping(shared: TokenSession) -> None:
+    """:func:`probe` for readiness checks, its failure an :class:`HsmError`."""
+    probe(shared.session)
 
 
 def check(shared: TokenSession) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 HashName = Literal["sha256", "sha384", "sha512"]
+HASH_LEN: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}  # digest bytes of each HashName
 
 
 class HsmError(Exception):

@@ -3,7 +3,7 @@
 Private keys live in the HSM, so nothing here takes a key object: every signature goes
 through a :data:`DigestSigner`, an async callback that receives the *digest* of the
 to-be-signed bytes and returns the raw signature value (PKCS#1 v1.5 for RSA, DER
-``Ecdsa-Sig-Value`` for EC) — exactly what :meth:`rssp.hsm.worker.Hsm.sign` returns.
+``Ecdsa-Sig-Value`` for EC) — exactly what :meth:`rssp.hsm.Hsm.sign` returns.
 
 All structures are asn1crypto objects; no DER is written by hand.
 """
