@@ -6,11 +6,13 @@ identifiers into a :class:`SignMechanism` (see :mod:`rssp.algorithms`) first.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 HashName = Literal["sha256", "sha384", "sha512"]
-HASH_LEN: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}  # digest bytes of each HashName
+# digest bytes of each HashName, from hashlib as rssp.hash_algorithms does (no size typed in twice)
+HASH_LEN: dict[str, int] = {name: hashlib.new(name).digest_size for name in get_args(HashName)}
 
 
 class HsmError(Exception):
