@@ -40,8 +40,8 @@ UNKNOWN = "Invalid parameter credentialID"
 def mdep(request, tmp_path_factory):
     """A deployment with two CAs; ``mdep.manage`` holds each CA's client credentials, ``mdep.cmp_ca`` the root."""
     url = None
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_cluster").create_database("rssp_manages")
+    if request.param == "postgresql":  # a database name of its own: test_linkcheck.py builds this fixture too
+        url = request.getfixturevalue("pg_cluster").create_database()
     base = tmp_path_factory.mktemp(f"manages-{request.param}")
     directory = base / "instance"
     import os
