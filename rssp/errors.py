@@ -74,6 +74,11 @@ def credential_locked() -> CSCError:
     return invalid_request("Credential locked")
 
 
+def hsm_unavailable() -> CSCError:
+    """503 when the HSM cannot be used now (a token gone, a session lost): the request may be retried."""
+    return CSCError(503, "temporarily_unavailable", "The HSM is temporarily unavailable", headers={"Retry-After": "1"})
+
+
 def try_later(description: str, retry_after: int) -> CSCError:
     """429 for a login refused by the throttle or the admission gate, with when to come back."""
     return CSCError(429, "temporarily_unavailable", description, headers={"Retry-After": str(retry_after)})

@@ -14,6 +14,7 @@ import urllib.request
 
 import aiohttp
 import pytest
+import pyotp
 from deployment import make_deployment_minimal
 from ops_helpers import (
     ECDSA_SHA256, SHA256, b64, configure, digest, login, post, sad_for, sample, scrape, sign, wait_for, with_metrics,
@@ -31,6 +32,7 @@ def observed(tmp_path_factory):
     pki = TestPki(base / "keys", f"http://127.0.0.1:{port}")
     servers = [animator(thread, pki, port), TsaServer(thread, pki, "tsa-ec")]
     dep = make_deployment_minimal(base / "instance", None)
+    dep.add_credential("signer_l2", "signer", "ec-p256", level=2, totp=True, multisign=10)  # PIN AND OTP
     dep.metrics_port = with_metrics(dep)
     root = pki.write_root(base / "spare-root.pem")
     configure(dep, timestamps={"probe_interval_seconds": 1, "cooldown_seconds": 1})
@@ -219,3 +221,43 @@ async def test_health_and_readiness_and_an_hsm_that_is_gone_then_back(observed, 
             assert status == 200, out
             status, out = await sign(fresh, dep.base, token, cred, out["SAD"], h)
         assert status == 200, out
+
+
+async def test_an_hsm_outage_is_never_counted_as_a_wrong_factor(observed, http):
+    """A right PIN and TOTP code while the token is gone: 503, and the attempt is given back.
+
+    The TOTP seed is decrypted inside the HSM; an HSM error used to count as a wrong code, so an
+    outage longer than five authorizations locked the signer out. More outage answers than the
+    lockout allows must leave the credential usable once the HSM is back.
+    """
+    dep = observed
+    cred = dep.creds["signer_l2"]
+    token = await login(http, dep.base, "signer", "signer-password")
+    h = digest("an outage is not a guess")
+
+    async def authorize() -> tuple[int, dict]:
+        otp = pyotp.TOTP(cred.totp_seed).now()  # the server uses no step until it answers 200
+        return await post(http, dep.base, "credentials/authorize", {
+            "credentialID": cred.id, "numSignatures": 1, "hashes": [b64(h)], "hashAlgorithmOID": SHA256,
+            "authData": [{"id": "PIN", "value": cred.pin}, {"id": "OTP", "value": otp}]}, token)
+
+    tokens, away = dep.directory / "tokens", dep.directory / "tokens-gone"
+    away.mkdir()
+    for t in tokens.iterdir():
+        shutil.move(str(t), str(away / t.name))
+    try:
+        answers = [await authorize() for _ in range(7)]  # lockout is at 5 failures
+    finally:
+        for t in away.iterdir():
+            shutil.move(str(t), str(tokens / t.name))
+    assert answers == [(503, {"error": "temporarily_unavailable",
+                              "error_description": "The HSM is temporarily unavailable"})] * 7, answers
+
+    async def ready_again() -> bool:  # the workers reopen their sessions (as in the test above)
+        return {s for s, _ in await _readyz_everywhere(dep)} == {200}
+
+    await wait_for(ready_again, timeout=60, interval=0.5)
+    status, out = await authorize()
+    assert status == 200, out  # not locked, no failure counted
+    status, out = await sign(http, dep.base, token, cred.id, out["SAD"], h)
+    assert status == 200, out

@@ -34,13 +34,13 @@ from sqlalchemy import or_, select, update
 from rssp.audit import record
 from rssp.auth.passwords import verify_secret
 from rssp.credentials import Credential
-from rssp.errors import credential_locked, invalid_authentication_data, missing_param, try_later
+from rssp.errors import credential_locked, hsm_unavailable, invalid_authentication_data, missing_param, try_later
 from rssp.factors.check import Supplied  # the factors beyond PIN and TOTP (#14)
 from rssp.factors.check import plan as factor_plan
 from rssp.hsm import Hsm, HsmError
 from rssp.sam import kek as level3
 from rssp.sam import totp_lead
-from rssp.sam.give_back import give_back_if_unavailable
+from rssp.sam.give_back import give_back, give_back_if_unavailable
 from rssp.store import Store
 from rssp.store.schema import credentials
 
@@ -66,10 +66,8 @@ async def _totp_step(store: Store, hsm: Hsm, cred: Credential, otp: str | None) 
     """The time step the code matches, or None. The seed is decrypted inside the HSM."""
     if otp is None or cred.totp_secret is None or not otp.isdigit():
         return None
-    try:
-        seed = (await hsm.decrypt(TOTP_KEY_LABEL, cred.totp_secret, cred.id.encode())).decode()
-    except HsmError:
-        return None
+    # An HsmError is the HSM's fault, not a wrong code: check_factors gives the attempt back (503).
+    seed = (await hsm.decrypt(TOTP_KEY_LABEL, cred.totp_secret, cred.id.encode())).decode()
     totp = pyotp.TOTP(seed)
     now = time.time()
     for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
@@ -107,9 +105,15 @@ async def check_factors(
             await _refuse_locked(store, cred, actor, client_ip)
         # Every attempt left is being checked right now: not a lockout, but no place for this one.
         raise try_later("Other authorizations of this credential are being checked; try again", 1)
-    pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
-    step = await _totp_step(store, hsm, cred, factors.otp) if otp_required else 0
-    more_ok = plan is None or await plan.verify(store, hsm)  # checked whatever the PIN gave: no timing oracle
+    try:
+        pin_ok, kek = await _check_pin(hsm, cred, factors.pin)
+        step = await _totp_step(store, hsm, cred, factors.otp) if otp_required else 0
+        more_ok = plan is None or await plan.verify(store, hsm)  # checked whatever the PIN gave: no timing oracle
+    except HsmError:
+        # The HSM could not check a factor (a level-3 PIN, the TOTP seed): no guess was judged, so
+        # the attempt is no failure. Counting it would lock the signer out during an HSM outage.
+        await give_back(store, cred.id, taken_at)
+        raise hsm_unavailable() from None
     if pin_ok and step is not None and more_ok:
         try:
             if await _accept(store, cred, step, actor, client_ip):

@@ -13,6 +13,9 @@ attempt still counted. Anything that happened to the credential since (another a
 failure, a success that reset the count, a lock) makes it a no-op: an attempt is never given
 back twice and a failure is never undone.
 
+An attempt whose factors the HSM could not check (a level-3 PIN, a TOTP seed, while the token
+is gone) is given back at once (:func:`give_back`): the signer gets 503, and no guess was judged.
+
 Not given back: a wrong factor (a failure whatever happened next); an attempt whose own count
 failed (it may or may not have been committed: nothing tells which); the attempts of a process
 that dies before the database returns (then the two-minute rule of :mod:`rssp.sam.factors`
@@ -47,19 +50,27 @@ def give_back_if_unavailable(exc: BaseException, store: Store, credential_id: st
     task.add_done_callback(_pending.discard)
 
 
+async def give_back(store: Store, credential_id: str, taken_at: float) -> None:
+    """Give the attempt counted at ``taken_at`` back now, if the row is exactly as that attempt left it.
+
+    For an attempt that judged no factor while the database works (the HSM could not check one).
+    """
+    async with store.write() as conn:
+        await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == credential_id, credentials.c.updated_at == taken_at,
+                   credentials.c.locked.is_(False), credentials.c.failed_attempts > 0)
+            .values(failed_attempts=credentials.c.failed_attempts - 1)
+        )
+
+
 async def _give_back(store: Store, credential_id: str, taken_at: float) -> None:
     deadline = time.monotonic() + GIVE_BACK_SECONDS
     delay = _FIRST_DELAY
     while True:
         await asyncio.sleep(delay)  # the database just failed: give it a moment first
         try:
-            async with store.write() as conn:
-                await conn.execute(
-                    update(credentials)
-                    .where(credentials.c.id == credential_id, credentials.c.updated_at == taken_at,
-                           credentials.c.locked.is_(False), credentials.c.failed_attempts > 0)
-                    .values(failed_attempts=credentials.c.failed_attempts - 1)
-                )
+            await give_back(store, credential_id, taken_at)
             return
         except Exception as exc:
             if not database_unavailable(exc) or time.monotonic() + delay > deadline:
