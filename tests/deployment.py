@@ -96,6 +96,13 @@ class Deployment:
         done = self.rssp(*args, "--json", **options)
         return json.loads(done.stdout)
 
+    def rotate_manage_secret(self, ca_id: str = "local") -> tuple[str, str]:
+        """``rssp ca secret``: the CA's old management secret stops working, so the new one is kept
+        here for every later test of the same process (the deployment is shared)."""
+        out = self.rssp_json("ca", "secret", str(self.directory), ca_id)
+        self.manage_clients[ca_id] = (out["client_id"], out["client_secret"])
+        return self.manage_clients[ca_id]
+
     def add_user(self, name: str, password: str) -> None:
         self.rssp("user", "add", str(self.directory), name, "--password", password)
         self.passwords[name] = password

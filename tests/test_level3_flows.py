@@ -114,9 +114,7 @@ async def _link_eid(ra: RA, cred_id: str, reference: str) -> tuple[int, dict]:
 
 
 async def test_ra_enrolled_level3_key(http, dep, csc):
-    fresh = dep.rssp_json("ca", "secret", str(dep.directory), "local")  # whatever other tests did to it
-    dep.manage_clients["local"] = (fresh["client_id"], fresh["client_secret"])
-    ra = RA(http, dep, *dep.manage_clients["local"])
+    ra = RA(http, dep, *dep.rotate_manage_secret("local"))  # whatever other tests did to it
     await ra.login()
     gen = await ra.ok("manages/generateKey", {"userID": "alice", "keyAlgo": EC, "curve": P256, "level": 3,
                                               "multisign": 5, "description": "RA level 3"})

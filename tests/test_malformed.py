@@ -1302,8 +1302,7 @@ async def ctx(dep, http) -> Ctx:
     if "manages/login" in methods:
         import aiohttp
 
-        client = dep.rssp_json("ca", "secret", str(dep.directory), "local")
-        basic_ca = aiohttp.encode_basic_auth(client["client_id"], client["client_secret"])
+        basic_ca = aiohttp.encode_basic_auth(*dep.rotate_manage_secret("local"))
         async with http.post(f"{dep.base}/csc/v2/manages/login", json={}, headers={"Authorization": basic_ca}) as resp:
             assert resp.status == 200, await resp.text()
             authz["manage"] = f"Bearer {(await resp.json())['access_token']}"

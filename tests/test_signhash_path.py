@@ -68,7 +68,7 @@ async def test_a_token_of_another_scope_is_refused_and_spends_nothing(fresh, dep
     cred = dep.creds["p256"]
     token = await fresh.token()
     await warm(fresh, token, cred)
-    client_id, secret = next(iter(dep.manage_clients.values()))
+    client_id, secret = dep.manage_clients["local"]
     auth = {"Authorization": aiohttp.encode_basic_auth(client_id, secret)}
     async with http.post(f"{dep.base}/csc/v2/manages/login", json={}, headers=auth) as resp:
         assert resp.status == 200, await resp.text()
