@@ -21,6 +21,7 @@ from rssp.config import Config
 from rssp.factors import routes as signer_pages
 from rssp.factors.service import FACTORS, of_services
 from rssp.oauth.settings import OAuthSettings
+from rssp.auth import argon2_cost
 from rssp.sam import totp_lead
 from rssp.services import Services
 
@@ -38,6 +39,7 @@ def create_app(config: Config, services: Services | None = None, *, start_servic
     """Build the app; with ``start_services`` the HSM session and database open on start-up."""
     services = services or Services.build(config)
     totp_lead.configure(config)  # TEST-ONLY TOTP steps ahead: honoured on a development instance only
+    argon2_cost.configure(config.security, announce=True)  # the cost of new password and PIN hashes
     app = web.Application(client_max_size=config.max_request_bytes,
                           middlewares=[access, csc_errors, complete_body(config.server.body_timeout_seconds,
                                                                  config.server.max_body_bytes)])

@@ -25,9 +25,19 @@ from rssp.hsm.types import HsmError, KeySpec
 _emit = admin_commands.emit
 
 
+def _setting(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of ``rssp init --set``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. security.sad_ttl_seconds=300)")
+    return key.strip(), value
+
+
 async def _init(args: argparse.Namespace) -> None:
     from rssp.instance import init_instance
 
+    if args.join and args.settings:
+        raise OperatorError("--set and --join do not go together: a joining host takes the deployment's rssp.toml")
     if args.join:  # a further host of an existing deployment (#18, rssp.join)
         from rssp.join import join_instance
 
@@ -37,7 +47,8 @@ async def _init(args: argparse.Namespace) -> None:
 
     operator_file = args.operator_file or os.environ.get("RSSP_OPERATOR_FILE") or None
     summary = await init_instance(Path(args.dir), production=args.production, operator=args.operator,
-                                  operator_file=Path(operator_file) if operator_file else None)
+                                  operator_file=Path(operator_file) if operator_file else None,
+                                  settings=args.settings)
     kind = "production" if args.production else "development (with the bundled test PKI)"
     text = f"initialised {summary['directory']} as a {kind} instance"
     for ca_id, client in summary.get("manageClients", {}).items():
@@ -244,6 +255,9 @@ def _parser() -> argparse.ArgumentParser:
                         "on a development instance; a production instance only prints it)")
     p.add_argument("--join", metavar="SRC", help="join the deployment whose instance directory is SRC "
                    "(same PostgreSQL database and HSM token; see docs/operations.md)")
+    p.add_argument("--set", dest="settings", metavar="KEY=VALUE", action="append", default=[], type=_setting,
+                   help="a setting of rssp.toml, as 'rssp config set' takes it (repeatable), written before anything "
+                        "is made from it: e.g. security.argon2_memory_kib=262144")
     p = command("serve", _serve, "serve the API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)

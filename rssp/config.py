@@ -15,6 +15,7 @@ from typing import Any
 
 import tomli_w
 
+from rssp.auth.argon2_cost import LEVEL3_KEK, PASSWORDS, Argon2Cost
 from rssp.errors import OperatorError
 from rssp.jobs.callback import CallbackPolicy
 
@@ -71,6 +72,27 @@ class SecurityConfig:
     sad_max_lifetime_seconds: int = 3600  # a transaction's absolute lifetime: extendTransaction cannot pass it
     # credentials created by an operator or an RA cannot sign until the signer changes the PIN they chose
     require_pin_change_on_first_use: bool = False
+    # argon2id cost of new hashes (rssp.auth.argon2_cost): passwords and level 1-2 PINs, the level-3 KEK
+    argon2_memory_kib: int = PASSWORDS.memory_kib
+    argon2_passes: int = PASSWORDS.passes
+    argon2_lanes: int = PASSWORDS.lanes
+    level3_kek_memory_kib: int = LEVEL3_KEK.memory_kib
+    level3_kek_passes: int = LEVEL3_KEK.passes
+    level3_kek_lanes: int = LEVEL3_KEK.lanes
+
+    def __post_init__(self) -> None:
+        for name, cost in (("argon2_", self.argon2), ("level3_kek_", self.level3_kek_argon2)):
+            problem = cost.problem()
+            if problem:
+                raise ValueError(f"[security] {name}*: {problem}")
+
+    @property
+    def argon2(self) -> Argon2Cost:
+        return Argon2Cost(self.argon2_memory_kib, self.argon2_passes, self.argon2_lanes)
+
+    @property
+    def level3_kek_argon2(self) -> Argon2Cost:
+        return Argon2Cost(self.level3_kek_memory_kib, self.level3_kek_passes, self.level3_kek_lanes)
 
 
 @dataclass(frozen=True)

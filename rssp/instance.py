@@ -20,19 +20,23 @@ asked: its operator keeps them in a secret store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import tomli_w
 
 from rssp import devpki, plugins
+from rssp.auth import argon2_cost
 from rssp.audit_chain import MAC_KEY_LABEL as AUDIT_MAC_KEY_LABEL
 from rssp.admin.accounts import add_operator, check_name
 from rssp.admin.secrets import write_private_file
 from rssp.ca.registry import register_manage_client
-from rssp.config import CONFIG_NAME, load_config
+from rssp.config import CONFIG_NAME, ConfigError, config_from_raw, load_config
+from rssp.config_edit import parse_value, set_in
 from rssp.config_seal import CONFIG_MAC_LABEL, seal
 from rssp.errors import OperatorError
 from rssp.hsm import DEFAULT_MODULE, Hsm, init_softhsm_instance
@@ -76,18 +80,40 @@ def _validation_table(production: bool) -> dict[str, Any]:
     return table
 
 
+def _apply(raw: dict[str, Any], settings: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    for key, text in settings:
+        set_in(raw, key, parse_value(text))
+    return raw
+
+
+def _check_settings(directory: Path, raw: dict[str, Any]) -> None:
+    """The configuration loads (it reads the HSM PIN file, the only thing made so far); else that
+    file goes again and init fails naming the setting, leaving nothing behind."""
+    try:
+        config_from_raw(directory, raw)
+    except ConfigError:
+        (directory / PIN_FILE).unlink()
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if init made it: an existing directory was empty and is again
+        raise
+
+
 async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", module: str = DEFAULT_MODULE,
                         production: bool = False, operator: str = "admin",
-                        operator_file: Path | None = None) -> dict[str, Any]:
+                        operator_file: Path | None = None,
+                        settings: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Create the instance; returns a summary for the operator.
 
     Its secrets (the local CA's management client secret, the first operator's password and
-    TOTP seed) are shown this once.
+    TOTP seed) are shown this once. ``settings`` (``rssp init --set KEY=VALUE``) are written into
+    rssp.toml before anything is made from it, as ``rssp config set`` would write them (e.g. the
+    argon2 cost the first operator's password is hashed with).
     """
     directory = directory.resolve()  # noqa: ASYNC240 - `rssp init` is one-shot: nothing else runs on the loop
     if directory.exists() and any(directory.iterdir()):
         raise InstanceExists(f"{directory} exists and is not empty; refusing to touch it")
     check_name(operator)
+    raw = _apply(_base_config(module), settings)
     if not production:
         devpki.require_extra()  # before anything is made: init never leaves a half-made instance
     if operator_file is not None and (operator_file.exists() or not (  # noqa: ASYNC240 - as above
@@ -97,13 +123,15 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     user_pin = secrets.token_hex(16)
     _write_secret(directory / PIN_FILE, user_pin)
+    _check_settings(directory, raw)
     init_softhsm_instance(directory, TOKEN_LABEL, so_pin=secrets.token_hex(16), user_pin=user_pin)
-    raw = _base_config(module)
     if not production:
         raw.update(devpki.create(directory))
     raw["validation"] = _validation_table(production)  # validates/*: trust the local CA (and the test PKI)
+    raw = _apply(raw, settings)  # the operator's settings win over the tables init makes
     (directory / CONFIG_NAME).write_text(tomli_w.dumps(raw), encoding="utf-8")
     config = load_config(directory)
+    argon2_cost.configure(config.security)  # the first operator's password hash
     store = open_store(config.database_url)
     hsm = Hsm(config.hsm.module, config.hsm.token_label, config.hsm.pin, config.hsm.softhsm2_conf)
     try:

@@ -73,7 +73,11 @@ def test_credential_create_prints_id_and_otpauth_once(instance):
     with sqlite3.connect(instance / "rssp.db") as conn:
         pin_hash, sealed = conn.execute("select pin_hash, totp_secret from credentials where id = ?",
                                         (out["credentialID"],)).fetchone()
-    assert pin_hash.startswith("$argon2id$") and len(sealed) > 16
+    # argon2id at the default cost (RFC 9106's second recommended option), as is carol's password
+    assert pin_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and len(sealed) > 16
+    with sqlite3.connect(instance / "rssp.db") as conn:
+        (password_hash,) = conn.execute("select password_hash from users where username = 'carol'").fetchone()
+    assert password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 def test_missing_instance_is_a_clear_error(tmp_path):

@@ -30,7 +30,9 @@ def burst_dep(request, tmp_path_factory):
     url = None
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_cluster").create_database(f"rssp_burst_{secrets.token_hex(4)}")
-    dep = make_deployment_minimal(tmp_path_factory.mktemp(f"burst-{request.param}") / "instance", url)
+    # at the default argon2 cost: what a burst of logins costs is what the service must stand up to
+    dep = make_deployment_minimal(tmp_path_factory.mktemp(f"burst-{request.param}") / "instance", url,
+                                  test_argon2=False)
     dep.start(workers=2)
     yield dep
     dep.stop()
@@ -125,7 +127,7 @@ async def test_many_concurrent_store_reads_and_writes_never_wait_for_each_other(
 
 
 async def test_the_server_stops_on_sigterm_during_a_burst(http, tmp_path):
-    dep = make_deployment_minimal(tmp_path / "instance", None)
+    dep = make_deployment_minimal(tmp_path / "instance", None, test_argon2=False)  # a burst that takes time
     dep.start(workers=2)
     burst = [asyncio.create_task(_login(http, dep, f"x-{i}", "guess")) for i in range(100)]
     await asyncio.sleep(0.05)

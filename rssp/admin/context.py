@@ -9,6 +9,7 @@ from rssp.admin.accounts import Operator, count_operators
 from rssp.admin.login import OperatorAuth
 from rssp.admin.secrets import load_secrets
 from rssp.audit import record
+from rssp.auth import argon2_cost
 from rssp.audit_seal import AuditSealer
 from rssp.config import load_config
 from rssp.config_seal import require_sealed
@@ -21,6 +22,7 @@ class Instance:
 
     def __init__(self, directory: str, with_hsm: bool, audit_writer: bool = True) -> None:
         self.config = load_config(directory)
+        argon2_cost.configure(self.config.security)  # what the command hashes (a password, a PIN)
         self.store = open_store(self.config.database_url)
         hsm = self.config.hsm
         self.hsm = Hsm(hsm.module, hsm.token_label, hsm.pin, hsm.softhsm2_conf) if with_hsm else None
@@ -71,6 +73,7 @@ class Instance:
         if sealed:
             content = await require_sealed(self.directory, self.store, self.opened_hsm, actor=operator.actor)
             self.config = load_config(self.directory, content)
+            argon2_cost.configure(self.config.security)
         return operator.actor
 
     async def _approve(self, auth: OperatorAuth, args: argparse.Namespace, command: str, operator: Operator,

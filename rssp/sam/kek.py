@@ -32,15 +32,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from rssp.auth.argon2_cost import kek_cost
 from rssp.hsm import Hsm
 from rssp.sam.samkeys import KEK_KDF_KEY
 from rssp.threads import named_pool
 
 RECORD_PREFIX = "$rssp-l3$"
 VERSION = 1
-MEMORY_KIB = 128 * 1024  # argon2id: 128 MiB, 3 passes, 1 lane (about 0.3 s on one core here)
-PASSES = 3
-LANES = 1
 SALT_BYTES = 16
 MIN_PIN, MAX_PIN = 8, 64
 _SEAL_INFO = b"rssp level-3 KEK seal v1"
@@ -117,7 +115,8 @@ def _check(kek: bytes) -> bytes:
 
 async def new_kek(hsm: Hsm, credential_id: str, pin: str) -> tuple[bytes, str]:
     """A fresh salt, the KEK for ``pin`` and the PIN record to store (enrollment, linkEid)."""
-    params = PinRecord(MEMORY_KIB, PASSES, LANES, secrets.token_bytes(SALT_BYTES), b"")
+    cost = kek_cost()  # argon2id, [security] level3_kek_* (default 128 MiB, 3 passes, 1 lane: about 0.3 s here)
+    params = PinRecord(cost.memory_kib, cost.passes, cost.lanes, secrets.token_bytes(SALT_BYTES), b"")
     kek = await _derive(hsm, credential_id, pin, params)
     record = PinRecord(params.memory_kib, params.passes, params.lanes, params.salt, _check(kek))
     return kek, record.encode()
@@ -127,7 +126,9 @@ async def unlock(hsm: Hsm, credential_id: str, stored: str | None, pin: str) -> 
     """The KEK if ``pin`` is the credential's PIN, else None (same work either way)."""
     record = PinRecord.parse(stored)
     if record is None:  # no record (or not a level-3 one): burn the same work, then refuse
-        await _derive(hsm, credential_id, pin, PinRecord(MEMORY_KIB, PASSES, LANES, bytes(SALT_BYTES), b""))
+        cost = kek_cost()
+        dummy = PinRecord(cost.memory_kib, cost.passes, cost.lanes, bytes(SALT_BYTES), b"")
+        await _derive(hsm, credential_id, pin, dummy)
         return None
     kek = await _derive(hsm, credential_id, pin, record)
     return kek if hmac.compare_digest(_check(kek), record.check) else None
