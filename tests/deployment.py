@@ -14,6 +14,7 @@ after reviewing the edit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,14 @@ from urllib.parse import parse_qs, urlparse
 from rssp.devpki import free_port  # tests import it from here too
 
 RSSP = [sys.executable, "-m", "rssp.cli"]
+
+# TEST-ONLY: the instances the suite makes hash passwords and PINs with argon2id at 1 MiB and one
+# pass (``rssp init --set``, rssp.auth.argon2_cost). At the default cost (0.14 s of CPU a hash,
+# 0.3 s for a level-3 KEK) argon2 was about a third of the suite's CPU. The default cost is what
+# test_argon2_cost checks, and the login-burst tests keep it (``Deployment.test_argon2 = False``):
+# there, the cost is what the service must stand up to.
+TEST_ARGON2 = ("security.argon2_memory_kib=1024", "security.argon2_passes=1", "security.argon2_lanes=1",
+               "security.level3_kek_memory_kib=1024", "security.level3_kek_passes=1")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class Deployment:
     port: int = 0
     log_path: Path | None = None
     manage_clients: dict[str, tuple[str, str]] = field(default_factory=dict)  # caID -> (client_id, secret)
+    test_argon2: bool = True  # ``rssp init`` here sets the test suite's argon2 cost (TEST_ARGON2)
 
     def __post_init__(self) -> None:
         self.env.setdefault("RSSP_OPERATOR_FILE", str(self.operator_file))
@@ -85,6 +95,8 @@ class Deployment:
         """Run the CLI as the instance's operator (``operator=False``: as nobody); ``env`` adds variables."""
         run_env = self.env if operator else {k: v for k, v in self.env.items() if not k.startswith("RSSP_OPERATOR")}
         run_env = {**run_env, **(env or {})}
+        if args[:1] == ("init",) and self.test_argon2 and "--join" not in args:
+            args = (*args, *(f"--set={setting}" for setting in TEST_ARGON2))
         return subprocess.run([*RSSP, *args], env=run_env, capture_output=True, text=True, check=check,
                               timeout=120)
 
@@ -126,29 +138,52 @@ class Deployment:
         starts), else on a free one."""
         self.port = port or free_port()
         self.log_path = self.directory / "server.log"
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:  # the server writes to its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self._wait_ready(scheme, cafile)
+        self._wait_ready(scheme, cafile, workers, log_start)
 
-    def _wait_ready(self, scheme: str = "http", cafile: str | None = None) -> None:
+    def _wait_ready(self, scheme: str = "http", cafile: str | None = None, workers: int = 1,
+                    log_start: int | None = None) -> None:
+        """Until ``info`` answers, and (``log_start``: where this start's log begins) every worker has
+        answered one: a test's kept-alive connections, opened while the second worker still starts,
+        would otherwise all stay on the first (at most 20 s more; the access log names each pid)."""
         context = ssl.create_default_context(cafile=cafile) if scheme == "https" else None
         host = "localhost" if scheme == "https" else "127.0.0.1"
-        deadline = time.monotonic() + 60
+        deadline, ready_at = time.monotonic() + 60, None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"rssp serve exited: {self.server_log()[-3000:]}")
             try:
                 req = urllib.request.Request(f"{scheme}://{host}:{self.port}/csc/v2/info", data=b"{}",
                                              method="POST", headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=2, context=context) as resp:
+                with urllib.request.urlopen(req, timeout=2, context=context) as resp:  # a new connection each
                     if resp.status == 200:
-                        return
+                        ready_at = ready_at or time.monotonic()
+                        if (log_start is None or workers < 2 or time.monotonic() > ready_at + 20
+                                or len(self._info_pids(log_start)) >= workers):
+                            return
+                        time.sleep(0.05)
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("rssp serve did not become ready")
+
+    def _info_pids(self, log_start: int) -> set[int]:
+        """The processes whose access log shows an ``info`` answer since ``log_start``."""
+        if self.log_path is None:
+            return set()
+        with open(self.log_path, "rb") as log:
+            log.seek(log_start)
+            lines = log.read().decode(errors="replace").splitlines()
+        pids = set()
+        for line in lines:
+            if '"rssp.access"' in line and "/csc/v2/info 200" in line:
+                with contextlib.suppress(ValueError):
+                    pids.add(json.loads(line)["pid"])
+        return pids
 
     def server_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -172,23 +207,24 @@ def stop_process_group(proc: subprocess.Popen | None) -> None:
             proc.wait()
 
 
-def _new_deployment(directory: Path, database_url: str | None) -> Deployment:
+def _new_deployment(directory: Path, database_url: str | None, test_argon2: bool = True) -> Deployment:
     """``rssp init`` a fresh instance; its management clients are kept (they are shown once)."""
     env = {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"}
     if database_url:
         env["RSSP_DATABASE_URL"] = database_url
     if directory.exists():
         shutil.rmtree(directory)
-    dep = Deployment(directory, database_url, env)
+    dep = Deployment(directory, database_url, env, test_argon2=test_argon2)
     summary = dep.rssp_json("init", str(directory))
     dep.manage_clients = {ca: (c["client_id"], c["client_secret"])
                           for ca, c in summary.get("manageClients", {}).items()}
     return dep
 
 
-def make_deployment_minimal(directory: Path, database_url: str | None) -> Deployment:
-    """An instance of its own with one user, ``signer``, and one level-1 P-256 credential of the same name."""
-    dep = _new_deployment(directory, database_url)
+def make_deployment_minimal(directory: Path, database_url: str | None, test_argon2: bool = True) -> Deployment:
+    """An instance of its own with one user, ``signer``, and one level-1 P-256 credential of the same name
+    (``test_argon2=False``: at the default argon2 cost)."""
+    dep = _new_deployment(directory, database_url, test_argon2)
     dep.add_user("signer", "signer-password")
     dep.add_credential("signer", "signer", "ec-p256", multisign=10)
     return dep
