@@ -261,3 +261,45 @@ async def test_an_hsm_outage_is_never_counted_as_a_wrong_factor(observed, http):
     assert status == 200, out  # not locked, no failure counted
     status, out = await sign(http, dep.base, token, cred.id, out["SAD"], h)
     assert status == 200, out
+
+
+async def test_a_signature_the_hsm_could_not_make_gives_the_sad_back(observed, http):
+    """signHash while the token is gone: 503 with Retry-After, and the spend goes back to the SAD.
+
+    Nothing was signed, so the signer's authorization still stands: once the HSM is back the
+    same SAD signs the same hash. It used to answer 500 with the SAD spent.
+    """
+    dep = observed
+    token = await login(http, dep.base, "signer", "signer-password")
+    cred = dep.creds["signer"].id
+    h = digest("the HSM is away while this is signed")
+    status, out = await sad_for(http, dep.base, token, cred, h)
+    assert status == 200, out
+    sad = out["SAD"]
+    tokens, away = dep.directory / "tokens", dep.directory / "tokens-out"
+    away.mkdir()
+    for t in tokens.iterdir():
+        shutil.move(str(t), str(away / t.name))
+    try:
+        answers = []
+        for _ in range(3):  # the one-signature SAD is given back each time, so each try is another HSM failure
+            body = {"credentialID": cred, "SAD": sad, "hashes": [b64(h)], "hashAlgorithmOID": SHA256,
+                    "signAlgo": ECDSA_SHA256}
+            async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh,
+                        fresh.post(f"{dep.base}/csc/v2/signatures/signHash", json=body,
+                                   headers={"Authorization": f"Bearer {token}"}) as resp):
+                answers.append((resp.status, await resp.json(), resp.headers.get("Retry-After")))
+    finally:
+        for t in away.iterdir():
+            shutil.move(str(t), str(tokens / t.name))
+    assert answers == [(503, {"error": "temporarily_unavailable",
+                              "error_description": "The HSM is temporarily unavailable"}, "1")] * 3, answers
+
+    async def signed_with_the_same_sad() -> bool:  # whichever worker takes it, once its session is back
+        status, out = await sign(http, dep.base, token, cred, sad, h)
+        assert status in (200, 503), out  # never the SAD refused: it was given back every time
+        return status == 200
+
+    await wait_for(signed_with_the_same_sad, timeout=60, interval=0.5)
+    status, out = await sign(http, dep.base, token, cred, sad, h)
+    assert status == 400, out  # and then it is spent, once

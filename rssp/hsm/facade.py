@@ -31,7 +31,7 @@ from rssp import metrics
 from rssp.coalesce import Coalescer, Outcome
 
 from . import key_pairs, secret_keys, sessions, signing, wrapped_keys
-from .executor import device_failure, hsm_executor, operation_label
+from .executor import hsm_executor, operation_label
 from .sessions import TokenSession
 from .signing import SignJob
 from .types import GeneratedKey, HsmError, KeySpec, SignMechanism
@@ -96,18 +96,20 @@ class Hsm:
             metrics.m().hsm_latency.labels(operation_label(fn)).observe(time.perf_counter() - start)
 
     def _on_token(self, fn: Callable[Concatenate[TokenSession, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """On the HSM thread: reopen a broken session first; after a PKCS#11 failure, see whether it broke.
+        """On the HSM thread: reopen a broken session first; after a failure, see whether it broke.
 
-        A call that succeeds costs one attribute test here, nothing more.
+        Not only a PKCS#11 error: a token whose files vanish answers object searches from nothing,
+        so an outage can first show as "key not found" (:class:`KeyNotFound`), and a session
+        never checked then would stay blind after the token returns. A call that succeeds costs
+        one attribute test here, nothing more; a failure costs one probe.
         """
         shared = self._require()
         if shared.broken:
             sessions.reopen(shared, self._pin)
         try:
             return fn(shared, *args, **kwargs)
-        except HsmError as exc:
-            if device_failure(exc):
-                sessions.check(shared)
+        except HsmError:
+            sessions.check(shared)
             raise
 
     def _require(self) -> TokenSession:

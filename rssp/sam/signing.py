@@ -13,6 +13,7 @@ database holds it, and its batch is signed by unwrapping the key for that one HS
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,12 +23,23 @@ from rssp import metrics
 from rssp.algorithms import check_digest, resolve_mechanism
 from rssp.audit import record
 from rssp.credentials import Credential
-from rssp.errors import CSCError
+from rssp.errors import CSCError, hsm_unavailable
 from rssp.hsm import Hsm, HsmError, SignMechanism
 from rssp.sam.sad import CallerRefused, Spend, TokenCheck, refund_sad, spend_sad
 from rssp.sam.sealed_sad import Unlocked, refund_sealed, spend_sealed
 from rssp.sam.verify import Verifier
 from rssp.store import Store
+from rssp.store.errors import database_unavailable
+
+log = logging.getLogger("rssp.sam")
+
+
+class HsmFailed(CSCError):
+    """The HSM made no signature (an outage, a lost session): :meth:`SigningService.sign_hashes`
+    gives the spend back; for every other caller it is the 500 it always was."""
+
+    def __init__(self) -> None:
+        super().__init__(500, "server_error", "The signature could not be created")
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,26 @@ class SigningService:
         the token's error, unaudited; a refusal of the spend is audited and raised.
         """
         unlocked = await self._spend_audited(req, mechanism, caller)
-        return await self.sign_spent(req, mechanism, unlocked)
+        try:
+            return await self.sign_spent(req, mechanism, unlocked)
+        except HsmFailed as failed:
+            raise await self._given_back(req, mechanism, failed) from None
+
+    async def _given_back(self, req: SignRequest, mechanism: SignMechanism, failed: HsmFailed) -> CSCError:
+        """The HSM made no signature: the spend goes back to the SAD, so the client may retry with it.
+
+        503 ``temporarily_unavailable`` then (the token is gone or its session is being reopened);
+        if the spend cannot go back (the database is down too, or a level-3 SAD whose MAC needs
+        the HSM), the SAD stays spent and the answer is the 500 it was.
+        """
+        try:
+            await self.refund(req.credential, req.sad, self._spend(req, mechanism))
+        except Exception as exc:
+            if not (isinstance(exc, HsmError) or database_unavailable(exc)):
+                raise
+            log.warning("signHash: the HSM failed and the SAD could not be given back (%s)", type(exc).__name__)
+            return failed
+        return hsm_unavailable()
 
     async def spend(self, req: SignRequest, mechanism: SignMechanism, caller: TokenCheck,
                     then: Callable[[Connection], object]) -> None:
@@ -127,15 +158,17 @@ class SigningService:
         cred, digests = req.credential, list(req.digests)
         try:
             if cred.factor_bound:
-                if unlocked is None or unlocked.wrapped_key is None:
-                    raise HsmError("a level-3 key signs only with the signer's key-encryption key")
+                if unlocked is None or unlocked.wrapped_key is None:  # a caller's bug, not the HSM's
+                    raise CSCError(500, "server_error", "The signature could not be created")
                 signatures = await self.hsm.sign_wrapped(unlocked.wrapped_key, cred.key_kind, unlocked.kek,
                                                          mechanism, digests)
             else:
                 signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
         except HsmError:
+            # Even "key not found" is an outage's symptom here (a token whose objects are gone
+            # from view); a key that is really missing is rssp doctor's to report.
             await self._record(req, "hsm_error", "The HSM could not sign")
-            raise CSCError(500, "server_error", "The signature could not be created") from None
+            raise HsmFailed() from None
         if not await self.verifier.all_valid(cred.public_key, mechanism, digests, signatures):
             await self._record(req, "verify_failed", "A signature value did not verify")
             raise CSCError(500, "server_error", "The signature could not be verified")
