@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import ssl
@@ -130,7 +131,7 @@ def _serve(config: Config, host: str, port: int, workers: int) -> None:
     _supervise(config, host, port, workers)
 
 
-_MIN_UPTIME_SECONDS = 10.0  # a first-generation worker that dies sooner is failing to start: stop the server
+_MIN_UPTIME_SECONDS = 10.0  # a worker that dies sooner after its start crashed early: back off before the next
 _MAX_BACKOFF_SECONDS = 30.0
 _STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)  # exit codes of a worker that was stopped, not one that crashed
 
@@ -141,13 +142,21 @@ def stop_grace(server: ServerConfig) -> float:
 
 
 class _Workers:
-    """The worker processes, their start times and how often each slot crashed lately."""
+    """The worker processes, their start times, whether each serves yet, and how often each slot
+    crashed lately.
+
+    A worker sets its ``ready`` event once it listens (:func:`rssp.serving.run_worker`): a
+    first-generation worker that dies before that is failing to start (a bad configuration, an
+    HSM that refuses the PIN), and the server stops rather than respawn it in a loop. One that
+    dies later, however soon, crashed while serving and is replaced (with backoff).
+    """
 
     def __init__(self, config: Config, host: str, port: int, count: int) -> None:
         self.ctx = multiprocessing.get_context("spawn")
         self.args = (str(config.directory), host, port, True, os.getpid())
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.started: dict[int, float] = {}
+        self.ready: dict[int, multiprocessing.synchronize.Event] = {}
         self.first: dict[int, bool] = {}
         self.crashes: dict[int, int] = {i: 0 for i in range(count)}
         self.due: dict[int, float] = {}  # slot -> when its replacement may start (backoff)
@@ -155,7 +164,8 @@ class _Workers:
             self.start(i, first=True)
 
     def start(self, i: int, first: bool = False) -> None:
-        self.procs[i] = self.ctx.Process(target=run_worker, args=self.args)
+        self.ready[i] = self.ctx.Event()
+        self.procs[i] = self.ctx.Process(target=run_worker, args=self.args, kwargs={"ready": self.ready[i]})
         self.started[i], self.first[i] = time.monotonic(), first
         self.procs[i].start()
 
@@ -207,7 +217,7 @@ def _worker_exited(pool: _Workers, i: int, proc: multiprocessing.process.BasePro
         stop(signal.SIGTERM, None)
         return True
     uptime = time.monotonic() - pool.started[i]
-    if pool.first[i] and uptime < _MIN_UPTIME_SECONDS:
+    if pool.first[i] and not pool.ready[i].is_set():
         print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
         stop(signal.SIGTERM, None)
         return True

@@ -25,6 +25,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import multiprocessing.synchronize
 import os
 import signal
 import socket
@@ -72,11 +73,13 @@ async def sealed_config(directory: Path | str) -> Config:
 
 
 def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pid: int | None = None,
-               checked: Config | None = None) -> None:
+               checked: Config | None = None, ready: multiprocessing.synchronize.Event | None = None) -> None:
     """The body of one server process (a spawned worker, or the only process with ``--workers 1``).
 
     A spawned worker checks the configuration's seal itself (``checked`` is the parent's check,
-    for the single-process case): a worker started later never serves an unsealed edit.
+    for the single-process case): a worker started later never serves an unsealed edit. It sets
+    ``ready`` once it listens: the supervisor tells a worker that failed to start from one that
+    crashed while serving by it (:mod:`rssp.server`).
     """
     if parent_pid is not None:
         die_with_parent(parent_pid)
@@ -92,7 +95,7 @@ def run_worker(directory: str, host: str, port: int, reuse_port: bool, parent_pi
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(config, reuse_port))
+        loop.run_until_complete(_serve(config, reuse_port, ready))
     finally:
         loop.set_exception_handler(_closing_at_exit)
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -108,7 +111,7 @@ def _closing_at_exit(_loop: asyncio.AbstractEventLoop, context: dict[str, object
                 type(exc).__name__ if exc is not None else "no exception")
 
 
-async def _serve(config: Config, reuse_port: bool) -> None:
+async def _serve(config: Config, reuse_port: bool, ready: multiprocessing.synchronize.Event | None) -> None:
     from rssp.api.access import TRAFFIC
     from rssp.app import create_app
     from rssp.server import tls_context
@@ -122,6 +125,8 @@ async def _serve(config: Config, reuse_port: bool) -> None:
     ssl_context = tls_context(server)
     site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, ssl_context=ssl_context)
     await site.start()
+    if ready is not None:
+        ready.set()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

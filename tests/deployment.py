@@ -66,6 +66,7 @@ class Deployment:
     log_path: Path | None = None
     manage_clients: dict[str, tuple[str, str]] = field(default_factory=dict)  # caID -> (client_id, secret)
     test_argon2: bool = True  # ``rssp init`` here sets the test suite's argon2 cost (TEST_ARGON2)
+    log_start: int = 0  # where the last start's lines begin in server.log
 
     def __post_init__(self) -> None:
         self.env.setdefault("RSSP_OPERATOR_FILE", str(self.operator_file))
@@ -138,19 +139,19 @@ class Deployment:
         starts), else on a free one."""
         self.port = port or free_port()
         self.log_path = self.directory / "server.log"
-        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:  # the server writes to its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self._wait_ready(scheme, cafile, workers, log_start)
+        self._wait_ready(scheme, cafile, workers, all_workers=True)
 
     def _wait_ready(self, scheme: str = "http", cafile: str | None = None, workers: int = 1,
-                    log_start: int | None = None) -> None:
-        """Until ``info`` answers, and (``log_start``: where this start's log begins) every worker has
-        answered one: a test's kept-alive connections, opened while the second worker still starts,
-        would otherwise all stay on the first (at most 20 s more; the access log names each pid)."""
+                    all_workers: bool = False) -> None:
+        """Until ``info`` answers, and (``all_workers``) every worker has answered one: a test's
+        kept-alive connections, opened while the second worker still starts, would otherwise all
+        stay on the first (at most 20 s more; :meth:`answered_pids`)."""
         context = ssl.create_default_context(cafile=cafile) if scheme == "https" else None
         host = "localhost" if scheme == "https" else "127.0.0.1"
         deadline, ready_at = time.monotonic() + 60, None
@@ -163,25 +164,26 @@ class Deployment:
                 with urllib.request.urlopen(req, timeout=2, context=context) as resp:  # a new connection each
                     if resp.status == 200:
                         ready_at = ready_at or time.monotonic()
-                        if (log_start is None or workers < 2 or time.monotonic() > ready_at + 20
-                                or len(self._info_pids(log_start)) >= workers):
+                        if (not all_workers or workers < 2 or time.monotonic() > ready_at + 20
+                                or len(self.answered_pids()) >= workers):
                             return
                         time.sleep(0.05)
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("rssp serve did not become ready")
 
-    def _info_pids(self, log_start: int) -> set[int]:
-        """The processes whose access log shows an ``info`` answer since ``log_start``."""
+    def answered_pids(self) -> set[int]:
+        """The worker processes that have answered a request since the last :meth:`start` (the access
+        log names each): a worker that answered is serving, so its death is a crash, not a failed start."""
         if self.log_path is None:
             return set()
         with open(self.log_path, "rb") as log:
-            log.seek(log_start)
+            log.seek(self.log_start)
             lines = log.read().decode(errors="replace").splitlines()
         pids = set()
         for line in lines:
-            if '"rssp.access"' in line and "/csc/v2/info 200" in line:
-                with contextlib.suppress(ValueError):
+            if line.startswith("{") and '"rssp.access"' in line:
+                with contextlib.suppress(ValueError, KeyError):
                     pids.add(json.loads(line)["pid"])
         return pids
 
