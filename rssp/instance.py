@@ -20,11 +20,10 @@ asked: its operator keeps them in a secret store.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -86,15 +85,15 @@ def _apply(raw: dict[str, Any], settings: Sequence[tuple[str, str]]) -> dict[str
     return raw
 
 
-def _check_settings(directory: Path, raw: dict[str, Any]) -> None:
+def _check_settings(directory: Path, raw: dict[str, Any], made_directory: bool) -> None:
     """The configuration loads (it reads the HSM PIN file, the only thing made so far); else that
-    file goes again and init fails naming the setting, leaving nothing behind."""
+    file goes again (and the directory, if init made it) and init fails naming the setting."""
     try:
         config_from_raw(directory, raw)
     except ConfigError:
         (directory / PIN_FILE).unlink()
-        with contextlib.suppress(OSError):
-            directory.rmdir()  # only if init made it: an existing directory was empty and is again
+        if made_directory:
+            directory.rmdir()
         raise
 
 
@@ -120,10 +119,11 @@ async def init_instance(directory: Path, *, ca_name: str = "rssp Local CA", modu
             operator_file.parent.is_dir() or operator_file.parent.resolve() == directory)):  # noqa: ASYNC240
         raise OperatorError(f"cannot write the first operator's file {operator_file}: it exists (it is never written "
                             "over) or its directory does not; give --operator-file or unset RSSP_OPERATOR_FILE")
+    made_directory = not directory.exists()  # noqa: ASYNC240 - as above
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     user_pin = secrets.token_hex(16)
     _write_secret(directory / PIN_FILE, user_pin)
-    _check_settings(directory, raw)
+    _check_settings(directory, raw, made_directory)
     init_softhsm_instance(directory, TOKEN_LABEL, so_pin=secrets.token_hex(16), user_pin=user_pin)
     if not production:
         raw.update(devpki.create(directory))

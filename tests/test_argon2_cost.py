@@ -57,6 +57,9 @@ def test_init_refuses_a_cost_argon2_would_refuse_and_makes_nothing(tmp_path, set
     done = _rssp(directory, "init", str(directory), "--set", setting, check=False)
     assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not directory.exists()
+    directory.mkdir()  # an empty directory the operator made stays, empty
+    assert _rssp(directory, "init", str(directory), "--set", setting, check=False).returncode == 2
+    assert directory.is_dir() and not any(directory.iterdir())
 
 
 @pytest.mark.parametrize("values", [{"argon2_lanes": 0}, {"argon2_memory_kib": 31, "argon2_lanes": 4},
