@@ -65,7 +65,7 @@ for extra in (BENCH, REPO / "tests"):
         sys.path.insert(0, str(extra))
 
 import raw_pkcs11  # noqa: E402  (bench/raw_pkcs11.py)
-from deployment import stop_process_group  # noqa: E402 - the test suite's helper, shared
+from deployment import TEST_ARGON2, stop_process_group  # noqa: E402 - the test suite's helpers, shared
 from rssp.devpki import free_port  # noqa: E402
 from rssp.hsm import DEFAULT_MODULE, SignMechanism  # noqa: E402
 
@@ -132,10 +132,9 @@ def make_instance(directory: Path) -> Instance:
     help_text = rssp("init", "--help")
     production = ["--production"] if "--production" in help_text else []
     # The SAD pool is made with credentials/authorize, whose PIN check is argon2id: at the default
-    # cost (0.14 s a check) making SADs ended the batch phases after 1.5 s. A cheap argon2 cost
-    # (rssp init --set, where the tree has it) leaves signHash, which checks no PIN, as it is.
-    cheap = ["--set=security.argon2_memory_kib=1024", "--set=security.argon2_passes=1",
-             "--set=security.argon2_lanes=1"] if "--set" in help_text else []
+    # cost (0.14 s a check) making SADs ended the batch phases after 1.5 s. The test suite's cheap
+    # cost (rssp init --set, where the tree has it) leaves signHash, which checks no PIN, as it is.
+    cheap = [f"--set={setting}" for setting in TEST_ARGON2] if "--set" in help_text else []
     os.environ["RSSP_OPERATOR_FILE"] = str(directory / "operator.json")  # init writes it; privileged commands use it
     rssp("init", str(directory), *production, *cheap)
     rssp("user", "add", str(directory), USER, "--password", PASSWORD)

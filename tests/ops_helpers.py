@@ -132,12 +132,3 @@ def dead(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
-
-
-def access_pids(dep: Deployment) -> set[int]:
-    """The processes that logged a request (``rssp.access`` JSON lines)."""
-    pids = set()
-    for line in dep.server_log().splitlines():
-        if line.startswith("{") and '"rssp.access"' in line:
-            pids.add(json.loads(line)["pid"])
-    return pids

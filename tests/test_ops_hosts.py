@@ -20,7 +20,7 @@ from deployment import make_deployment_minimal
 from manages_helpers import RA, local_ca_issue
 from oauth_helpers import add_client, auth_params, exchange, get_code, pkce
 from ops_helpers import (
-    access_pids, audit_rows, b64, dead, digest, join, login, post, sad_for, sign, wait_for, workers_of,
+    audit_rows, b64, dead, digest, join, login, post, sad_for, sign, wait_for, workers_of,
 )
 from ops_load import SigningLoad
 
@@ -143,7 +143,7 @@ async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail
     dead_at = time.monotonic()  # from here no request can reach the victim
     (new,) = await wait_for(lambda: len(w := set(workers_of(a.proc.pid))) == 2 and victim not in w and w - workers,
                             timeout=30)
-    await wait_for(lambda: new in access_pids(a), timeout=30)  # the replacement serves
+    await wait_for(lambda: new in a.answered_pids(), timeout=30)  # the replacement serves
     requests = await load.stop()
     assert len(load.answered(200, after=dead_at)) >= 2
     dropped = [r for r in requests if r.error]
