@@ -303,3 +303,43 @@ async def test_a_signature_the_hsm_could_not_make_gives_the_sad_back(observed, h
     await wait_for(signed_with_the_same_sad, timeout=60, interval=0.5)
     status, out = await sign(http, dep.base, token, cred, sad, h)
     assert status == 400, out  # and then it is spent, once
+
+
+async def test_a_document_the_hsm_could_not_sign_gives_the_sad_back(observed, http):
+    """signDoc while the token is gone: 503, every output back to the SAD; it signs once the HSM returns."""
+    dep = observed
+    cred = dep.creds["signer"]
+    token = await login(http, dep.base, "signer", "signer-password")
+    status, out = await post(http, dep.base, "credentials/authorize", {
+        "credentialID": cred.id, "numSignatures": 1, "authData": [{"id": "PIN", "value": cred.pin}]}, token)
+    assert status == 200, out
+    body = {"credentialID": cred.id, "SAD": out["SAD"], "documentDigests": [{
+        "hashes": [b64(digest("a detached CAdES while the HSM is away"))], "hashAlgorithmOID": SHA256,
+        "signature_format": "C", "conformance_level": "Ades-B-B", "signAlgo": ECDSA_SHA256}]}
+
+    async def sign_doc() -> tuple[int, dict]:
+        async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh,
+                    fresh.post(f"{dep.base}/csc/v2/signatures/signDoc", json=body,
+                               headers={"Authorization": f"Bearer {token}"}) as resp):
+            return resp.status, await resp.json()
+
+    tokens, away = dep.directory / "tokens", dep.directory / "tokens-doc"
+    away.mkdir()
+    for t in tokens.iterdir():
+        shutil.move(str(t), str(away / t.name))
+    try:
+        answers = [await sign_doc() for _ in range(2)]
+    finally:
+        for t in away.iterdir():
+            shutil.move(str(t), str(tokens / t.name))
+    assert answers == [(503, {"error": "temporarily_unavailable",
+                              "error_description": "The HSM is temporarily unavailable"})] * 2, answers
+
+    async def signed() -> bool:
+        status, out = await sign_doc()
+        assert status in (200, 503), out  # never the SAD refused: every output went back
+        return status == 200
+
+    await wait_for(signed, timeout=60, interval=0.5)
+    status, out = await sign_doc()
+    assert status == 400, out  # and then the one signature is spent

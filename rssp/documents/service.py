@@ -25,9 +25,10 @@ from rssp.documents.preflight import preflight
 from rssp.documents.tools import (
     HsmSigner, PoolTimeStamper, fetcher_backend, signed_digest_algorithm, tsa_anchors, validation_context_factory,
 )
-from rssp.errors import CSCError, invalid_request
+from rssp.errors import CSCError, hsm_unavailable, invalid_request
 from rssp.loop_thread import LoopThread
 from rssp.sam.documents import SignaturePermit
+from rssp.sam.signing import HsmFailed
 from rssp.tsa import TimestampAuthority
 
 _UNAVAILABLE = CSCError(503, "temporarily_unavailable", "A timestamp or revocation service is unavailable; retry")
@@ -53,7 +54,8 @@ class DocumentService:
     async def sign(self, outputs: list[Output], permit: SignaturePermit, cred: Credential,
                    pool: TimestampAuthority | None, timestamp_id: str | None,
                    give_back: bool = True) -> list[SignedOutput]:
-        """Every output, in order; or, if one fails, none: 503 or 400 after giving them all back.
+        """Every output, in order; or, if one fails, none: 503 or 400 after giving them all back
+        (503 ``The HSM is temporarily unavailable`` when the HSM failed).
 
         A call delivers all its outputs or nothing, so on any failure every output of the call goes
         back to the SAD, those already signed included: no signature of this call left the server.
@@ -69,6 +71,8 @@ class DocumentService:
         except BaseException as exc:
             if give_back:
                 await permit.give_back(range(len(outputs)))
+                if isinstance(exc, HsmFailed):  # no signature made, the SAD whole again: retry with it
+                    raise hsm_unavailable() from None
             if isinstance(exc, UpstreamUnavailable):
                 raise _UNAVAILABLE from None
             if isinstance(exc, DocumentError):
