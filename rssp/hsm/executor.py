@@ -64,6 +64,11 @@ def guard(what: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
     return decorate
 
 
+def device_failure(exc: object) -> bool:
+    """A PKCS#11 error from the token (which may mean the session died), not a refusal of ours."""
+    return isinstance(exc, HsmError) and isinstance(exc.__cause__, p11e.PKCS11Error)
+
+
 def operation_label(fn: Callable[..., Any]) -> str:
     """The metric label of an HSM-thread function: its name, ``_sign_jobs_sync`` -> ``sign_jobs``."""
     name = getattr(fn, "__name__", "other").strip("_")

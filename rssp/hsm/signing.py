@@ -12,11 +12,11 @@ import functools
 from rssp.coalesce import Outcome
 
 from . import sessions
-from .executor import guard
+from .executor import device_failure, guard
 from .objects import STALE_HANDLE_ERRORS, CachedKey, forget_private_key, private_key
 from .plans import check_digests, sign_plan
 from .sessions import TokenSession
-from .types import HsmError, SignMechanism
+from .types import SignMechanism
 
 SignJob = tuple[str, SignMechanism, list[bytes]]  # key ID, mechanism, digests
 
@@ -50,6 +50,6 @@ def sign_jobs(shared: TokenSession, jobs: list[SignJob]) -> list[Outcome]:
             outcomes.append((True, sign(shared, key_id, mech, digests)))
         except Exception as exc:
             outcomes.append((False, exc))
-    if any(not ok and isinstance(result, HsmError) for ok, result in outcomes):
-        sessions.check(shared)  # as Hsm._on_token after any HSM error ("key not found" included): did it die?
+    if any(not ok and device_failure(result) for ok, result in outcomes):
+        sessions.check(shared)  # a failed signature: did the session die?
     return outcomes
