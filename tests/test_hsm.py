@@ -38,6 +38,7 @@ from rssp.hsm import (
 )
 from rssp.hsm.encoding import digest_info_prefix, ecdsa_der
 from rssp.hsm.objects import find_secret, private_key, secret_key
+from rssp.hsm import sessions
 from rssp.hsm.sessions import TokenSession
 
 pytestmark = pytest.mark.skipif(
@@ -429,6 +430,82 @@ async def test_second_process_shares_token(
     assert not await hsm.has_key(doomed.key_id)
     with pytest.raises(KeyNotFound):
         await hsm.sign(doomed.key_id, mech, _digest("sha256"))
+
+
+_MAKER_PROCESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rssp.hsm import DEFAULT_MODULE, Hsm, KeySpec
+
+    async def main(conf, label, pin, aes_label=""):
+        async with Hsm(DEFAULT_MODULE, label, pin, conf) as hsm:
+            if aes_label:
+                await hsm.ensure_aes_key(aes_label)
+            else:
+                print((await hsm.generate_key_pair(KeySpec.parse("ec-p256"), "made-elsewhere")).key_id)
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+async def _made_elsewhere_then_write_here(hsm: Hsm, token_conf: Path, *aes_label: str) -> str:
+    """A key another process makes (a key pair, or the AES key ``aes_label``), then a write of
+    this process's own (which, in SoftHSM2 2.6, hides the other process's new objects from this
+    one)."""
+    assert not await hsm.has_key("11" * 16)  # this process has looked at the token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _MAKER_PROCESS, str(token_conf), LABEL, USER_PIN, *aes_label,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    mine = await hsm.generate_key_pair(KeySpec.parse("ec-p256"), "made-here")
+    await hsm.destroy_key(mine.key_id)
+    return out.decode().strip()
+
+
+async def test_a_key_another_process_made_is_found_after_a_write_here(hsm: Hsm, token_conf: Path) -> None:
+    """A credential the CLI (or another worker) created signs on every worker, even on one that
+    has since created or deleted a key of its own (the conformance kit's flake in CI)."""
+    mech = SignMechanism("ecdsa", "sha256")
+    for_signing = await _made_elsewhere_then_write_here(hsm, token_conf)
+    signature = await hsm.sign(for_signing, mech, _digest("sha256"))  # the coalesced path
+    _verify(await hsm.public_key(for_signing), mech, signature, _digest("sha256"))
+    for_lookup = await _made_elsewhere_then_write_here(hsm, token_conf)
+    assert await hsm.public_key(for_lookup)  # a single call
+    for_check = await _made_elsewhere_then_write_here(hsm, token_conf)
+    assert await hsm.has_key(for_check)
+    with pytest.raises(KeyNotFound):  # a key that is nowhere is still not found
+        await hsm.sign("22" * 16, mech, _digest("sha256"))
+
+
+async def test_a_level3_key_in_flight_survives_a_key_not_found(hsm: Hsm) -> None:
+    """Reading the token again re-initialises the library, which would destroy session objects:
+    not while a level-3 key waits (possibly over a CA's round trip) to be wrapped."""
+    await hsm.ensure_wrap_key("in-flight-wrap")
+    key = await hsm.generate_wrappable_key_pair(KeySpec.parse("ec-p256"), "in-flight")
+    with pytest.raises(KeyNotFound):
+        await hsm.sign("33" * 16, SignMechanism("ecdsa", "sha256"), _digest("sha256"))
+    with pytest.raises(KeyNotFound):
+        await hsm.public_key("33" * 16)
+    assert await hsm.wrap_key(key.key_id, "in-flight-wrap")  # wrapped, and destroyed on the token
+    assert not await hsm.has_key(key.key_id)
+
+
+async def test_a_secret_key_another_process_made_is_not_made_twice(hsm: Hsm, token_conf: Path) -> None:
+    """A MAC or AES key created lazily "by any process" (the factors' MAC key) stays one key:
+    a second one under the same label would leave every process "inconsistent"."""
+    await _made_elsewhere_then_write_here(hsm, token_conf, "made-elsewhere-aes")
+    await hsm.ensure_aes_key("made-elsewhere-aes")
+
+    def count(shared: TokenSession) -> int:
+        from pkcs11 import KeyType
+
+        return len(find_secret(shared.session, "made-elsewhere-aes", KeyType.AES))
+
+    await hsm._run(sessions.refresh, USER_PIN)  # see the token as a new process would
+    assert await hsm._run(count) == 1
 
 
 _WRONG_PIN_PROCESS = textwrap.dedent(

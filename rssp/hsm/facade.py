@@ -34,7 +34,7 @@ from . import key_pairs, secret_keys, sessions, signing, wrapped_keys
 from .executor import hsm_executor, operation_label
 from .sessions import TokenSession
 from .signing import SignJob
-from .types import GeneratedKey, HsmError, KeySpec, SignMechanism
+from .types import GeneratedKey, HsmError, KeyNotFound, KeySpec, SignMechanism, UnknownKeyId
 from .wrapping import Wrapping
 
 P = ParamSpec("P")
@@ -98,19 +98,32 @@ class Hsm:
     def _on_token(self, fn: Callable[Concatenate[TokenSession, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """On the HSM thread: reopen a broken session first; after a failure, see whether it broke.
 
-        Not only a PKCS#11 error: a token whose files vanish answers object searches from nothing,
-        so an outage can first show as "key not found" (:class:`KeyNotFound`), and a session
-        never checked then would stay blind after the token returns. A call that succeeds costs
-        one attribute test here, nothing more; a failure costs one probe.
+        A search that finds nothing (:class:`KeyNotFound`) reads the token again and tries once
+        more (:func:`sessions.refresh`): the library's view may be stale, and a token whose
+        files vanished answers searches from nothing, so an outage can first show this way. Any
+        other failure costs one probe. A call that succeeds costs one attribute test here.
         """
         shared = self._require()
         if shared.broken:
             sessions.reopen(shared, self._pin)
         try:
             return fn(shared, *args, **kwargs)
+        except UnknownKeyId:
+            raise
+        except KeyNotFound:
+            if not sessions.refresh(shared, self._pin):
+                raise
         except HsmError:
             sessions.check(shared)
             raise
+        try:
+            return fn(shared, *args, **kwargs)
+        except HsmError:
+            sessions.check(shared)
+            raise
+
+    def _refresh(self, shared: TokenSession) -> bool:
+        return sessions.refresh(shared, self._pin)
 
     def _require(self) -> TokenSession:
         if self._token is None:
@@ -166,7 +179,11 @@ class Hsm:
 
     async def has_key(self, key_id: str) -> bool:
         """Whether a private key with that CKA_ID exists (searches the token, no cache)."""
-        return await self._run(key_pairs.has_key, key_id)
+        try:
+            await self._run(key_pairs.find_key, key_id)
+        except KeyNotFound:
+            return False
+        return True
 
     async def key_pairs(self) -> list[tuple[str, str]]:
         """(key ID in hex, label) of every private key on the token (for reconciliation)."""
@@ -199,15 +216,25 @@ class Hsm:
         if self._token is None:  # each job fails on its own, as every call does before start()
             return [(False, HsmError("HSM not started")) for _ in jobs]
         try:
-            return await self._run(signing.sign_jobs, jobs)
+            return await self._run(signing.sign_jobs, jobs, self._refresh)
         except Exception as exc:  # the hop itself failed (e.g. interpreter shutting down)
             return [(False, HsmError(f"signing failed: {type(exc).__name__}")) for _ in jobs]
 
     # -- secret data (e.g. TOTP seeds) ----------------------------------------------------------
 
+    async def _ensure(self, label: str, kind: KeyType, create: Callable[Concatenate[TokenSession, P], None],
+                      *args: P.args, **kwargs: P.kwargs) -> None:
+        """Create a secret key unless the token has it. It is looked for first on its own: a
+        miss reads the token again (see :meth:`_on_token`), so a key another process made is
+        not made a second time by a process whose view of the token is stale."""
+        try:
+            await self._run(secret_keys.find_secret_key, label, kind)
+        except KeyNotFound:
+            await self._run(create, *args, **kwargs)
+
     async def ensure_aes_key(self, label: str) -> None:
         """Create the AES-256 token key ``label`` unless it exists (sensitive, non-extractable)."""
-        await self._run(secret_keys.ensure_aes, label)
+        await self._ensure(label, KeyType.AES, secret_keys.ensure_aes, label)
 
     async def encrypt(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
         """AES-256-GCM inside the HSM with key ``label``: nonce(12) || ciphertext || tag(16).
@@ -231,7 +258,7 @@ class Hsm:
     async def ensure_mac_key(self, label: str) -> None:
         """Create the HMAC-SHA-256 token key ``label`` (256-bit generic secret, sensitive,
         non-extractable) unless it exists; processes racing to create it converge on one."""
-        await self._run(secret_keys.ensure_secret, label, KeyType.GENERIC_SECRET)
+        await self._ensure(label, KeyType.GENERIC_SECRET, secret_keys.ensure_secret, label, KeyType.GENERIC_SECRET)
 
     async def mac_many(self, label: str, messages: list[bytes]) -> list[bytes]:
         """HMAC-SHA-256 of each message inside the HSM with key ``label``, in one hop."""
@@ -268,4 +295,4 @@ class Hsm:
 
     async def ensure_wrap_key(self, label: str) -> None:
         """Create the AES token key ``label`` that can only wrap and unwrap, unless it exists."""
-        await self._run(wrapped_keys.ensure_wrap, label)
+        await self._ensure(label, KeyType.AES, wrapped_keys.ensure_wrap, label)

@@ -45,12 +45,10 @@ def public_key(shared: TokenSession, key_id: str) -> bytes:
 
 
 @guard("key lookup")
-def has_key(shared: TokenSession, key_id: str) -> bool:
-    try:
-        attrs = by_id(key_id)
-    except KeyNotFound:
-        return False
-    return bool(find_all(shared.session, ObjectClass.PRIVATE_KEY, attrs))
+def find_key(shared: TokenSession, key_id: str) -> None:
+    """KeyNotFound unless a private key with that key ID is on the token (searched, no cache)."""
+    if not find_all(shared.session, ObjectClass.PRIVATE_KEY, by_id(key_id)):
+        raise KeyNotFound("no private key with that key ID")
 
 
 @guard("key listing")
@@ -67,6 +65,7 @@ def key_pairs(shared: TokenSession) -> list[tuple[str, str]]:
 def destroy(shared: TokenSession, key_id: str) -> None:
     attrs = by_id(key_id)
     forget_private_key(shared, key_id)
+    shared.session_keys.discard(attrs[Attribute.ID].hex())
     private = find_all(shared.session, ObjectClass.PRIVATE_KEY, attrs)
     if not private:
         raise KeyNotFound("no private key with that key ID")

@@ -17,7 +17,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from . import wrapping
 from .sessions import TokenSession
-from .types import HsmError, KeyNotFound, KeySpec
+from .types import HsmError, KeyNotFound, KeySpec, UnknownKeyId
 
 KEY_ID_BYTES = 16
 _CURVES = {"P-256": "secp256r1", "P-384": "secp384r1"}
@@ -59,9 +59,9 @@ def by_id(key_id: str) -> dict[Attribute, Any]:
     try:
         raw = bytes.fromhex(key_id)
     except (ValueError, TypeError):
-        raise KeyNotFound("no key with that key ID") from None
+        raise UnknownKeyId("no key with that key ID") from None
     if not raw:
-        raise KeyNotFound("no key with that key ID")
+        raise UnknownKeyId("no key with that key ID")
     return {Attribute.ID: raw}
 
 

@@ -23,6 +23,12 @@ GCM_TAG_BYTES = 16
 AES_CREATE_ATTEMPTS = 5
 
 
+@guard("secret key lookup")
+def find_secret_key(shared: TokenSession, label: str, kind: KeyType) -> None:
+    """KeyNotFound unless the secret key ``label`` is on the token (its handle is cached)."""
+    secret_key(shared, label, kind)
+
+
 @guard("AES key creation")
 def ensure_aes(shared: TokenSession, label: str) -> None:
     ensure_secret(shared, label, KeyType.AES)

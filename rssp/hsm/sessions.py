@@ -76,14 +76,17 @@ class TokenSession:
     users: int = 1
     private_keys: dict[str, Any] = field(default_factory=dict)
     secret_keys: dict[str, Any] = field(default_factory=dict)
+    session_keys: set[str] = field(default_factory=set)  # IDs of session objects (level-3 keys in flight)
     broken: bool = False
     next_attempt: float = 0.0  # monotonic time of the next reopening attempt
     delay: float = REOPEN_FIRST_DELAY
 
     def forget_handles(self) -> None:
-        """Drop the cached key handles: they belong to the session that is gone."""
+        """Drop the cached key handles: they belong to the session that is gone (and so do the
+        session objects)."""
         self.private_keys.clear()
         self.secret_keys.clear()
+        self.session_keys.clear()
 
 
 _LIBS: dict[str, LoadedLib] = {}
@@ -197,6 +200,35 @@ def check(shared: TokenSession) -> None:
 
 def reopen(shared: TokenSession, pin: str) -> None:
     """Reopen a broken session, if an attempt is due; HsmError (at once) if it is not usable yet."""
+    _open_again(shared, pin)
+    log.info("HSM session to token %r reopened", shared.label)
+
+
+def refresh(shared: TokenSession, pin: str) -> bool:
+    """See the token as it is now, after a lookup found nothing: initialise the library again.
+
+    SoftHSM2 (2.6) reads its token directory again only when the token's generation counter
+    moved since this process last looked, and a write of this process's own (a key generated
+    or destroyed) takes the counter's current value as seen: objects another process (the
+    CLI, another worker) made just before stay invisible here until someone else writes.
+    ``C_Finalize`` and ``C_Initialize`` read everything again (about 1 ms and a login on a
+    small token). An HsmError here means the token cannot be opened: the session stays
+    broken, and the next call reopens it as after an outage.
+
+    False, nothing done, while a session object is in flight (a level-3 key between its
+    generation or unwrapping and its wrapping or destruction, possibly over a CA's round trip):
+    initialising the library again would destroy it under its flow.
+    """
+    if shared.session_keys:
+        return False
+    shared.broken = True
+    shared.forget_handles()
+    _open_again(shared, pin)
+    log.info("HSM token %r read again: a key was not found in this process's view of it", shared.label)
+    return True
+
+
+def _open_again(shared: TokenSession, pin: str) -> None:
     now = time.monotonic()
     if now < shared.next_attempt:
         raise HsmError("the HSM session is lost; reopening it")
@@ -214,7 +246,6 @@ def reopen(shared: TokenSession, pin: str) -> None:
     shared.session, shared.broken = session, False
     shared.next_attempt, shared.delay = 0.0, REOPEN_FIRST_DELAY
     shared.forget_handles()
-    log.info("HSM session to token %r reopened", shared.label)
 
 
 def _reinitialize(module: str, loaded: LoadedLib) -> None:
@@ -228,4 +259,6 @@ def _reinitialize(module: str, loaded: LoadedLib) -> None:
         if other.module == module:
             other.broken = True
             other.forget_handles()
+    if loaded.conf is not None:  # SoftHSM2 reads it again; another library loaded since may have set another
+        os.environ["SOFTHSM2_CONF"] = loaded.conf
     loaded.lib.reinitialize()

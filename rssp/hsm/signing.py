@@ -8,6 +8,7 @@ and runs its :class:`~rssp.hsm.plans.SignPlan`. One job's failure is its own.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from rssp.coalesce import Outcome
 
@@ -16,7 +17,7 @@ from .executor import device_failure, guard
 from .objects import STALE_HANDLE_ERRORS, CachedKey, forget_private_key, private_key
 from .plans import check_digests, sign_plan
 from .sessions import TokenSession
-from .types import SignMechanism
+from .types import HsmError, KeyNotFound, SignMechanism, UnknownKeyId
 
 SignJob = tuple[str, SignMechanism, list[bytes]]  # key ID, mechanism, digests
 
@@ -42,14 +43,37 @@ def sign_with(cached: CachedKey, mech: SignMechanism, digests: list[bytes]) -> l
     return [plan.finish(run(plan.prepare(d))) for d in digests]
 
 
-def sign_jobs(shared: TokenSession, jobs: list[SignJob]) -> list[Outcome]:
-    """Run several independent sign jobs; one job's failure is returned, not raised."""
+def sign_jobs(shared: TokenSession, jobs: list[SignJob],
+              refresh: Callable[[TokenSession], bool]) -> list[Outcome]:
+    """Run several independent sign jobs; one job's failure is returned, not raised.
+
+    A job whose key was not found runs once more after ``refresh`` read the token again (see
+    :func:`rssp.hsm.sessions.refresh`), as a single call does in :meth:`rssp.hsm.Hsm._on_token`.
+    """
+    outcomes = _each(shared, jobs)
+    missed = [i for i, (ok, result) in enumerate(outcomes) if not ok and _searched_in_vain(result)]
+    if missed:
+        try:
+            if not refresh(shared):
+                return outcomes  # not now (a session object is in flight)
+        except HsmError:
+            return outcomes  # the token cannot be opened: the session stays broken, reopened later
+        for i, outcome in zip(missed, _each(shared, [jobs[i] for i in missed]), strict=True):
+            outcomes[i] = outcome
+    if any(not ok and device_failure(result) for ok, result in outcomes):
+        sessions.check(shared)  # a failed signature: did the session die?
+    return outcomes
+
+
+def _each(shared: TokenSession, jobs: list[SignJob]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for key_id, mech, digests in jobs:
         try:
             outcomes.append((True, sign(shared, key_id, mech, digests)))
         except Exception as exc:
             outcomes.append((False, exc))
-    if any(not ok and device_failure(result) for ok, result in outcomes):
-        sessions.check(shared)  # a failed signature: did the session die?
     return outcomes
+
+
+def _searched_in_vain(exc: object) -> bool:
+    return isinstance(exc, KeyNotFound) and not isinstance(exc, UnknownKeyId)

@@ -23,6 +23,10 @@ class KeyNotFound(HsmError):
     """No private key object with that key ID exists on the token."""
 
 
+class UnknownKeyId(KeyNotFound):
+    """A key ID that cannot name an object (not hex, empty): nothing was searched for."""
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """What key pair to generate: RSA of ``bits`` or EC on ``curve``."""

@@ -39,6 +39,7 @@ def generate_wrappable(shared: TokenSession, spec: KeySpec, label: str) -> Gener
     finally:
         public.destroy()  # the SPKI is all that is needed of it
     shared.private_keys[raw_id.hex()] = CachedKey(private, key_type_of(spec))
+    shared.session_keys.add(raw_id.hex())
     return GeneratedKey(raw_id.hex(), spki)
 
 
@@ -69,6 +70,7 @@ def unwrap(shared: TokenSession, blob: bytes, kind: str, wrapping_key: Wrapping)
         private = wrapping.unwrap(kek, blob, wrapping.key_type(kind))
     key_id = bytes(private[Attribute.ID]).hex()
     shared.private_keys[key_id] = CachedKey(private, private.key_type)
+    shared.session_keys.add(key_id)
     return key_id
 
 

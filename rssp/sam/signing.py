@@ -164,9 +164,10 @@ class SigningService:
                                                          mechanism, digests)
             else:
                 signatures = await self.hsm.sign_many(cred.hsm_key_id, mechanism, digests)
-        except HsmError:
+        except HsmError as exc:
             # Even "key not found" is an outage's symptom here (a token whose objects are gone
             # from view); a key that is really missing is rssp doctor's to report.
+            log.warning("signing with credential %s failed in the HSM: %s", cred.id, exc)
             await self._record(req, "hsm_error", "The HSM could not sign")
             raise HsmFailed() from None
         if not await self.verifier.all_valid(cred.public_key, mechanism, digests, signatures):
