@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import cli_fork
 from rssp.devpki import free_port  # tests import it from here too
 
 RSSP = [sys.executable, "-m", "rssp.cli"]
@@ -98,6 +99,8 @@ class Deployment:
         run_env = {**run_env, **(env or {})}
         if args[:1] == ("init",) and self.test_argon2 and "--join" not in args:
             args = (*args, *(f"--set={setting}" for setting in TEST_ARGON2))
+        if cli_fork.enabled():  # the same command, forked from an interpreter that has imported the CLI
+            return cli_fork.run(list(args), run_env, check=check, timeout=120)
         return subprocess.run([*RSSP, *args], env=run_env, capture_output=True, text=True, check=check,
                               timeout=120)
 
