@@ -22,6 +22,7 @@ from certomancer.integrations.aiohttp_animator import build_animator_app
 from client import CSC
 from deployment import Deployment, make_deployment_minimal
 from lxml import etree
+from ops_helpers import configure
 from realworld_docs import build, crl_revoking, refused_certificate_cms, sourceless_certificate
 from tsa_helpers import HttpServer, ServerThread
 from validation_corpus import ValidationPki, b64, simple_pdf, validation_instance
@@ -225,8 +226,13 @@ async def test_signdoc_b_lta_of_a_development_instance_validates(http, tmp_path)
     document carries its revocation data). pyHanko's long-term process also runs its past
     validation when the signature passes at the validation time, and its time-slide wants
     revocation data for every certificate: it said NO_POE. The document is what it can be; the
-    signature passes with time, so it passes (TOTAL_PASSED, B-LTA, a note saying why)."""
+    signature passes with time, so it passes (TOTAL_PASSED, B-LTA, a note saying why).
+
+    Without the start-up probe, the worker holds no token of the TSA when the call comes: the
+    TSA's chain (the root B-LTA validates its path to) is learnt first. Read as it stood, it was
+    empty in a worker's first moments, and the call answered 503 (a CI failure, 1 run in ~10)."""
     dep = make_deployment_minimal(tmp_path / "dev", None)
+    configure(dep, timestamps={"probe_on_start": False})
     dep.start(workers=1)
     try:
         csc = CSC(http, dep)

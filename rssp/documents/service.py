@@ -11,6 +11,8 @@ with the same SAD.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Awaitable
 from typing import Any
 
@@ -31,6 +33,8 @@ from rssp.sam.documents import SignaturePermit
 from rssp.sam.signing import HsmFailed
 from rssp.tsa import TimestampAuthority
 
+log = logging.getLogger("rssp.documents")
+_LONG_TERM = ("B-LT", "B-LTA")  # the levels that validate the paths they embed
 _UNAVAILABLE = CSCError(503, "temporarily_unavailable", "A timestamp or revocation service is unavailable; retry")
 
 
@@ -65,8 +69,10 @@ class DocumentService:
         chain = _chain(cred)
         done: list[SignedOutput] = []
         try:
+            long_term = any(o.options.level in _LONG_TERM for o in outputs)
+            roots = [*self._anchors, *await tsa_anchors(pool)] if long_term else []
             for index, output in enumerate(outputs):
-                tools = self._tools(output, index, permit, cred, chain, pool, timestamp_id)
+                tools = self._tools(output, index, permit, cred, chain, roots, pool, timestamp_id)
                 done.append(await self.loop.run(lambda o=output, t=tools: _engine(o, t)))  # type: ignore[misc]
         except BaseException as exc:
             if give_back:
@@ -74,6 +80,8 @@ class DocumentService:
                 if isinstance(exc, HsmFailed):  # no signature made, the SAD whole again: retry with it
                     raise hsm_unavailable() from None
             if isinstance(exc, UpstreamUnavailable):
+                cause = exc.__cause__
+                log.warning("signDoc: %s%s", exc, f" ({type(cause).__name__}: {cause})" if cause else "")
                 raise _UNAVAILABLE from None
             if isinstance(exc, DocumentError):
                 raise invalid_request(exc.description) from None
@@ -81,8 +89,9 @@ class DocumentService:
         return done
 
     def _tools(self, output: Output, index: int, permit: SignaturePermit, cred: Credential,
-               chain: list[x509.Certificate], pool: TimestampAuthority | None,
+               chain: list[x509.Certificate], roots: list[x509.Certificate], pool: TimestampAuthority | None,
                timestamp_id: str | None) -> SigningTools:
+        """``roots``: the CAs' anchors and the TSAs' roots, for B-LT and B-LTA."""
         level = output.options.level
 
         def sign(digest: bytes) -> Awaitable[bytes]:
@@ -91,8 +100,7 @@ class DocumentService:
         signer = HsmSigner(chain[0], chain, signed_digest_algorithm(output.mechanism, output.params), sign,
                            cred.key_len, cred.key_kind)
         stamper = PoolTimeStamper(pool, self.loop, timestamp_id) if level != "B-B" and pool is not None else None
-        contexts = (validation_context_factory(chain, [*self._anchors, *tsa_anchors(pool)], self._backend)
-                    if level in ("B-LT", "B-LTA") else None)
+        contexts = validation_context_factory(chain, roots, self._backend) if level in _LONG_TERM else None
         return SigningTools(signer, stamper, contexts)
 
 

@@ -110,13 +110,19 @@ class PoolTimeStamper(TimeStamper):
         return token
 
 
-def tsa_anchors(pool: TimestampAuthority | None) -> list[x509.Certificate]:
-    """The root of each configured TSA's chain, so B-LT can validate (and embed) TSA paths."""
+async def tsa_anchors(pool: TimestampAuthority | None) -> list[x509.Certificate]:
+    """The root of each configured TSA's chain, so B-LT can validate (and embed) TSA paths.
+
+    A TSA's chain is known only from a token it sent: a worker that has none yet (its start-up
+    probe still out) waits for that probe or takes one (:meth:`TimestampAuthority.described`).
+    Read without waiting, a B-LT signature in the first moments of a worker found no root for
+    the TSA's path and answered 503.
+    """
     if pool is None:
         return []
     roots = []
     for tsa_id in pool.ids():
-        chain = pool.describe(tsa_id).chain
+        chain = (await pool.described(tsa_id)).chain
         if chain:
             roots.append(x509.Certificate.load(chain[-1]))
     return roots
