@@ -215,11 +215,13 @@ def refresh(shared: TokenSession, pin: str) -> bool:
     small token). An HsmError here means the token cannot be opened: the session stays
     broken, and the next call reopens it as after an outage.
 
-    False, nothing done, while a session object is in flight (a level-3 key between its
-    generation or unwrapping and its wrapping or destruction, possibly over a CA's round trip):
-    initialising the library again would destroy it under its flow.
+    False while a session object is in flight (a level-3 key between its generation or
+    unwrapping and its wrapping or destruction, possibly over a CA's round trip): initialising
+    the library again would destroy it under its flow, so the session is only probed
+    (:func:`check`), as after any other failure.
     """
     if shared.session_keys:
+        check(shared)
         return False
     shared.broken = True
     shared.forget_handles()
