@@ -216,11 +216,11 @@ def _worker_exited(pool: _Workers, i: int, proc: multiprocessing.process.BasePro
         print(f"rssp: worker {proc.pid} refused the configuration; stopping", flush=True)
         stop(signal.SIGTERM, None)
         return True
-    uptime = time.monotonic() - pool.started[i]
     if pool.first[i] and not pool.ready[i].is_set():
         print(f"rssp: worker {proc.pid} exited with {proc.exitcode} while starting; stopping", flush=True)
         stop(signal.SIGTERM, None)
         return True
+    uptime = time.monotonic() - pool.started[i]
     pool.crashes[i] = pool.crashes[i] + 1 if uptime < _MIN_UPTIME_SECONDS else 0
     delay = min(_MAX_BACKOFF_SECONDS, 2.0 ** pool.crashes[i] - 1)  # 0 s after a worker that served a while
     print(f"rssp: worker {proc.pid} exited with {proc.exitcode}; starting another in {delay:.0f}s", flush=True)

@@ -12,7 +12,6 @@ with the same SAD.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Awaitable
 from typing import Any
 
