@@ -106,6 +106,9 @@ async def consent_page(t: Tab, url: str, user: str, password: str) -> None:
     await sign_in(t.page, user, password)
     await t.page.click("#signin")
     await t.page.wait_for_selector("#approve")
+    # The passkey script binds its button at DOMContentLoaded; the selector can appear earlier, and
+    # a click before then does nothing (a CI run waited 30 s for a ceremony that never started).
+    await t.page.wait_for_load_state("domcontentloaded")
 
 
 async def use_passkey(t: Tab) -> str:
