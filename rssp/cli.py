@@ -222,9 +222,15 @@ async def _client_add(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    """Serve; once stopped (its workers gone, its clean-up done), exit at once (:func:`exit_now`)."""
     from rssp.server import serve
+    from rssp.serving import exit_now
 
-    serve(Path(args.dir), args.host, args.port, args.workers)
+    try:
+        serve(Path(args.dir), args.host, args.port, args.workers)
+    except SystemExit as stopped:  # the supervisor's exit status
+        exit_now(stopped.code if isinstance(stopped.code, int) else 1)
+    exit_now(0)
 
 
 def _parser() -> argparse.ArgumentParser:

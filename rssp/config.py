@@ -36,6 +36,7 @@ class ServerConfig:
     tls_key: str = ""
     body_timeout_seconds: float = 30.0  # a request body not complete this long after its headers: 408, closed
     keepalive_timeout_seconds: float = 75.0  # an idle connection, or one still sending its headers, is closed
+    lingering_seconds: float = 10.0  # after an answer to an unread body, what the client still sends is read this long
     shutdown_delay_seconds: float = 0.0  # after SIGTERM: /readyz says 503 this long before the port closes
     shutdown_timeout_seconds: float = 30.0  # then requests in flight get this long to finish
 
@@ -219,11 +220,17 @@ def _server(directory: Path, raw: dict[str, Any]) -> ServerConfig:
     server = ServerConfig(**raw)
     if bool(server.tls_certificate) != bool(server.tls_key):
         raise ValueError("[server] tls_certificate and tls_key go together")
+    for name in ("body_timeout_seconds", "keepalive_timeout_seconds", "shutdown_timeout_seconds",
+                 "shutdown_delay_seconds", "lingering_seconds"):
+        if isinstance(getattr(server, name), bool) or not isinstance(getattr(server, name), int | float):
+            raise ValueError(f"[server] {name} must be a number of seconds")
     for name in ("body_timeout_seconds", "keepalive_timeout_seconds", "shutdown_timeout_seconds"):
         if not 0 < getattr(server, name) < float("inf"):
             raise ValueError(f"[server] {name} must be a positive number of seconds")
     if not 0 <= server.shutdown_delay_seconds <= 3600:
         raise ValueError("[server] shutdown_delay_seconds must be between 0 and 3600")
+    if not 0 <= server.lingering_seconds <= 300:
+        raise ValueError("[server] lingering_seconds must be between 0 and 300")
     if server.tls_certificate:
         server = replace(server, tls_certificate=str(directory / server.tls_certificate),
                          tls_key=str(directory / server.tls_key))

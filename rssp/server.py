@@ -3,7 +3,8 @@
 python-pkcs11 on SoftHSM2 must be driven from one thread per process (DESIGN §8), so the
 server scales by processes: each worker has its own HSM session and database pool and binds
 the same port with SO_REUSEPORT; the kernel spreads connections across them. Migrations run
-once, in the parent, before any worker starts. The parent also answers ``GET /metrics`` for
+once, in the parent, before any worker starts. The workers are forked from a fork server that
+imported their code once (:mod:`rssp.worker_fork`). The parent also answers ``GET /metrics`` for
 all of them (:mod:`rssp.metrics`); a worker's own life is :mod:`rssp.serving`.
 
 The configuration must match its seal (:mod:`rssp.config_seal`, JT2A 3.2.2.3): the parent
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from rssp import metrics
+from rssp import metrics, worker_fork
 from rssp.config import Config, ServerConfig, load_config
 from rssp.devpki import DevPki
 from rssp.serving import run_worker, sealed_config
@@ -98,6 +99,8 @@ def serve(directory: Path, host: str | None, port: int | None, workers: int) -> 
     """Serve until SIGTERM/SIGINT; a development instance's test PKI runs (once) alongside."""
     config = load_config(directory)
     metrics_dir = metrics.use_multiprocess_dir()  # before anything counts, and before the workers start
+    if workers > 1:
+        worker_fork.start()  # it imports the workers' code meanwhile
     try:
         asyncio.run(_migrate(config.database_url))
         config = asyncio.run(sealed_config(config.directory))
@@ -152,7 +155,7 @@ class _Workers:
     """
 
     def __init__(self, config: Config, host: str, port: int, count: int) -> None:
-        self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = worker_fork.context()
         self.args = (str(config.directory), host, port, True, os.getpid())
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.started: dict[int, float] = {}
@@ -164,6 +167,7 @@ class _Workers:
             self.start(i, first=True)
 
     def start(self, i: int, first: bool = False) -> None:
+        worker_fork.start()  # running already, unless it died
         self.ready[i] = self.ctx.Event()
         self.procs[i] = self.ctx.Process(target=run_worker, args=self.args, kwargs={"ready": self.ready[i]})
         self.started[i], self.first[i] = time.monotonic(), first
@@ -172,13 +176,21 @@ class _Workers:
     def alive(self) -> list[multiprocessing.process.BaseProcess]:
         return [p for p in self.procs.values() if p.is_alive()]
 
+    def release(self) -> None:
+        """Forget the stopped workers and their events: their semaphores are unlinked now, as the
+        process ends without the interpreter's clean-up (:func:`~rssp.serving.exit_now`), which
+        would otherwise leave them to multiprocessing's tracker and its "leaked semaphore" warning."""
+        self.procs.clear()
+        self.ready.clear()
+        multiprocessing.active_children()  # drops the ended processes it still holds
+
 
 def _supervise(config: Config, host: str, port: int, workers: int) -> None:
     """Run ``workers`` processes; respawn one that dies while serving (with backoff); stop them all on SIGTERM/SIGINT.
 
     A worker that does not exit within the grace period after the stop is killed, so the
     command always returns (a worker stuck in a blocked thread must not hold the port for ever).
-    Each worker dies with this process however it dies (:func:`rssp.serving.die_with_parent`).
+    Each worker dies with this process however it dies (:func:`rssp.worker_fork.die_with_parent`).
     """
     pool = _Workers(config, host, port, workers)
     stopping: list[float] = []
@@ -203,6 +215,7 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> None:
             for proc in pool.alive():
                 proc.kill()
     clean = not failed and all(proc.exitcode in _STOPPED for proc in pool.procs.values())
+    pool.release()
     sys.exit(0 if clean else 1)
 
 

@@ -62,7 +62,7 @@ class Deployment:
     env: dict[str, str] = field(default_factory=dict)
     creds: dict[str, Cred] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | cli_fork.Background | None = None
     port: int = 0
     log_path: Path | None = None
     manage_clients: dict[str, tuple[str, str]] = field(default_factory=dict)  # caID -> (client_id, secret)
@@ -82,7 +82,7 @@ class Deployment:
         return self.database_url or f"sqlite:///{self.directory}/rssp.db"
 
     @property
-    def server(self) -> subprocess.Popen:
+    def server(self) -> subprocess.Popen | cli_fork.Background:
         """The running ``rssp serve`` (the leader of its process group); an error when it is not started."""
         if self.proc is None:
             raise RuntimeError("rssp serve is not running: call start() first")
@@ -143,11 +143,13 @@ class Deployment:
         self.port = port or free_port()
         self.log_path = self.directory / "server.log"
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:  # the server writes to its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [*RSSP, "serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        args = ["serve", str(self.directory), "--port", str(self.port), "--workers", str(workers)]
+        if cli_fork.enabled():  # the supervisor forked from an interpreter that has imported it (tests/cli_fork.py)
+            self.proc = cli_fork.Background(args, self.env, self.log_path)
+        else:
+            with open(self.log_path, "ab") as log:  # the server writes to its own copy of the descriptor
+                self.proc = subprocess.Popen([*RSSP, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
         self._wait_ready(scheme, cafile, workers, all_workers=True)
 
     def _wait_ready(self, scheme: str = "http", cafile: str | None = None, workers: int = 1,
@@ -172,7 +174,7 @@ class Deployment:
                             return
                         time.sleep(0.05)
             except OSError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         raise RuntimeError("rssp serve did not become ready")
 
     def answered_pids(self) -> set[int]:
@@ -198,7 +200,7 @@ class Deployment:
         self.proc = None
 
 
-def stop_process_group(proc: subprocess.Popen | None) -> None:
+def stop_process_group(proc: subprocess.Popen | cli_fork.Background | None) -> None:
     """Stop ``rssp serve`` and its workers (its own process group): SIGTERM, SIGKILL after 20 s.
 
     Shared with bench/signhash.py, which starts its servers the same way.
@@ -210,6 +212,15 @@ def stop_process_group(proc: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of the ``rssp serve`` process ``pid``: the children of its fork server
+    (rssp.worker_fork), the child whose command line runs multiprocessing's fork server."""
+    servers = subprocess.run(["pgrep", "-P", str(pid), "-f", "multiprocessing.forkserver"], capture_output=True,
+                             text=True).stdout.split()
+    return [int(w) for server in servers
+            for w in subprocess.run(["pgrep", "-P", server], capture_output=True, text=True).stdout.split()]
 
 
 def _new_deployment(directory: Path, database_url: str | None, test_argon2: bool = True) -> Deployment:

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import subprocess
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import tomli_w
-from deployment import Deployment, free_port
+from deployment import Deployment, free_port, workers_of  # noqa: F401 - re-exported for the ops tests
 from prometheus_client.parser import text_string_to_metric_families
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
@@ -118,11 +117,6 @@ async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2,
         await asyncio.sleep(interval)
 
 
-
-def workers_of(pid: int) -> list[int]:
-    """The worker processes (multiprocessing spawns) of the ``rssp serve`` process ``pid``."""
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def dead(pid: int) -> bool:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from client import CSC, ECDSA_SHA256, digest
-from deployment import RSSP, Deployment, free_port, make_deployment_minimal
+from deployment import RSSP, Deployment, free_port, make_deployment_minimal, workers_of
 
 
 CHANGED = "rssp.toml was changed since the configuration was sealed"
@@ -200,9 +200,7 @@ def test_a_worker_started_after_an_unsealed_edit_refuses(inst):
     inst.start(workers=2)
     try:
         edit(inst, "max_failed_attempts = 5", "max_failed_attempts = 500")
-        workers = subprocess.run(["pgrep", "-P", str(inst.proc.pid), "-f", "spawn_main"], capture_output=True,
-                                 text=True).stdout.split()
-        serving = {int(w) for w in workers} & inst.answered_pids()  # a death now is a crash: it is respawned
+        serving = set(workers_of(inst.proc.pid)) & inst.answered_pids()  # a death now is a crash: it is respawned
         os.kill(min(serving), signal.SIGKILL)
         assert inst.proc.wait(timeout=60) != 0  # the respawned worker refused: the server stopped
         assert CHANGED in inst.server_log()

@@ -3,8 +3,9 @@
 A client that closes its connection halfway through a request body costs one log line (no
 traceback, no body bytes) and no work: nothing is signed, spent or audited for it. A body that
 does not arrive within ``[server] body_timeout_seconds`` gets a CSC-shaped 408 and the
-connection closed; headers still incomplete after ``keepalive_timeout_seconds`` get the
-connection closed. Other clients are served meanwhile.
+connection closed once ``lingering_seconds`` more of what the client sends has been read;
+headers still incomplete after ``keepalive_timeout_seconds`` get the connection closed. Other
+clients are served meanwhile.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from deployment import Deployment
 SAFETY = 60  # seconds: only a bound on a hung test, never the behaviour under test
 BODY_TIMEOUT = 4
 KEEPALIVE_TIMEOUT = 4
+LINGERING = 1.5  # seconds (10 by default): how long after the 408 the server still reads before it closes
 
 
 @pytest.fixture(scope="module")
 def edge_server(tmp_path_factory):
-    """A two-worker instance with short body and keep-alive timeouts."""
+    """A two-worker instance with short body and keep-alive timeouts and a short lingering close."""
     directory = tmp_path_factory.mktemp("edges") / "inst"
     dep = Deployment(directory, None, {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"})
     dep.rssp("init", str(directory))
     config = directory / "rssp.toml"
-    settings = f"body_timeout_seconds = {BODY_TIMEOUT}\nkeepalive_timeout_seconds = {KEEPALIVE_TIMEOUT}\n"
+    settings = (f"body_timeout_seconds = {BODY_TIMEOUT}\nkeepalive_timeout_seconds = {KEEPALIVE_TIMEOUT}\n"
+                f"lingering_seconds = {LINGERING}\n")
     config.write_text(config.read_text().replace("[server]\n", "[server]\n" + settings, 1))
     dep.seal_config()
     dep.start(workers=2)
@@ -102,11 +105,15 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(edg
         writer.write(_head(dep, path, len(body)) + body[: len(body) // 2])
         await writer.drain()
         order: list[str] = []
+        times: list[float] = []
 
         async def held() -> bytes:
             first = await reader.readline()
             order.append("held answered")
-            return first + await reader.read()  # to EOF: the server closes the connection
+            times.append(time.monotonic())
+            rest = await reader.read()  # to EOF: the server closes the connection
+            times.append(time.monotonic())
+            return first + rest
 
         answer = asyncio.ensure_future(asyncio.wait_for(held(), SAFETY))
         await _info_calls(dep, 5, order)
@@ -118,6 +125,7 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(edg
     assert head.startswith(b"HTTP/1.1 408 "), data[:500]
     assert b"connection: close" in head.lower()
     assert json.loads(payload) == {"error": "invalid_request", "error_description": "Request body not received in time"}
+    assert LINGERING * 0.8 <= times[1] - times[0] < LINGERING + 5, times  # closed after the lingering, not 10 s
     assert "Traceback" not in dep.server_log()
 
 
@@ -150,3 +158,19 @@ async def test_headers_that_never_finish_get_the_connection_closed(edge_server):
         writer.close()
     assert data == b""  # closed by the server, with nothing to answer
     assert order == ["info"] * 5 + ["closed"]
+
+
+@pytest.mark.parametrize(("setting", "said"), [
+    ("lingering_seconds=-1", "lingering_seconds must be between 0 and 300"),
+    ("lingering_seconds=301", "lingering_seconds must be between 0 and 300"),
+    ("lingering_seconds=nan", "lingering_seconds must be between 0 and 300"),
+    ('lingering_seconds="ten"', "lingering_seconds must be a number of seconds"),
+    ("body_timeout_seconds=true", "body_timeout_seconds must be a number of seconds"),
+    ('shutdown_delay_seconds="1"', "shutdown_delay_seconds must be a number of seconds"),
+])
+def test_a_server_time_setting_out_of_range_is_refused_before_anything_is_made(tmp_path, setting, said):
+    directory = tmp_path / "inst"
+    dep = Deployment(directory, None, {k: v for k, v in os.environ.items() if k != "RSSP_DATABASE_URL"})
+    done = dep.rssp("init", str(directory), f"--set=server.{setting}", check=False)
+    assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not directory.exists()
