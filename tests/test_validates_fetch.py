@@ -16,6 +16,7 @@ must never see a connection.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Helper:
     base: str
     hits: dict[str, int] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
+    streaming: int = 0  # endless answers still being written (a hung-up client is noticed at the next write)
     key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
 
     def app(self) -> web.Application:
@@ -96,6 +98,7 @@ class Helper:
         await resp.prepare(request)
         chunk = b"\x30" * (1024 * 1024)
         sent = 0
+        self.streaming += 1
         try:
             while sent < STREAMED:
                 await resp.write(chunk)
@@ -104,7 +107,16 @@ class Helper:
             await resp.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the client hung up
+        finally:
+            self.streaming -= 1
         return resp
+
+    async def streams_done(self) -> None:
+        """Until every endless answer has noticed its client hung up (a safety bound only)."""
+        deadline = asyncio.get_running_loop().time() + 30
+        while self.streaming and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert self.streaming == 0, "an endless answer is still being written"
 
     async def chain(self, request: web.Request) -> web.Response:
         """Certificate n claims to be issued by n+1, whose certificate is one URL further: no end."""
@@ -228,9 +240,11 @@ async def test_redirect_out_of_the_allowed_prefix_not_followed(caller, fenv, for
 @pytest.mark.parametrize("chain", [False, True], ids=["caIssuers", "ocsp-and-crl"])
 async def test_oversized_answer_cut_off(caller, fenv, chain):
     """A 256 MiB answer from an allowed URL: read up to max_fetch_bytes, the connection dropped."""
+    await fenv.helper.streams_done()  # the other case's answers, so that their last counts land before the clear
     fenv.helper.sent.clear()
     body = await caller.cert("huge", chain=chain)
     assert indication(body) == (NO_REVOCATION if chain else NO_PATH), body
+    await fenv.helper.streams_done()
     paths = ["/allowed/huge/ocsp", "/allowed/huge/crl"] if chain else ["/allowed/huge/issuer.crt"]
     assert set(fenv.helper.sent) == set(paths), fenv.helper.sent
     assert all(sent < CUT_OFF for sent in fenv.helper.sent.values()), fenv.helper.sent
