@@ -21,7 +21,6 @@ process holding its pipe does) cannot do it alone: every worker holds that pipe.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
@@ -64,8 +63,8 @@ def parent_of_this_worker(supervisor_pid: int) -> int:
 
 def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
     """Get ``signum`` when the parent dies; exit now if it already has (Linux; elsewhere a no-op)."""
-    name = ctypes.util.find_library("c")
-    prctl = getattr(ctypes.CDLL(name, use_errno=True), "prctl", None) if name else None
+    # the process's own symbols, libc's among them: ctypes.util.find_library would run ldconfig each time
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent_pid:  # it died before the prctl took effect

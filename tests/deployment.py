@@ -216,11 +216,13 @@ def stop_process_group(proc: subprocess.Popen | cli_fork.Background | None) -> N
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes of the ``rssp serve`` process ``pid``: the children of its fork server
-    (rssp.worker_fork), the child whose command line runs multiprocessing's fork server."""
-    servers = subprocess.run(["pgrep", "-P", str(pid), "-f", "multiprocessing.forkserver"], capture_output=True,
-                             text=True).stdout.split()
-    return [int(w) for server in servers
-            for w in subprocess.run(["pgrep", "-P", server], capture_output=True, text=True).stdout.split()]
+    (rssp.worker_fork), the child whose command line runs multiprocessing's fork server, that are
+    its forks (the same command line; not a program it runs)."""
+    def children(parent: str) -> list[str]:
+        return subprocess.run(["pgrep", "-P", parent, "-f", "multiprocessing.forkserver"], capture_output=True,
+                              text=True).stdout.split()
+
+    return [int(worker) for server in children(str(pid)) for worker in children(server)]
 
 
 def _new_deployment(directory: Path, database_url: str | None, test_argon2: bool = True) -> Deployment:
