@@ -42,7 +42,7 @@ for extra in (REPO, REPO / "tests"):
     if str(extra) not in sys.path:  # run as a script: rssp and the suite's helpers from the repo
         sys.path.insert(0, str(extra))
 
-from deployment import TEST_ARGON2, stop_process_group  # noqa: E402 - the suite's helpers, shared
+from deployment import TEST_ARGON2, access_log_pids, stop_process_group  # noqa: E402 - the suite's helpers, shared
 from rssp.devpki import free_port  # noqa: E402
 
 RSSP = [sys.executable, "-m", "rssp.cli"]
@@ -57,15 +57,6 @@ def _poke(port: int) -> None:
             pass
     except OSError:
         pass
-
-
-def _answered(log: Path) -> set[int]:
-    """The workers that have answered a request (the access log names each)."""
-    pids = set()
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("{") and '"rssp.access"' in line:
-            pids.add(json.loads(line)["pid"])
-    return pids
 
 
 def _until(condition: Any, port: int, timeout: float = 60.0) -> None:
@@ -112,16 +103,16 @@ def _round(directory: Path, workers: int) -> dict[str, Any]:
         proc = subprocess.Popen([*RSSP, "serve", str(directory), "--port", str(port), "--workers", str(workers)],  # noqa: S603
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _until(lambda: len(_answered(log)) >= workers, port)
+        _until(lambda: len(access_log_pids(log)) >= workers, port)
         start = time.monotonic() - started
         start_cpu = _group_cpu(proc.pid)
-        pids = _answered(log)
+        pids = access_log_pids(log)
         memory = [_memory_kib(pid) for pid in pids]
         time.sleep(max(0.0, started + start + 10.5 - time.monotonic()))  # its workers started before `start`
         victim = min(pids)
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        _until(lambda: bool(_answered(log) - pids), port)
+        _until(lambda: bool(access_log_pids(log) - pids), port)
         replace = time.monotonic() - killed
         stopping = time.monotonic()
         stop_process_group(proc)

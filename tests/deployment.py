@@ -180,17 +180,7 @@ class Deployment:
     def answered_pids(self) -> set[int]:
         """The worker processes that have answered a request since the last :meth:`start` (the access
         log names each): a worker that answered is serving, so its death is a crash, not a failed start."""
-        if self.log_path is None:
-            return set()
-        with open(self.log_path, "rb") as log:
-            log.seek(self.log_start)
-            lines = log.read().decode(errors="replace").splitlines()
-        pids = set()
-        for line in lines:
-            if line.startswith("{") and '"rssp.access"' in line:
-                with contextlib.suppress(ValueError, KeyError):
-                    pids.add(json.loads(line)["pid"])
-        return pids
+        return access_log_pids(self.log_path, self.log_start) if self.log_path is not None else set()
 
     def server_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -213,6 +203,19 @@ def stop_process_group(proc: subprocess.Popen | cli_fork.Background | None) -> N
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+
+def access_log_pids(path: Path, start: int = 0) -> set[int]:
+    """The processes that answered a request according to the server log ``path`` from byte ``start`` on
+    (each access log line names its worker's pid). Shared with bench/worker_start.py."""
+    with open(path, "rb") as log:
+        log.seek(start)
+        lines = log.read().decode(errors="replace").splitlines()
+    pids = set()
+    for line in lines:
+        if line.startswith("{") and '"rssp.access"' in line:
+            with contextlib.suppress(ValueError, KeyError):
+                pids.add(json.loads(line)["pid"])
+    return pids
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes of the ``rssp serve`` process ``pid``: the children of its fork server
